@@ -1,0 +1,3 @@
+from neurodesk.cli.main import main
+
+main()

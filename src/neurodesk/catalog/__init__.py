@@ -1,0 +1,1 @@
+"""The catalog of tools: apps.json, log.txt, categories, search."""

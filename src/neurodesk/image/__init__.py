@@ -1,0 +1,1 @@
+"""Image formats: OCI layouts and archives, safe layer extraction, sandbox directories."""

@@ -1,0 +1,1 @@
+"""Transparent install: commands.txt, wrappers, modules and menus for an image's commands."""

@@ -1,0 +1,148 @@
+"""The RunSpec: everything a runtime needs to run one command, decided in this one place.
+
+Backends (bwrap, apptainer, podman, ...) only translate it; binds, environment and working
+directory rules live here so every backend and every wrapper behaves the same.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from neurodesk.store import ImageRecord
+
+# Host environment passed through despite the clean environment.
+PASSTHROUGH_ENV = ("DISPLAY", "TERM", "LANG", "COLORTERM", "XAUTHORITY")
+PASSTHROUGH_PREFIXES = ("LC_",)
+
+# Directories that belong to the image: a host directory is never bound over them, so a
+# command started in e.g. /usr/share runs in the image's /usr/share instead.
+SYSTEM_DIRS = (
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc",
+    "/var",
+    "/boot",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+)
+
+DEPLOY_ENV_PREFIX = "DEPLOY_ENV_"
+
+
+@dataclass(frozen=True)
+class Bind:
+    src: str
+    dst: str
+    readonly: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Bind:
+        """``src[:dst[:ro|rw]]``, as in APPTAINER_BINDPATH."""
+        parts = text.split(":")
+        src = parts[0]
+        dst = parts[1] if len(parts) > 1 and parts[1] else src
+        readonly = len(parts) > 2 and parts[2] == "ro"
+        return cls(src, dst, readonly)
+
+
+@dataclass
+class RunSpec:
+    rootfs: Path
+    argv: list[str]
+    cwd: str
+    binds: list[Bind] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    gpu: bool = False
+    x11: bool = False
+    tmp: str = "/tmp"
+
+
+def is_system_path(path: str) -> bool:
+    return path == "/" or any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRS)
+
+
+def _covered(bind: Bind, by: Bind) -> bool:
+    """True when ``by`` already makes ``bind`` visible at the same place."""
+    try:
+        rel_src = PurePosixPath(bind.src).relative_to(by.src)
+        rel_dst = PurePosixPath(bind.dst).relative_to(by.dst)
+    except ValueError:
+        return False
+    return rel_src == rel_dst and (by.readonly <= bind.readonly)
+
+
+def dedupe_binds(binds: Iterable[Bind]) -> list[Bind]:
+    """Drop binds another bind already provides, and later duplicates of the same target."""
+    kept: list[Bind] = []
+    for bind in binds:
+        if any(_covered(bind, k) for k in kept):
+            continue
+        kept = [k for k in kept if not _covered(k, bind) and k.dst != bind.dst]
+        kept.append(bind)
+    return kept
+
+
+def bindpath_from_env(environ: Mapping[str, str]) -> list[Bind]:
+    binds: list[Bind] = []
+    for var in ("NEURODESK_BINDPATH", "APPTAINER_BINDPATH", "SINGULARITY_BINDPATH"):
+        binds.extend(Bind.parse(item) for item in environ.get(var, "").split(",") if item)
+    return binds
+
+
+def container_env(record: ImageRecord, environ: Mapping[str, str]) -> dict[str, str]:
+    """Image environment, DEPLOY_ENV_* applied, plus the few host variables we keep."""
+    env = {k: v for k, v in record.env.items() if not k.startswith(DEPLOY_ENV_PREFIX)}
+    for key, value in record.env.items():
+        if key.startswith(DEPLOY_ENV_PREFIX):
+            env[key.removeprefix(DEPLOY_ENV_PREFIX)] = value
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    for key, value in environ.items():
+        if key in PASSTHROUGH_ENV or key.startswith(PASSTHROUGH_PREFIXES):
+            env[key] = value
+    return env
+
+
+def build_runspec(
+    record: ImageRecord,
+    argv: list[str],
+    *,
+    cwd: str | None = None,
+    binds: Iterable[Bind] = (),
+    env: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    gpu: bool = False,
+) -> RunSpec:
+    """The one place that decides what a container sees."""
+    environ = os.environ if environ is None else environ
+    cwd = cwd or os.getcwd()
+    home = environ.get("HOME") or str(Path.home())
+    tmp = environ.get("TMPDIR") or "/tmp"
+    wanted = [Bind("/tmp", "/tmp"), Bind("/var/tmp", "/var/tmp"), Bind(tmp, tmp), Bind(home, home)]
+    wanted += bindpath_from_env(environ)
+    wanted += list(binds)
+    if not is_system_path(cwd):
+        wanted.append(Bind(cwd, cwd))
+    run_env = container_env(record, environ)
+    run_env["HOME"] = home
+    run_env["TMPDIR"] = tmp
+    run_env.update(env or {})
+    return RunSpec(
+        rootfs=record.rootfs,
+        argv=argv,
+        cwd=cwd,
+        binds=dedupe_binds(wanted),
+        env=run_env,
+        gpu=gpu,
+        x11="DISPLAY" in environ,
+        tmp=tmp,
+    )

@@ -1,0 +1,5 @@
+"""The local content-addressed image store."""
+
+from neurodesk.store.store import ImageRecord, Store
+
+__all__ = ["ImageRecord", "Store"]
