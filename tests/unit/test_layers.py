@@ -96,7 +96,8 @@ def test_symlink_planted_then_written_through_stays_inside(
     outside = tmp_path / "outside"
     outside.mkdir()
     layer = make_layer(
-        tmp_path / "l.tar", [link("evil", target), file("evil/" + str(outside).lstrip("/") + "/pwned")]
+        tmp_path / "l.tar",
+        [link("evil", target), file("evil/" + str(outside).lstrip("/") + "/pwned")],
     )
     unpack_layers([layer], root)
     assert not (outside / "pwned").exists()

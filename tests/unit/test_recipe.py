@@ -68,8 +68,10 @@ def test_problems_name_file_and_key_path(tmp_path: Path, text: str, key: str) ->
 
 
 def test_undefined_jinja_variable_is_an_error_with_its_place(tmp_path: Path) -> None:
-    recipe = load_recipe(write(tmp_path, GOOD.replace("{{ context.version }}\"", "{{ nope }}\"")))
-    with pytest.raises(ValidationError, match=r"build.directives\[1\].run\[0\]: 'nope' is undefined"):
+    recipe = load_recipe(write(tmp_path, GOOD.replace('{{ context.version }}"', '{{ nope }}"')))
+    with pytest.raises(
+        ValidationError, match=r"build.directives\[1\].run\[0\]: 'nope' is undefined"
+    ):
         render_dockerfile(recipe)
 
 

@@ -19,7 +19,11 @@ def test_bind_parse_forms() -> None:
 
 
 def test_dedupe_drops_repeats_and_binds_inside_other_binds() -> None:
-    binds = [Bind("/home/u", "/home/u"), Bind("/home/u/proj", "/home/u/proj"), Bind("/home/u", "/home/u")]
+    binds = [
+        Bind("/home/u", "/home/u"),
+        Bind("/home/u/proj", "/home/u/proj"),
+        Bind("/home/u", "/home/u"),
+    ]
     assert dedupe_binds(binds) == [Bind("/home/u", "/home/u")]
 
 
