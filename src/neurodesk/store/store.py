@@ -140,6 +140,11 @@ class Store:
             say("verifying blobs")
             for descriptor in [manifest.config, *manifest.layers]:
                 self._add_blob(layout, descriptor)
+            # The manifest too, byte for byte: pushing the image later keeps its digest.
+            manifest_file = layout.root / "blobs" / "sha256" / manifest.digest.split(":")[-1]
+            self._add_blob(
+                layout, Descriptor("manifest", manifest.digest, manifest_file.stat().st_size)
+            )
             record = self._record(name, version, builddate, manifest)
             if not record.rootfs.is_dir():
                 say(f"unpacking {len(manifest.layers)} layer(s)")
