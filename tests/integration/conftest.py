@@ -17,6 +17,7 @@ from neurodesk.build.build import build_recipe
 from neurodesk.paths import Paths
 from neurodesk.recipe import find_recipe
 from neurodesk.store import ImageRecord
+from tests.integration.slurm import slurm_cluster  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
