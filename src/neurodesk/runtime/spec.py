@@ -38,6 +38,9 @@ SYSTEM_DIRS = (
 
 DEPLOY_ENV_PREFIX = "DEPLOY_ENV_"
 
+# Extra binds, comma-separated ``src[:dst[:ro]]``, read in this order (wrappers read them too).
+BINDPATH_VARS = ("NEURODESK_BINDPATH", "APPTAINER_BINDPATH", "SINGULARITY_BINDPATH")
+
 
 @dataclass(frozen=True)
 class Bind:
@@ -94,7 +97,7 @@ def dedupe_binds(binds: Iterable[Bind]) -> list[Bind]:
 
 def bindpath_from_env(environ: Mapping[str, str]) -> list[Bind]:
     binds: list[Bind] = []
-    for var in ("NEURODESK_BINDPATH", "APPTAINER_BINDPATH", "SINGULARITY_BINDPATH"):
+    for var in BINDPATH_VARS:
         binds.extend(Bind.parse(item) for item in environ.get(var, "").split(",") if item)
     return binds
 
