@@ -3,23 +3,30 @@
 Layout under ``$NEURODESK_HOME/store``::
 
     blobs/sha256/<hex>                 OCI blobs (manifests, configs, layers), verified on entry
-    images/<manifest hex>/rootfs/      the unpacked, runnable root filesystem
-    images/<manifest hex>/image.json   the image config (Env, Labels, ...)
-    refs/<name>/<version>/<date>.json  name → manifest digest, plus what install needs
-    tmp/                               work in progress; renamed into place when complete
+    images/<hex>/rootfs/               the unpacked, runnable root filesystem
+    images/<hex>/image.json            the image config (Env, Labels, ...)
+    files/<key>                        one inode per distinct file, hard-linked into rootfs dirs
+    refs/<name>/<version>/<date>.json  name → digest, plus what install needs
+    tmp/nd-*                           work in progress; renamed into place when complete
     lock                               writers take it; readers never need it
 
+``<hex>`` is the manifest digest for OCI images and the digest of the file for squashfs/SIF
+images. A sandbox directory (an unpacked image as published on CVMFS) is only referenced: its
+ref names the directory, which is used in place and never copied or changed.
+
 Every change is prepared under ``tmp/`` and published by one ``rename``, so a crash at any point
-leaves either the old state or the new one.
+leaves either the old state or the new one; ``gc`` removes what a crash left behind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,9 +38,13 @@ from neurodesk.errors import NotFoundError
 from neurodesk.image.layers import unpack_layers
 from neurodesk.image.oci import Descriptor, ImageFormatError, ImageManifest, OCILayout
 from neurodesk.store.atomic import write_text
+from neurodesk.store.dedupe import dedupe_tree
 from neurodesk.store.version import version_key
 
 Progress = Callable[[str], None]
+
+# Work directories the store itself creates under tmp/; anything else there belongs to others.
+WORK_PREFIX = "nd-"
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,9 @@ class ImageRecord:
     store_root: Path
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    # Set for images used in place (sandbox directories): the rootfs is not in the store.
+    external_rootfs: Path | None = None
+    source: str = "oci"
 
     @property
     def id(self) -> str:
@@ -59,20 +73,34 @@ class ImageRecord:
 
     @property
     def rootfs(self) -> Path:
+        if self.external_rootfs is not None:
+            return self.external_rootfs
         return self.image_dir / "rootfs"
 
     def deploy_env(self, key: str) -> list[str]:
         return [p for p in self.env.get(key, "").split(":") if p]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "builddate": self.builddate,
             "digest": self.digest,
             "env": self.env,
             "labels": self.labels,
+            "source": self.source,
         }
+        if self.external_rootfs is not None:
+            data["rootfs"] = str(self.external_rootfs)
+        return data
+
+
+def _check_name(kind: str, value: str) -> None:
+    # Names become directory names under refs/: keep them to one safe path component.
+    if not value or value in (".", "..") or "/" in value or value.startswith("."):
+        raise ImageFormatError(
+            f"invalid image {kind} {value!r}", hint=f"use a plain {kind} without '/'"
+        )
 
 
 class Store:
@@ -83,6 +111,17 @@ class Store:
     def blob_path(self, digest: str) -> Path:
         return self.root / "blobs" / "sha256" / digest.removeprefix("sha256:")
 
+    def image_dir(self, digest: str) -> Path:
+        return self.root / "images" / digest.removeprefix("sha256:")
+
+    @property
+    def files_dir(self) -> Path:
+        return self.root / "files"
+
+    @property
+    def tmp_root(self) -> Path:
+        return self.root / "tmp"
+
     def _ref_path(self, name: str, version: str, builddate: str) -> Path:
         return self.root / "refs" / name / version / f"{builddate}.json"
 
@@ -91,38 +130,49 @@ class Store:
         return FileLock(str(self.root / "lock"))
 
     def _tmpdir(self) -> Path:
-        tmp = self.root / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=tmp))
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=self.tmp_root))
+
+    @contextmanager
+    def workdir(self) -> Iterator[Path]:
+        """A scratch directory on the store's file system (renames into the store are atomic)."""
+        work = self._tmpdir()
+        try:
+            yield work
+        finally:
+            _rmtree_writable(work)
 
     # -- writing -------------------------------------------------------------------------------
-    def _add_blob(self, layout: OCILayout, descriptor: Descriptor) -> Path:
+    def _add_blob(self, source: Path, descriptor: Descriptor) -> Path:
         """Copy one blob in, verifying its digest and size while copying."""
         final = self.blob_path(descriptor.digest)
+        descriptor.hex  # noqa: B018 - validates the digest form before it names a file
         if final.exists():
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         size = 0
-        with (
-            layout.blob_path(descriptor).open("rb") as src,
-            tempfile.NamedTemporaryFile(dir=final.parent, prefix=".in-", delete=False) as out,
-        ):
-            try:
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=WORK_PREFIX + "blob-", dir=self.tmp_root)
+        try:
+            with source.open("rb") as src, os.fdopen(fd, "wb") as out:
                 while chunk := src.read(1 << 20):
                     digest.update(chunk)
                     size += len(chunk)
                     out.write(chunk)
-                actual = "sha256:" + digest.hexdigest()
-                if actual != descriptor.digest or size != descriptor.size:
-                    raise ImageFormatError(
-                        f"blob {descriptor.digest} is corrupt (got {actual}, {size} bytes)",
-                        hint="fetch or build the image again",
-                    )
-                Path(out.name).replace(final)
-            except BaseException:
-                Path(out.name).unlink(missing_ok=True)
-                raise
+                out.flush()
+                os.fsync(out.fileno())
+            actual = "sha256:" + digest.hexdigest()
+            if actual != descriptor.digest or size != descriptor.size:
+                raise ImageFormatError(
+                    f"blob {descriptor.digest} is corrupt (got {actual}, {size} bytes)",
+                    hint="fetch or build the image again",
+                )
+            os.chmod(tmp_name, 0o444)
+            os.replace(tmp_name, final)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
         return final
 
     def import_layout(
@@ -132,30 +182,105 @@ class Store:
         version: str,
         builddate: str,
         progress: Progress | None = None,
+        ref: str | None = None,
     ) -> ImageRecord:
         """Bring the single image of ``layout`` into the store under ``name/version/builddate``."""
         say = progress or (lambda _message: None)
-        manifest = layout.manifest()
+        for kind, value in (("name", name), ("version", version), ("build date", builddate)):
+            _check_name(kind, value)
+        manifest = layout.manifest(ref)
         with self.lock():
             say("verifying blobs")
-            for descriptor in [manifest.config, *manifest.layers]:
-                self._add_blob(layout, descriptor)
-            # The manifest too, byte for byte: pushing the image later keeps its digest.
-            manifest_file = layout.root / "blobs" / "sha256" / manifest.digest.split(":")[-1]
-            self._add_blob(
-                layout, Descriptor("manifest", manifest.digest, manifest_file.stat().st_size)
-            )
+            manifest_blob = layout.root / "blobs" / "sha256" / manifest.digest.split(":")[-1]
+            own = Descriptor("manifest", manifest.digest, manifest_blob.stat().st_size)
+            for descriptor in [own, manifest.config, *manifest.layers]:
+                self._add_blob(layout.blob_path(descriptor), descriptor)
             record = self._record(name, version, builddate, manifest)
-            if not record.rootfs.is_dir():
+            if not record.image_dir.is_dir():
                 say(f"unpacking {len(manifest.layers)} layer(s)")
                 self._unpack(manifest, record.image_dir)
-            write_text(
-                self._ref_path(name, version, builddate),
-                json.dumps(
-                    {**record.to_json(), "created": datetime.now(UTC).isoformat()}, indent=2
-                ),
-            )
+            self._write_ref(record)
         return record
+
+    def import_rootfs(
+        self,
+        digest: str,
+        fill: Callable[[Path], dict[str, Any]],
+        name: str,
+        version: str,
+        builddate: str,
+        source: str,
+        progress: Progress | None = None,
+    ) -> ImageRecord:
+        """Store an image whose root filesystem ``fill(dir)`` writes (squashfs, SIF, ...).
+
+        ``digest`` names the content (e.g. the sha256 of the squashfs file); ``fill`` populates
+        the empty directory it is given and returns the image config (``{"config": {"Env":
+        [...], "Labels": {...}}}``).
+        """
+        say = progress or (lambda _message: None)
+        for kind, value in (("name", name), ("version", version), ("build date", builddate)):
+            _check_name(kind, value)
+        with self.lock():
+            image_dir = self.image_dir(digest)
+            if not image_dir.is_dir():
+                work = self._tmpdir()
+                try:
+                    (work / "rootfs").mkdir()
+                    say("unpacking the root filesystem")
+                    config = fill(work / "rootfs")
+                    write_text(work / "image.json", json.dumps(config, indent=2))
+                    say("sharing files already in the store")
+                    dedupe_tree(work / "rootfs", self.files_dir)
+                    image_dir.parent.mkdir(parents=True, exist_ok=True)
+                    work.replace(image_dir)
+                except BaseException:
+                    _rmtree_writable(work)
+                    raise
+            config = json.loads((image_dir / "image.json").read_text())
+            env, labels = _env_labels(config)
+            record = ImageRecord(
+                name, version, builddate, digest, self.root, env, labels, source=source
+            )
+            self._write_ref(record)
+        return record
+
+    def register_sandbox(
+        self,
+        rootfs: Path,
+        name: str,
+        version: str,
+        builddate: str,
+        env: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> ImageRecord:
+        """Reference an unpacked image directory (CVMFS ``<id>.simg/``) to be used in place."""
+        for kind, value in (("name", name), ("version", version), ("build date", builddate)):
+            _check_name(kind, value)
+        rootfs = rootfs.absolute()
+        if not rootfs.is_dir():
+            raise NotFoundError(f"sandbox directory {rootfs} does not exist")
+        digest = "sha256:" + hashlib.sha256(f"sandbox:{rootfs}".encode()).hexdigest()
+        record = ImageRecord(
+            name,
+            version,
+            builddate,
+            digest,
+            self.root,
+            dict(env or {}),
+            dict(labels or {}),
+            external_rootfs=rootfs,
+            source="sandbox",
+        )
+        with self.lock():
+            self._write_ref(record)
+        return record
+
+    def _write_ref(self, record: ImageRecord) -> None:
+        write_text(
+            self._ref_path(record.name, record.version, record.builddate),
+            json.dumps({**record.to_json(), "created": datetime.now(UTC).isoformat()}, indent=2),
+        )
 
     def _record(
         self, name: str, version: str, builddate: str, manifest: ImageManifest
@@ -170,15 +295,56 @@ class Store:
             (work / "rootfs").mkdir()
             unpack_layers([self.blob_path(d.digest) for d in manifest.layers], work / "rootfs")
             write_text(work / "image.json", json.dumps(manifest.config_json, indent=2))
+            dedupe_tree(work / "rootfs", self.files_dir)
             image_dir.parent.mkdir(parents=True, exist_ok=True)
             work.replace(image_dir)
         except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
+            _rmtree_writable(work)
             raise
+
+    def remove(self, spec: str) -> list[ImageRecord]:
+        """Remove the refs matching ``NAME[/VERSION[/DATE]]`` (all build dates unless given).
+
+        Unpacked images no other ref uses go too; blobs and shared files are left to ``gc``.
+        """
+        name, _, rest = spec.partition("/")
+        version, _, builddate = rest.partition("/")
+        with self.lock():
+            matching = [
+                r
+                for r in self.images()
+                if r.name == name
+                and (not version or r.version == version)
+                and (not builddate or r.builddate == builddate)
+            ]
+            if not matching:
+                self.resolve(spec)  # raises the helpful not-found error
+            for record in matching:
+                path = self._ref_path(record.name, record.version, record.builddate)
+                path.unlink(missing_ok=True)
+                for parent in (path.parent, path.parent.parent):
+                    try:
+                        parent.rmdir()
+                    except OSError:
+                        break
+            still_used = {r.digest for r in self.images()}
+            for record in matching:
+                if record.external_rootfs is None and record.digest not in still_used:
+                    self.drop_image_dir(record.image_dir)
+        return matching
+
+    def drop_image_dir(self, image_dir: Path) -> None:
+        """Remove an unpacked image: first renamed out of sight (atomic), then deleted."""
+        if not image_dir.exists():
+            return
+        trash = self._tmpdir()
+        image_dir.replace(trash / "image")
+        _rmtree_writable(trash)
 
     # -- reading -------------------------------------------------------------------------------
     def _load_ref(self, path: Path) -> ImageRecord:
         data = json.loads(path.read_text())
+        external = data.get("rootfs")
         return ImageRecord(
             data["name"],
             data["version"],
@@ -187,6 +353,8 @@ class Store:
             self.root,
             dict(data.get("env") or {}),
             dict(data.get("labels") or {}),
+            external_rootfs=Path(external) if external else None,
+            source=str(data.get("source") or "oci"),
         )
 
     def images(self) -> list[ImageRecord]:
@@ -215,3 +383,19 @@ class Store:
             versions = ", ".join(sorted({f"{r.name}/{r.version}" for r in candidates}))
             raise NotFoundError(f"no image '{spec}' in the store", hint=f"available: {versions}")
         return matching[-1]
+
+
+def _env_labels(config: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    inner = config.get("config") or {}
+    env = dict(p.split("=", 1) for p in inner.get("Env") or [] if "=" in p)
+    return env, dict(inner.get("Labels") or {})
+
+
+def _rmtree_writable(path: Path) -> None:
+    """rmtree that first makes read-only directories (as images have) writable."""
+    for dirpath, dirnames, _files in os.walk(path):
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                os.chmod(full, 0o700)
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,78 @@
+"""Storing each distinct file once: identical files of all images share one inode.
+
+A file's key is the sha256 of its content plus its mode, owner and modification time, so files
+that share an inode are identical in every respect a program can observe (except the link
+count). ``files/`` holds one name per key; an image's copy is replaced by a hard link to it. A
+pool entry whose link count has fallen to 1 is used by no image any more and ``gc`` removes it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+# ext4 allows 65000 links per inode; stay below it and start a second copy when full.
+MAX_LINKS = 60000
+
+
+@dataclass
+class DedupeResult:
+    files: int = 0
+    linked: int = 0
+    bytes_shared: int = 0
+
+
+def file_key(path: str, st: os.stat_result) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    mode = stat.S_IMODE(st.st_mode)
+    return f"{digest.hexdigest()}-{mode:o}-{st.st_uid}-{st.st_gid}-{st.st_mtime_ns}"
+
+
+def pool_path(pool: Path, key: str) -> Path:
+    return pool / key[:2] / key
+
+
+def dedupe_tree(root: Path, pool: Path) -> DedupeResult:
+    """Replace every regular file under ``root`` by a link to its pool twin (adding new ones).
+
+    ``root`` must not be visible to readers yet (it lives under the store's tmp/): each file is
+    swapped by link + rename, but a crash part-way leaves a tree that gc throws away anyway.
+    """
+    result = DedupeResult()
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+                continue
+            result.files += 1
+            key = file_key(path, st)
+            shared = pool_path(pool, key)
+            try:
+                existing = os.lstat(shared)
+            except FileNotFoundError:
+                shared.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, shared)  # first of its kind: it becomes the pool's copy
+                continue
+            if existing.st_ino == st.st_ino or existing.st_nlink >= MAX_LINKS:
+                continue
+            tmp = os.path.join(dirpath, f".nd-link-{name}")
+            try:
+                os.link(shared, tmp)
+                os.replace(tmp, path)
+            except OSError as exc:
+                # A directory we may not write to (non-root, read-only image dir) or a full
+                # inode: the file simply stays unshared.
+                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EMLINK):
+                    raise
+                continue
+            result.linked += 1
+            result.bytes_shared += st.st_size
+    return result
