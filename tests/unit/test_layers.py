@@ -148,3 +148,116 @@ def test_setuid_and_setgid_bits_are_stripped(tmp_path: Path, root: Path) -> None
     mode = stat.S_IMODE((root / "su").stat().st_mode)
     assert mode & (stat.S_ISUID | stat.S_ISGID) == 0
     assert mode & 0o755 == 0o755
+
+
+def whiteout(name: str) -> tuple[tarfile.TarInfo, bytes]:
+    return file(name, b"")
+
+
+def test_symlink_chain_across_layers_stays_inside(tmp_path: Path, root: Path) -> None:
+    """a -> b (layer 1), b -> ../../.. (layer 2), then a file under a/ (layer 3)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    rel = str(outside).lstrip("/")
+    layers = [
+        make_layer(tmp_path / "1.tar", [link("a", "b")]),
+        make_layer(tmp_path / "2.tar", [link("b", "../../..")]),
+        make_layer(tmp_path / "3.tar", [file(f"a/{rel}/pwned")]),
+    ]
+    unpack_layers(layers, root)
+    assert not (outside / "pwned").exists()
+    assert (root / rel / "pwned").exists()
+
+
+@pytest.mark.parametrize("name", ["etc/.wh...", "../.wh.victim", "etc/../../.wh.victim"])
+def test_whiteout_reaching_outside_is_refused(tmp_path: Path, root: Path, name: str) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    lower = make_layer(tmp_path / "1.tar", [directory("etc"), file("etc/f")])
+    upper = make_layer(tmp_path / "2.tar", [whiteout(name)])
+    with pytest.raises(UnsafeLayerError):
+        unpack_layers([lower, upper], root)
+    assert victim.read_text() == "keep"
+    assert tmp_path.is_dir() and root.is_dir()
+
+
+@pytest.mark.parametrize("name", [".wh..", "./.wh..", "etc/.wh.."])
+def test_whiteout_of_the_root_or_of_dot_is_refused(tmp_path: Path, root: Path, name: str) -> None:
+    lower = make_layer(tmp_path / "1.tar", [directory("etc"), file("etc/f")])
+    upper = make_layer(tmp_path / "2.tar", [whiteout(name)])
+    with pytest.raises(UnsafeLayerError):
+        unpack_layers([lower, upper], root)
+    assert (root / "etc" / "f").exists()
+
+
+def test_symlink_pointing_at_a_whiteout_target_outside_removes_only_the_link(
+    tmp_path: Path, root: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    lower = make_layer(tmp_path / "1.tar", [link("v", str(victim))])
+    upper = make_layer(tmp_path / "2.tar", [whiteout(".wh.v")])
+    unpack_layers([lower, upper], root)
+    assert victim.read_text() == "keep"
+    assert not (root / "v").is_symlink()
+
+
+@pytest.mark.parametrize("target", ["OUTSIDE", "../../OUTSIDE_REL"])
+def test_opaque_marker_under_symlinked_dir_stays_inside(
+    tmp_path: Path, root: Path, target: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep")
+    link_target = str(outside) if target == "OUTSIDE" else "../../" + str(outside).lstrip("/")
+    lower = make_layer(tmp_path / "1.tar", [link("d", link_target)])
+    upper = make_layer(tmp_path / "2.tar", [whiteout("d/.wh..wh..opq"), file("d/new")])
+    unpack_layers([lower, upper], root)
+    assert (outside / "precious").read_text() == "keep"
+    assert not (outside / "new").exists()
+
+
+def test_long_symlink_chain_is_refused(tmp_path: Path, root: Path) -> None:
+    chain = [link(f"l{i}", f"l{i + 1}") for i in range(100)] + [link("l100", "/")]
+    layer = make_layer(tmp_path / "l.tar", [*chain, file("l0/x")])
+    with pytest.raises(UnsafeLayerError, match="symlink"):
+        unpack_layers([layer], root)
+
+
+def test_symlink_loop_is_refused(tmp_path: Path, root: Path) -> None:
+    layer = make_layer(tmp_path / "l.tar", [link("a", "b"), link("b", "a"), file("a/x")])
+    with pytest.raises(UnsafeLayerError, match="symlink"):
+        unpack_layers([layer], root)
+
+
+def test_directory_mode_is_not_applied_through_a_later_symlinked_parent(
+    tmp_path: Path, root: Path
+) -> None:
+    """Layer 1 makes x/outside (mode 0700); layer 2 turns x into a link to the host dir above."""
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o755)
+    os.chmod(outside, 0o755)
+    lower = make_layer(tmp_path / "1.tar", [directory("x"), directory("x/outside", 0o700)])
+    upper = make_layer(tmp_path / "2.tar", [link("x", str(tmp_path))])
+    unpack_layers([lower, upper], root)
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o755
+
+
+@pytest.mark.parametrize("target", ["dir", "fifo"])
+def test_hard_link_to_a_non_regular_file_is_refused(
+    tmp_path: Path, root: Path, target: str
+) -> None:
+    fifo = tarfile.TarInfo("fifo")
+    fifo.type = tarfile.FIFOTYPE
+    layer = make_layer(tmp_path / "l.tar", [directory("dir"), fifo, link("hl", target, hard=True)])
+    with pytest.raises(UnsafeLayerError):
+        unpack_layers([layer], root)
+
+
+def test_setuid_bit_stripped_on_hard_linked_copy(tmp_path: Path, root: Path) -> None:
+    layer = make_layer(
+        tmp_path / "l.tar", [file("bin/su", b"x", 0o4755), link("bin/su2", "bin/su", hard=True)]
+    )
+    unpack_layers([layer], root)
+    for name in ("su", "su2"):
+        assert (root / "bin" / name).stat().st_mode & (stat.S_ISUID | stat.S_ISGID) == 0

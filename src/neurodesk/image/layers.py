@@ -127,11 +127,15 @@ class LayerApplier:
 
     def finish(self) -> None:
         """Directory modes and times last: a read-only directory would block later writes."""
+        real_root = os.path.realpath(self.fs.root)
         for path, (mode, mtime) in sorted(self.dir_modes.items(), reverse=True):
-            if path.is_symlink() or not path.is_dir():
+            # A later layer may have replaced a parent by a symlink (to the host's /usr, say):
+            # only a path with no symlink anywhere below the root is still the directory we made.
+            candidate = os.path.join(real_root, os.path.relpath(path, self.fs.root))
+            if os.path.realpath(candidate) != candidate or not os.path.isdir(candidate):
                 continue  # removed or replaced by a later layer
-            os.chmod(path, mode)
-            os.utime(path, (mtime, mtime), follow_symlinks=False)
+            os.chmod(candidate, mode)
+            os.utime(candidate, (mtime, mtime), follow_symlinks=False)
 
     def _apply_member(
         self, archive: tarfile.TarFile, member: tarfile.TarInfo, created: set[Path]
@@ -145,7 +149,10 @@ class LayerApplier:
                     _remove(child)
             return
         if base.startswith(WHITEOUT_PREFIX):
-            target = self.fs.entry_path(posixpath.join(posixpath.dirname(name), base[4:]))
+            hidden = base[len(WHITEOUT_PREFIX) :]
+            if hidden in ("", ".", ".."):
+                raise UnsafeLayerError(f"whiteout '{name}' names no file (it would hide a parent)")
+            target = self.fs.entry_path(posixpath.join(posixpath.dirname(name), hidden))
             if target.exists() or target.is_symlink():
                 _remove(target)
             return
