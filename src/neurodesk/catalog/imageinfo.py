@@ -1,0 +1,69 @@
+"""What an image says about itself: its recipe (``/build.yaml``), ``/README.md`` and labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from neurodesk.image.layers import RootFS
+
+README_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    categories: list[str] = field(default_factory=list)
+    gui_apps: list[tuple[str, str]] = field(default_factory=list)  # (gui name, command)
+    licenses: list[str] = field(default_factory=list)
+    readme: str = ""
+    description: str = ""
+
+
+def _read_inside(rootfs: Path, name: str) -> str:
+    """A file at ``/name`` of the image, resolved inside it (symlinks cannot escape)."""
+    try:
+        path = RootFS(rootfs).resolve_dir([], create=False) / name
+        if path.is_symlink() or not path.is_file():
+            return ""
+        return path.read_text(errors="replace")[:README_LIMIT]
+    except OSError:
+        return ""
+
+
+def _licenses(recipe: dict[str, Any]) -> list[str]:
+    out = []
+    for entry in recipe.get("copyright") or []:
+        if isinstance(entry, dict):
+            value = entry.get("license") or entry.get("name")
+            if value:
+                out.append(str(value))
+    return out
+
+
+def read_image_info(rootfs: Path, labels: dict[str, str] | None = None) -> ImageInfo:
+    try:
+        recipe = yaml.safe_load(_read_inside(rootfs, "build.yaml") or "{}")
+    except yaml.YAMLError:
+        recipe = {}
+    if not isinstance(recipe, dict):
+        recipe = {}
+    readme = _read_inside(rootfs, "README.md")
+    structured = recipe.get("structured_readme") or {}
+    description = str(structured.get("description") or "") if isinstance(structured, dict) else ""
+    if not description:
+        description = next((ln.strip("# ").strip() for ln in readme.splitlines() if ln.strip()), "")
+    labels = labels or {}
+    return ImageInfo(
+        categories=[str(c) for c in recipe.get("categories") or []],
+        gui_apps=[
+            (str(g["name"]), str(g["exec"]))
+            for g in recipe.get("gui_apps") or []
+            if isinstance(g, dict) and "name" in g and "exec" in g
+        ],
+        licenses=_licenses(recipe) or [v for k, v in labels.items() if k.endswith(".licenses")],
+        readme=readme,
+        description=description or labels.get("org.opencontainers.image.description", ""),
+    )

@@ -1,0 +1,103 @@
+"""``neurodesk publish``: push images to an OCI registry or write them into a CVMFS-layout tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from neurodesk.cli.output import console, emit_json, json_option_help
+from neurodesk.errors import NeurodeskError
+from neurodesk.paths import Paths
+from neurodesk.publish.registry import push_image
+from neurodesk.publish.tree import publish_tree
+from neurodesk.sources.config import load_config
+from neurodesk.sources.progress import RichProgress
+from neurodesk.store import ImageRecord, Store
+
+
+def _chosen(store: Store, images: tuple[str, ...]) -> list[ImageRecord]:
+    if images:
+        return [store.resolve(spec) for spec in images]
+    records = [r for r in store.images() if r.source == "oci"]
+    if not records:
+        raise NeurodeskError("the store has no images to publish", hint="build one first")
+    return records
+
+
+@click.command()
+@click.argument("images", nargs=-1, metavar="[NAME[/VERSION]]...")
+@click.option("--registry", metavar="HOST[:PORT]/NS", help="push to this OCI registry")
+@click.option(
+    "--tree",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="write into this CVMFS-layout tree (containers/, neurodesk-modules/, apps.json)",
+)
+@click.option("--insecure", is_flag=True, help="the registry speaks plain HTTP (no TLS)")
+@click.option("--json", "as_json", is_flag=True, help=json_option_help)
+def publish(
+    images: tuple[str, ...], registry: str | None, tree: Path | None, insecure: bool, as_json: bool
+) -> None:
+    """Publish images from the local store (all of them when no NAME is given).
+
+    \b
+    --registry HOST[:PORT]/NS  pushes NAME as NS/<name>_<version>:<builddate>, with the
+                               digest it has in the store (blobs already there are skipped)
+    --tree DIR                 writes DIR/containers/<id>/<id>.simg/ (the unpacked image),
+                               commands.txt and wrappers beside it, module files under
+                               DIR/neurodesk-modules/<category>/<name>/<version>.lua, and
+                               updates DIR/apps.json and DIR/log.txt last; an interrupted
+                               publish is rolled back by the next one
+    \b
+    Examples:
+      neurodesk publish dcm2niix --registry 127.0.0.1:5000/neurodesk --insecure
+      neurodesk publish --tree /srv/cvmfs/neurodesk.example.org
+    """
+    if (registry is None) == (tree is None):
+        raise click.UsageError("give exactly one of --registry HOST[:PORT]/NS or --tree DIR")
+    paths = Paths.from_env()
+    store = Store(paths.store)
+    results = []
+    for record in _chosen(store, images):
+        if registry is not None:
+            settings = load_config(paths.config_file)
+            with RichProgress() as progress:
+                pushed = push_image(
+                    store, record, registry, insecure, settings.timeout, settings.retries, progress
+                )
+            results.append(
+                {
+                    "image": record.id,
+                    "reference": pushed.reference,
+                    "digest": pushed.digest,
+                    "uploaded_blobs": pushed.uploaded,
+                    "skipped_blobs": pushed.skipped,
+                }
+            )
+            if not as_json:
+                console.print(
+                    f"pushed {record.id} → {pushed.reference}@{pushed.digest} "
+                    f"({pushed.uploaded} blob(s) sent, {pushed.skipped} already there)",
+                    soft_wrap=True,
+                )
+        else:
+            assert tree is not None
+            done = publish_tree(record, tree)
+            results.append(
+                {
+                    "image": record.id,
+                    "container": str(done.container_dir),
+                    "commands": done.commands,
+                    "modules": [str(m) for m in done.modules],
+                    "skipped": done.skipped,
+                }
+            )
+            if not as_json:
+                what = "already published" if done.skipped else "published"
+                console.print(f"{what} {record.id} → {done.container_dir}", soft_wrap=True)
+    if as_json:
+        emit_json(results)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(publish)

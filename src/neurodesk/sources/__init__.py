@@ -1,0 +1,1 @@
+"""Where images come from: the local store, CVMFS-layout trees, OCI registries, HTTP servers."""

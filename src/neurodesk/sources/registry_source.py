@@ -1,0 +1,117 @@
+"""An OCI registry source with one or more mirrors: ``<ns>/<name>_<version>:<builddate>``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from neurodesk.image.oci import Descriptor
+from neurodesk.paths import Paths
+from neurodesk.sources.mirrors import MirrorSet
+from neurodesk.sources.naming import BUILDDATE, Available, Spec, newest
+from neurodesk.sources.progress import TransferProgress
+from neurodesk.sources.pull import pull_image
+from neurodesk.sources.registry import INDEX_TYPES, Registry, RegistryAddress
+from neurodesk.sources.transfer import MissingError, OnBytes, SourceError
+from neurodesk.store import ImageRecord
+
+
+class RegistrySource:
+    kind = "registry"
+
+    def __init__(
+        self, label: str, mirrors: list[str], insecure: bool, timeout: float, retries: int
+    ) -> None:
+        self.label = label
+        self.registries = [Registry(RegistryAddress.parse(m, insecure), timeout) for m in mirrors]
+        self.mirrors: MirrorSet[Registry] = MirrorSet(
+            self.registries, lambda r: r.ping(), retries=retries
+        )
+
+    def close(self) -> None:
+        for registry in self.registries:
+            registry.close()
+
+    # -- what is there ---------------------------------------------------------------------------
+    def _versions(self, registry: Registry, spec: Spec) -> list[Available]:
+        if spec.version:
+            repos = [registry.address.repo(f"{spec.name}_{spec.version}")]
+        else:
+            prefix = registry.address.repo(f"{spec.name}_")
+            repos = [r for r in registry.catalog() if r.startswith(prefix)]
+        found = []
+        for repo in repos:
+            version = repo[len(registry.address.repo(spec.name)) + 1 :]
+            try:
+                tags = registry.tags(repo)
+            except MissingError:
+                continue
+            found += [Available(spec.name, version, tag, f"{repo}:{tag}") for tag in tags]
+        return found
+
+    def find(self, spec: Spec) -> Available | None:
+        try:
+            candidates = self.mirrors.attempt(
+                lambda r: self._versions(r, spec), f"looking up {spec} in {self.label}"
+            )
+        except MissingError:
+            return None
+        dated = [c for c in candidates if BUILDDATE.match(c.builddate)]
+        return newest(dated or candidates, spec)
+
+    def available(self) -> list[Available]:
+        def listing(registry: Registry) -> list[Available]:
+            out = []
+            for repo in registry.catalog():
+                prefix = registry.address.repo("")
+                if not repo.startswith(prefix):
+                    continue
+                name, sep, version = repo[len(prefix) :].rpartition("_")
+                if sep and "/" not in name:
+                    for tag in registry.tags(repo):
+                        out.append(Available(name, version, tag, f"{repo}:{tag}"))
+            return out
+
+        return self.mirrors.attempt(listing, f"listing {self.label}")
+
+    # -- fetching --------------------------------------------------------------------------------
+    def _manifest(self, registry: Registry, repo: str, tag: str) -> tuple[bytes, str, str]:
+        raw, media_type, digest = registry.manifest(repo, tag)
+        if media_type in INDEX_TYPES or "manifests" in json.loads(raw):
+            entries = json.loads(raw).get("manifests") or []
+            chosen = [
+                e
+                for e in entries
+                if (e.get("platform") or {}).get("architecture") in (None, "amd64")
+                and (e.get("platform") or {}).get("os") in (None, "linux")
+            ]
+            if not chosen:
+                raise SourceError(f"{repo}:{tag} has no linux/amd64 image")
+            raw, media_type, digest = registry.manifest(repo, chosen[0]["digest"])
+        return raw, media_type, digest
+
+    def fetch(
+        self, found: Available, paths: Paths, progress: TransferProgress | None = None
+    ) -> ImageRecord:
+        repo, _, tag = found.where.rpartition(":")
+        raw, media_type, digest = self.mirrors.attempt(
+            lambda r: self._manifest(r, repo, tag), f"manifest of {found.where}"
+        )
+
+        def get_blob(descriptor: Descriptor, dest: Path, on_bytes: OnBytes) -> None:
+            self.mirrors.attempt(
+                lambda r: r.download_blob(repo, descriptor.digest, descriptor.size, dest, on_bytes),
+                f"blob {descriptor.digest[:19]} of {found.where}",
+            )
+
+        return pull_image(
+            paths,
+            found.name,
+            found.version,
+            found.builddate,
+            raw,
+            digest,
+            media_type,
+            get_blob,
+            progress,
+        )
