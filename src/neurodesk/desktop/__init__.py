@@ -1,0 +1,1 @@
+"""The browser environment: JupyterLab, the tools panel, container kernels, a VNC desktop."""
