@@ -38,8 +38,9 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
     """The contract for bad input: non-zero exit, no traceback, a line that says what to do."""
     assert proc.returncode != 0, proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
-    first = proc.stderr.strip().splitlines()[0]
-    assert first.startswith("error:"), proc.stderr
+    # Progress lines may come first; the report itself is exactly one "error:" line.
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
     for needle in needles:
         assert needle in proc.stderr, proc.stderr
 

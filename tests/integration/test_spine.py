@@ -119,3 +119,20 @@ def test_wrapper_says_when_its_image_is_gone(
     assert proc.returncode == 127
     assert proc.stderr.count("\n") == 1
     assert dcm2niix_image.id in proc.stderr and "neurodesk install dcm2niix" in proc.stderr
+
+
+def test_missing_debootstrap_when_a_base_must_be_made(home: Path, tmp_path: Path) -> None:
+    """No base image and no debootstrap: one line naming the package, nothing registered."""
+    import shutil
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in ("buildah", "bwrap", "tar"):
+        found = shutil.which(program)
+        assert found is not None
+        (bin_dir / program).symlink_to(found)
+    path = f"{bin_dir}:{Path(sys.executable).parent}"
+    proc = run_cli(["build", "dcm2niix"], home, env={"PATH": path, "NEURODESK_OFFLINE": "1"})
+    assert_one_line_error(proc, "'debootstrap' is not installed", "apt-get install debootstrap")
+    assert not (home / "store" / "refs").exists()

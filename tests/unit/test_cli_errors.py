@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import assert_one_line_error, run_cli
 
 
@@ -46,13 +44,3 @@ def test_missing_bubblewrap_stops_the_demo_before_any_work(home: Path) -> None:
     proc = run_cli(["demo"], home, env={"PATH": str(Path(sys.executable).parent)})
     assert_one_line_error(proc, "'bwrap' is not installed", "apt-get install bubblewrap")
     assert not (home / "buildah").exists()
-
-
-def test_missing_debootstrap_names_its_package(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from neurodesk.build.base import debootstrap_tarball
-    from neurodesk.errors import MissingToolError
-    from neurodesk.paths import Paths
-
-    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
-    with pytest.raises(MissingToolError, match="apt-get install debootstrap"):
-        debootstrap_tarball("bookworm", Paths(home), home / "log", lambda _m: None)
