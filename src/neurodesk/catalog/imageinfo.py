@@ -43,6 +43,16 @@ def _licenses(recipe: dict[str, Any]) -> list[str]:
     return out
 
 
+def first_sentence(readme: str) -> str:
+    """The first line of prose in a README (headings, links and blank lines skipped)."""
+    for line in readme.splitlines():
+        text = line.strip()
+        if text and not text.startswith(("#", "[", "!", "```", "|", "-", "{{")):
+            return text
+    heading = next((ln for ln in readme.splitlines() if ln.strip()), "")
+    return heading.strip("# ").strip()
+
+
 def read_image_info(rootfs: Path, labels: dict[str, str] | None = None) -> ImageInfo:
     try:
         recipe = yaml.safe_load(_read_inside(rootfs, "build.yaml") or "{}")
@@ -53,8 +63,7 @@ def read_image_info(rootfs: Path, labels: dict[str, str] | None = None) -> Image
     readme = _read_inside(rootfs, "README.md")
     structured = recipe.get("structured_readme") or {}
     description = str(structured.get("description") or "") if isinstance(structured, dict) else ""
-    if not description:
-        description = next((ln.strip("# ").strip() for ln in readme.splitlines() if ln.strip()), "")
+    description = description or first_sentence(readme)
     labels = labels or {}
     return ImageInfo(
         categories=[str(c) for c in recipe.get("categories") or []],

@@ -1,0 +1,284 @@
+"""The catalog: every tool we know of, from the local store, the recipes and the sources.
+
+Each place contributes :class:`Offer` rows (one image version there); :func:`build_catalog`
+merges them into one :class:`Tool` per name. Remote sources that cannot be reached are noted
+in ``Catalog.unreachable`` and skipped, so the catalog works offline from what is local.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neurodesk.catalog.appsjson import CatalogFiles
+from neurodesk.catalog.imageinfo import ImageInfo, first_sentence, read_image_info
+from neurodesk.errors import NeurodeskError
+from neurodesk.install.commands import discover_commands
+from neurodesk.paths import Paths
+from neurodesk.recipe.context import RenderContext
+from neurodesk.recipe.load import load_recipe, shipped_recipes
+from neurodesk.sources.fetch import open_sources
+from neurodesk.sources.tree_source import TreeSource
+from neurodesk.store import ImageRecord, Store
+from neurodesk.store.version import version_key
+
+
+@dataclass
+class Offer:
+    """One version of a tool in one place (``source``: "store", "recipes" or a source name)."""
+
+    name: str
+    version: str
+    builddate: str
+    source: str
+    categories: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    description: str = ""
+    readme: str = ""
+    licenses: list[str] = field(default_factory=list)
+    size: int | None = None  # bytes, when known cheaply
+    digest: str = ""
+
+
+@dataclass
+class Tool:
+    name: str
+    offers: list[Offer]
+
+    def _first(self, attr: str) -> Any:
+        for offer in sorted(self.offers, key=_newest_first):
+            value = getattr(offer, attr)
+            if value:
+                return value
+        return type(getattr(self.offers[0], attr))()
+
+    @property
+    def versions(self) -> list[str]:
+        return sorted({o.version for o in self.offers}, key=version_key)
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({c for o in self.offers for c in o.categories})
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted({o.source for o in self.offers})
+
+    @property
+    def commands(self) -> list[str]:
+        return list(self._first("commands"))
+
+    @property
+    def description(self) -> str:
+        return str(self._first("description"))
+
+    @property
+    def readme(self) -> str:
+        return str(self._first("readme"))
+
+    @property
+    def licenses(self) -> list[str]:
+        return list(self._first("licenses"))
+
+    def to_json(self, full: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "versions": self.versions,
+            "categories": self.categories,
+            "description": self.description,
+            "sources": self.sources,
+        }
+        if full:
+            data.update(
+                commands=self.commands,
+                licenses=self.licenses,
+                readme=self.readme,
+                offers=[
+                    {
+                        "version": o.version,
+                        "builddate": o.builddate,
+                        "source": o.source,
+                        "size": o.size,
+                        "digest": o.digest,
+                    }
+                    for o in sorted(self.offers, key=_newest_first)
+                ],
+            )
+        return data
+
+
+def _newest_first(offer: Offer) -> tuple[Any, ...]:
+    rank = {"store": 0, "recipes": 2}.get(offer.source, 1)
+    return (_negate(version_key(offer.version)), _negate_str(offer.builddate), rank)
+
+
+def _negate(key: tuple[tuple[int, int | str], ...]) -> tuple[Any, ...]:
+    return tuple((-a, -b if isinstance(b, int) else _negate_str(b)) for a, b in key)
+
+
+def _negate_str(text: str) -> tuple[int, ...]:
+    return tuple(-ord(c) for c in text)
+
+
+@dataclass
+class Catalog:
+    tools: dict[str, Tool]
+    unreachable: list[str] = field(default_factory=list)
+
+
+def tree_size(root: Path) -> int:
+    """Bytes of the files under ``root``, each inode once (the store shares files)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_size
+    return total
+
+
+def _manifest_size(store: Store, record: ImageRecord) -> int | None:
+    path = store.blob_path(record.digest)
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_bytes())
+        return sum(int(d["size"]) for d in [manifest["config"], *manifest["layers"]])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _offer(record: ImageRecord, source: str, info: ImageInfo, commands: list[str]) -> Offer:
+    return Offer(
+        record.name,
+        record.version,
+        record.builddate,
+        source,
+        info.categories,
+        commands,
+        info.description,
+        info.readme,
+        info.licenses,
+        digest=record.digest,
+    )
+
+
+def store_offers(paths: Paths, detail: bool = False) -> list[Offer]:
+    store = Store(paths.store)
+    offers = []
+    for record in store.images():
+        if not record.rootfs.is_dir():
+            continue
+        offer = _offer(
+            record,
+            "store",
+            read_image_info(record.rootfs, record.labels),
+            discover_commands(record),
+        )
+        offer.size = tree_size(record.rootfs) if detail else _manifest_size(store, record)
+        offers.append(offer)
+    return offers
+
+
+def recipe_offers() -> list[Offer]:
+    offers = []
+    for path in shipped_recipes():
+        try:
+            recipe = load_recipe(path)
+        except NeurodeskError:
+            continue  # 'neurodesk recipe check' reports broken recipes; the catalog skips them
+        try:
+            readme = RenderContext(recipe).render(recipe.readme, "readme")
+        except NeurodeskError:
+            readme = recipe.readme
+        structured = recipe.structured_readme
+        description = structured.description if structured else ""
+        offers.append(
+            Offer(
+                recipe.name,
+                recipe.version,
+                "",
+                "recipes",
+                list(recipe.categories),
+                [],
+                description or first_sentence(readme),
+                readme,
+                [c.license or c.name or "" for c in recipe.copyright if c.license or c.name],
+            )
+        )
+    return offers
+
+
+def _tree_offers(source: TreeSource) -> list[Offer]:
+    offers = []
+    for tree in source.trees:
+        if not tree.is_tree():
+            continue
+        categories: dict[str, list[str]] = {}
+        log = CatalogFiles(tree.root).log_txt
+        if log.is_file():
+            for line in log.read_text().splitlines():
+                head, _, cats = line.partition(" categories:")
+                categories[head.strip()] = [c for c in cats.split(",") if c]
+        for item in tree.available():
+            meta = tree.metadata(item.where)
+            commands_txt = tree.container_dir(item.where) / "commands.txt"
+            info = read_image_info(tree.sandbox(item.where), dict(meta.get("labels") or {}))
+            offers.append(
+                Offer(
+                    item.name,
+                    item.version,
+                    item.builddate,
+                    source.label,
+                    info.categories or categories.get(item.where, []),
+                    commands_txt.read_text().split() if commands_txt.is_file() else [],
+                    info.description,
+                    info.readme,
+                    info.licenses,
+                    digest=str(meta.get("digest") or ""),
+                )
+            )
+        break  # mirrors hold the same content: one is enough
+    return offers
+
+
+def source_offers(paths: Paths, unreachable: list[str]) -> list[Offer]:
+    offers: list[Offer] = []
+    with open_sources(paths) as sources:
+        for source in sources:
+            try:
+                if isinstance(source, TreeSource):
+                    offers += _tree_offers(source)
+                    continue
+                offers += [
+                    Offer(a.name, a.version, a.builddate, source.label) for a in source.available()
+                ]
+            except NeurodeskError as exc:
+                unreachable.append(f"{source.label}: {exc.message}")
+    return offers
+
+
+def build_catalog(
+    paths: Paths, remote: bool = True, detail: bool = False, only: str | None = None
+) -> Catalog:
+    unreachable: list[str] = []
+    offers: list[Offer] = [*store_offers(paths, detail), *recipe_offers()]
+    if remote:
+        offers += source_offers(paths, unreachable)
+    return Catalog(merge(o for o in offers if only is None or o.name == only), unreachable)
+
+
+def merge(offers: Iterable[Offer]) -> dict[str, Tool]:
+    tools: dict[str, Tool] = {}
+    for offer in offers:
+        tools.setdefault(offer.name, Tool(offer.name, [])).offers.append(offer)
+    return dict(sorted(tools.items()))
