@@ -131,7 +131,11 @@ class Store:
 
     def _tmpdir(self) -> Path:
         self.tmp_root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=self.tmp_root))
+        work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=self.tmp_root))
+        # mkdtemp makes it 0700; work dirs become image dirs, which every account must be able
+        # to read when a site store is shared (wrappers of other users run from it).
+        work.chmod(0o755)
+        return work
 
     @contextmanager
     def workdir(self) -> Iterator[Path]:
