@@ -7,7 +7,18 @@ import sys
 import click
 
 from neurodesk import __version__
-from neurodesk.cli import build, catalog, demo, images, install, mirror, publish, recipe, run
+from neurodesk.cli import (
+    build,
+    catalog,
+    demo,
+    desktop,
+    images,
+    install,
+    mirror,
+    publish,
+    recipe,
+    run,
+)
 from neurodesk.cli.output import err_console
 from neurodesk.errors import ExternalCommandError, NeurodeskError, ValidationError
 
@@ -28,7 +39,7 @@ def cli() -> None:
     """
 
 
-for module in (demo, build, images, install, recipe, run, publish, mirror, catalog):
+for module in (demo, build, images, install, recipe, run, publish, mirror, catalog, desktop):
     module.register(cli)
 
 
