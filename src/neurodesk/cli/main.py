@@ -8,6 +8,7 @@ import click
 
 from neurodesk import __version__
 from neurodesk.cli import (
+    batch,
     build,
     catalog,
     demo,
@@ -39,7 +40,7 @@ def cli() -> None:
     """
 
 
-for module in (demo, build, images, install, recipe, run, publish, mirror, catalog, desktop):
+for module in (demo, build, images, install, recipe, run, publish, mirror, catalog, desktop, batch):
     module.register(cli)
 
 

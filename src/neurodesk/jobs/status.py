@@ -1,0 +1,71 @@
+"""What state each task of a batch is in, from its record and (for SLURM) the queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neurodesk.jobs.batch import Batch
+from neurodesk.jobs.provenance import TaskRecord, is_complete
+
+# done: exit 0 and outputs intact; failed: non-zero exit; stale: exit 0 but outputs changed;
+# lost: submitted, no longer queued, no record (cancelled, timed out, node failure);
+# pending/running: in the SLURM queue; new: never run.
+RERUN_STATES = {"failed", "lost", "stale", "new"}
+
+
+@dataclass(frozen=True)
+class TaskState:
+    index: int
+    label: str
+    state: str
+    exit_code: int | None
+    log: str
+    record: TaskRecord | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "task": self.index,
+            "label": self.label,
+            "state": self.state,
+            "exit_code": self.exit_code,
+            "log": self.log,
+        }
+
+
+def task_states(
+    batch: Batch, queue: dict[int, str] | None = None, submitted: set[int] | None = None
+) -> list[TaskState]:
+    """One state per task; ``queue`` maps indices still in SLURM's queue to their state."""
+    queue = queue or {}
+    submitted = submitted or set()
+    states = []
+    for task in batch.spec.tasks:
+        record = batch.record(task.index)
+        if task.index in queue:
+            state = queue[task.index].lower()
+        elif record is None:
+            state = "lost" if task.index in submitted else "new"
+        elif record.exit_code != 0:
+            state = "failed"
+        elif is_complete(record, batch.spec.image.digest, task.argv):
+            state = "done"
+        else:
+            state = "stale"
+        states.append(
+            TaskState(
+                task.index,
+                task.label,
+                state,
+                record.exit_code if record else None,
+                str(batch.log_path(task.index)),
+                record,
+            )
+        )
+    return states
+
+
+def counts(states: list[TaskState]) -> dict[str, int]:
+    result: dict[str, int] = {}
+    for item in states:
+        result[item.state] = result.get(item.state, 0) + 1
+    return result

@@ -1,0 +1,134 @@
+"""Running one task of a batch in its container and writing its provenance record.
+
+The same function serves the local pool (called in a worker thread) and a SLURM array task
+(``neurodesk batch run-task DIR INDEX`` on the compute node, which needs only the shared
+filesystem: the batch directory, the store and the data).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from neurodesk.jobs.batch import Batch
+from neurodesk.jobs.provenance import RuntimeInfo, SchedulerInfo, TaskRecord, hash_tree
+from neurodesk.jobs.provenance import runtime_version as _runtime_version
+from neurodesk.runtime.bwrap import bwrap_argv
+from neurodesk.runtime.spec import Bind, build_runspec
+
+
+class Interrupted(Exception):
+    """The scheduler asked the task to stop (scancel, time limit): SIGTERM or SIGINT."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def raise_on_signals() -> None:
+    """Turn SIGTERM/SIGINT into ``Interrupted`` so a cancelled task still leaves a record."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def task_binds(batch: Batch, index: int) -> list[Bind]:
+    """Inputs read-only, outputs writable, plus the user's --bind options."""
+    task = batch.spec.tasks[index]
+    binds = [Bind(task.input, task.input, readonly=True)]
+    if batch.spec.bids_dir:
+        binds.append(Bind(batch.spec.bids_dir, batch.spec.bids_dir, readonly=True))
+    root = batch.spec.output_root
+    binds.append(Bind(root, root))
+    binds += [Bind.parse(b) for b in batch.spec.binds]
+    return binds
+
+
+def scheduler_info(executor: str) -> SchedulerInfo:
+    if executor == "slurm":
+        return SchedulerInfo(
+            name="slurm",
+            job_id=os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID"),
+            array_task_id=os.environ.get("SLURM_ARRAY_TASK_ID"),
+        )
+    return SchedulerInfo(name=executor)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:
+    """Run task ``index`` and write its record; returns the record (exit code inside)."""
+    task = batch.spec.tasks[index]
+    image = batch.image
+    out = Path(task.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = build_runspec(
+        image,
+        task.argv,
+        cwd=str(out),
+        binds=task_binds(batch, index),
+        env=batch.spec.env,
+        gpu=batch.spec.gpu,
+    )
+    argv = bwrap_argv(spec)
+    log_path = batch.log_path(index)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    inputs = hash_tree(Path(task.input))
+    start, started = now(), time.monotonic()
+    interrupted: Interrupted | None = None
+    with log_path.open("wb") as log:
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        except OSError as exc:  # the runtime vanished between argv and exec
+            log.write(f"neurodesk: cannot start {argv[0]}: {exc}\n".encode())
+            exit_code = 127
+        else:
+            try:
+                exit_code = proc.wait()
+            except Interrupted as exc:
+                interrupted = exc
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                exit_code = 128 + exc.signum
+                log.write(f"\nneurodesk: task stopped by signal {exc.signum}\n".encode())
+    end = now()
+    record = TaskRecord(
+        batch_id=batch.id,
+        task=index,
+        label=task.label,
+        image=batch.spec.image,
+        runtime=RuntimeInfo(name="bwrap", version=_runtime_version(argv[0]), argv=argv),
+        argv=task.argv,
+        env=spec.env,
+        cwd=spec.cwd,
+        inputs=inputs,
+        outputs=hash_tree(out),
+        start=start,
+        end=end,
+        duration_s=round(time.monotonic() - started, 3),
+        exit_code=exit_code,
+        host=socket.gethostname(),
+        scheduler=scheduler_info(executor),
+        log=str(log_path),
+    )
+    record.save(batch.record_path(index))
+    if interrupted is not None:
+        raise interrupted
+    return record
