@@ -1,20 +1,30 @@
-"""recipe → build context → base image → builder → OCI layout → local store."""
+"""recipe → build context → base image → builder → OCI layout → local store → release files.
+
+Caching is the builder's (one cached layer per Dockerfile step); this module keeps everything it
+feeds the builder byte-stable for an unchanged recipe (no dates in files or early steps) and
+skips the export and store import when the store already holds the very image the builder
+produced (same config digest), so an unchanged rebuild costs about one cached ``bud``.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from neurodesk import __version__
 from neurodesk.build.base import ensure_base
-from neurodesk.build.buildah import BuildahBuilder
 from neurodesk.build.builder import Builder
+from neurodesk.build.select import choose_builder
+from neurodesk.build.steps import directive_of_steps, instructions
+from neurodesk.catalog.appsjson import CatalogFiles, Release
+from neurodesk.errors import ExternalCommandError, NotFoundError
 from neurodesk.image.oci import OCILayout
 from neurodesk.paths import Paths
 from neurodesk.recipe import Recipe, load_recipe
@@ -22,10 +32,14 @@ from neurodesk.recipe.context import RenderContext
 from neurodesk.recipe.render_docker import render_dockerfile
 from neurodesk.store import ImageRecord, Store
 
-STEP_LINE = re.compile(r"^STEP (\d+)/(\d+): (.*)$")
+__all__ = ["BuildResult", "build_recipe", "choose_builder", "today"]
 
 Say = Callable[[str], None]
 StepHook = Callable[[int, int, str], None]
+
+
+class BuildStepError(ExternalCommandError):
+    """A Dockerfile step failed; the message names the step, its directive and its command."""
 
 
 @dataclass
@@ -33,27 +47,123 @@ class BuildResult:
     record: ImageRecord
     log: Path
     base_source: str
+    builder: str = ""
+    image_id: str = ""
+    exported: bool = True  # False: the store already held this exact image
+    release: Path | None = None
+    steps: list[str] = field(default_factory=list)
 
 
 def today() -> str:
     return os.environ.get("NEURODESK_BUILDDATE") or datetime.now(UTC).strftime("%Y%m%d")
 
 
-def choose_builder(paths: Paths, name: str | None = None) -> Builder:
-    # Only buildah for now; podman/docker/apptainer plug in here behind the same interface.
-    return BuildahBuilder(paths)
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Keep files (and their mtimes) untouched when their content is the same."""
+    if path.is_file() and path.read_bytes() == data:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def with_base(recipe: Recipe, base_override: str | None) -> Recipe:
+    if not base_override:
+        return recipe
+    build = recipe.build.model_copy(update={"base_image": base_override})
+    return recipe.model_copy(update={"build": build})
 
 
 def prepare_context(recipe: Recipe, recipe_path: Path, dest: Path) -> str:
-    """Write Dockerfile, README.md and build.yaml into ``dest``; return the recipe digest."""
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
+    """Write Dockerfile, README.md and build.yaml into ``dest``; return the recipe digest.
+
+    Nothing here depends on the date or the machine, so an unchanged recipe gives a byte-equal
+    context and every step stays cached.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
     ctx = RenderContext(recipe)
-    (dest / "Dockerfile").write_text(render_dockerfile(recipe, ctx))
-    (dest / "README.md").write_text(ctx.render(recipe.readme, "readme") + "\n")
-    raw = recipe_path.read_bytes()
-    (dest / "build.yaml").write_bytes(raw)
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+    files = {
+        "Dockerfile": render_dockerfile(recipe, ctx).encode(),
+        "README.md": (ctx.render(recipe.readme, "readme") + "\n").encode(),
+        "build.yaml": recipe_path.read_bytes(),
+    }
+    for name, data in files.items():
+        _write_if_changed(dest / name, data)
+    for extra in dest.iterdir():
+        if extra.name not in files:
+            shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+    return "sha256:" + hashlib.sha256(files["build.yaml"]).hexdigest()
+
+
+def image_labels(
+    recipe: Recipe, builddate: str, digest: str, builder: Builder, base: str
+) -> dict[str, str]:
+    """The OCI labels of every image we build."""
+    return {
+        "org.opencontainers.image.title": recipe.name,
+        "org.opencontainers.image.version": recipe.version,
+        "org.opencontainers.image.created": builddate,
+        "org.opencontainers.image.base.name": base,
+        "org.neurodesk.builddate": builddate,
+        "org.neurodesk.recipe.digest": digest,
+        "org.neurodesk.builder": f"{builder.name} {builder.version()}",
+        "org.neurodesk.version": __version__,
+    }
+
+
+def stored_config_digest(store: Store, name: str, version: str, builddate: str) -> str | None:
+    """The config digest of the image the store holds under that name, if any."""
+    ref = store.root / "refs" / name / version / f"{builddate}.json"
+    try:
+        manifest_digest = json.loads(ref.read_text())["digest"]
+        manifest = json.loads(store.blob_path(manifest_digest).read_bytes())
+        digest = manifest["config"]["digest"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    rootfs = store.root / "images" / manifest_digest.removeprefix("sha256:") / "rootfs"
+    return str(digest) if rootfs.is_dir() else None
+
+
+class StepTracker:
+    """Follows the builder's ``STEP n/m`` lines; remembers the step a failure happened in."""
+
+    def __init__(self, builder: Builder, labels: list[str], hook: StepHook | None) -> None:
+        self.pattern = re.compile(builder.step_pattern) if builder.step_pattern else None
+        self.labels = labels
+        self.hook = hook
+        self.current: tuple[int, int, str] | None = None
+
+    def directive(self, number: int) -> str:
+        # Builders count from 1 and add one LABEL step per --label after the Dockerfile's own.
+        index = number - 1
+        if 0 <= index < len(self.labels):
+            return self.labels[index]
+        return "labels" if self.labels and index >= len(self.labels) else ""
+
+    def __call__(self, line: str) -> None:
+        match = self.pattern.match(line) if self.pattern else None
+        if not match:
+            return
+        number, total, text = int(match.group(1)), int(match.group(2)), match.group(3)
+        self.current = (number, total, text)
+        if self.hook:
+            where = self.directive(number)
+            self.hook(number, total, f"[{where}] {text}" if where else text)
+
+    def failure(self, exc: ExternalCommandError, log: Path) -> BuildStepError:
+        if self.current is None:
+            return BuildStepError(str(exc.message), exc.log_tail, hint=f"full log: {log}")
+        number, total, text = self.current
+        where = self.directive(number)
+        command = " ".join(text.split())
+        command = command if len(command) <= 300 else command[:297] + "..."
+        return BuildStepError(
+            f"build failed at step {number}/{total}"
+            + (f" ({where})" if where else "")
+            + f": {command}",
+            exc.log_tail,
+            hint=f"full log: {log}",
+        )
 
 
 def build_recipe(
@@ -63,47 +173,96 @@ def build_recipe(
     builder: Builder | None = None,
     say: Say | None = None,
     on_step: StepHook | None = None,
+    base_override: str | None = None,
+    releases: Path | None = None,
 ) -> BuildResult:
+    """Build the recipe at ``recipe_path`` into the store; write its release files.
+
+    ``releases`` is a catalog root (``releases/``, ``apps.json``, ``log.txt``); by default
+    ``$NEURODESK_HOME/catalog``. On failure nothing new is registered: no store ref, and a tag
+    the failed build created is removed again.
+    """
     say = say or (lambda _m: None)
-    recipe = load_recipe(recipe_path)
+    recipe = with_base(load_recipe(recipe_path), base_override)
     builder = builder or choose_builder(paths)
     builddate = today()
     image_id = f"{recipe.tag_name}_{builddate}"
-    log = paths.logs / "build" / f"{image_id}.log"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    log = paths.logs / "build" / f"{image_id}.{stamp}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")
+    log.write_text(f"# neurodesk build {recipe_path} with {builder.name} at {stamp}\n")
+    latest = paths.logs / "build" / f"{image_id}.log"
+    latest.unlink(missing_ok=True)
+    latest.symlink_to(log.name)
 
-    base_source = ensure_base(builder, recipe.build.base_image, paths, log, say)
-    context = paths.cache / "build" / recipe.name
+    base = recipe.build.base_image
+    base_source = ensure_base(builder, base, paths, log, say)
+    context = paths.cache / "build" / recipe.name / recipe.version
     digest = prepare_context(recipe, recipe_path, context)
+    steps = directive_of_steps(recipe)
+    if len(steps) != len(instructions((context / "Dockerfile").read_text())):
+        steps = []  # the renderer did something we cannot attribute; show plain steps
     tag = f"localhost/{recipe.tag_name}:{builddate}"
-    labels = {
-        "org.opencontainers.image.title": recipe.name,
-        "org.opencontainers.image.version": recipe.version,
-        "org.opencontainers.image.created": builddate,
-        "org.neurodesk.builddate": builddate,
-        "org.neurodesk.recipe.digest": digest,
-        "org.neurodesk.builder": f"{builder.name} {builder.version()}",
-        "org.neurodesk.version": __version__,
-    }
+    labels = image_labels(recipe, builddate, digest, builder, base)
+    tracker = StepTracker(builder, steps, on_step)
 
-    def on_line(line: str) -> None:
-        match = STEP_LINE.match(line)
-        if match and on_step:
-            on_step(int(match.group(1)), int(match.group(2)), match.group(3))
-
+    before = builder.image_id(tag)
     say(f"building {tag} with {builder.name}")
-    builder.build(context, tag, labels, log, on_line)
+    try:
+        builder.build(context, tag, labels, log, tracker)
+    except ExternalCommandError as exc:
+        if builder.image_id(tag) != before:
+            builder.remove_image(tag)
+        raise tracker.failure(exc, log) from None
+    built = builder.image_id(tag)
+    if built is None:
+        raise NotFoundError(f"{builder.name} reported success but has no image {tag}")
+
     store = Store(paths.store)
-    export = paths.store / "tmp" / f"export-{image_id}"
+    exported = stored_config_digest(store, recipe.name, recipe.version, builddate) != built
+    if exported:
+        record = _export(builder, store, tag, recipe, builddate, paths, log, say, before, built)
+    else:
+        say("unchanged: the store already holds this image")
+        record = store.resolve(f"{recipe.name}/{recipe.version}/{builddate}")
+
+    files = CatalogFiles(releases) if releases else CatalogFiles.default(paths.home)
+    release = Release.for_build(
+        recipe.name,
+        recipe.version,
+        builddate,
+        recipe.categories,
+        [(app.name, app.exec) for app in recipe.gui_apps],
+    )
+    release_path = files.write_release(recipe.name, recipe.version, release)
+    files.regenerate()
+    return BuildResult(record, log, base_source, builder.name, built, exported, release_path, steps)
+
+
+def _export(
+    builder: Builder,
+    store: Store,
+    tag: str,
+    recipe: Recipe,
+    builddate: str,
+    paths: Paths,
+    log: Path,
+    say: Say,
+    before: str | None,
+    built: str,
+) -> ImageRecord:
+    export = paths.store / "tmp" / f"export-{recipe.tag_name}_{builddate}"
     shutil.rmtree(export, ignore_errors=True)
     export.parent.mkdir(parents=True, exist_ok=True)
     try:
         say("exporting the image")
         builder.export_oci(tag, export, log)
-        record = store.import_layout(
+        return store.import_layout(
             OCILayout(export), recipe.name, recipe.version, builddate, progress=say
         )
+    except BaseException:
+        if before != built:  # leave no tag the store does not know
+            builder.remove_image(tag)
+        raise
     finally:
         shutil.rmtree(export, ignore_errors=True)
-    return BuildResult(record, log, base_source)

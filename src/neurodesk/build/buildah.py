@@ -1,14 +1,15 @@
-"""buildah backend: chroot isolation and overlay storage under NEURODESK_HOME (works unprivileged
-of a daemon, and on kernels where the default OCI isolation fails)."""
+"""buildah backend: chroot isolation and overlay storage under NEURODESK_HOME (no daemon, and it
+works on kernels where the default OCI isolation fails on cgroups)."""
 
 from __future__ import annotations
 
-import subprocess
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from neurodesk.build.builder import Builder
+from neurodesk.build.builder import Builder, quiet
 from neurodesk.build.process import LineHook, run_logged
+from neurodesk.errors import ExternalCommandError
 from neurodesk.paths import Paths
 from neurodesk.systools import require
 
@@ -23,40 +24,68 @@ def qualify(ref: str) -> str:
     return f"docker.io/{ref}" if "/" in ref else f"docker.io/library/{ref}"
 
 
+def label_args(labels: Mapping[str, str]) -> list[str]:
+    return [arg for k, v in sorted(labels.items()) for arg in ("--label", f"{k}={v}")]
+
+
 class BuildahBuilder(Builder):
     name = "buildah"
+    step_pattern = r"^STEP (\d+)/(\d+): (.*)$"
+    program = "buildah"
 
     def __init__(self, paths: Paths) -> None:
-        self.exe = require("buildah", "build images")
+        super().__init__(paths)
+        self.exe = require(self.program, "build images")
         self.global_args = [
             self.exe,
-            "--root", str(paths.buildah_root),
-            "--runroot", str(paths.buildah_runroot),
+            "--root", str(self.storage_root),
+            "--runroot", str(self.storage_runroot),
             "--storage-driver", "overlay",
         ]  # fmt: skip
 
-    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*self.global_args, *args], capture_output=True, text=True, check=False
-        )
+    @property
+    def storage_root(self) -> Path:
+        return self.paths.buildah_root
+
+    @property
+    def storage_runroot(self) -> Path:
+        return self.paths.buildah_runroot
+
+    @classmethod
+    def available(cls) -> bool:
+        return shutil.which(cls.program) is not None
+
+    def _query(self, *args: str) -> tuple[int, str]:
+        out = quiet([*self.global_args, *args])
+        return out.returncode, out.stdout.strip()
 
     def version(self) -> str:
-        out = subprocess.run([self.exe, "--version"], capture_output=True, text=True, check=False)
-        return out.stdout.split()[2] if out.returncode == 0 else "unknown"
+        out = quiet([self.exe, "--version"])
+        words = out.stdout.split()
+        return words[2] if out.returncode == 0 and len(words) > 2 else "unknown"
 
     def has_image(self, ref: str) -> bool:
-        return self._run("inspect", "--type", "image", qualify(ref)).returncode == 0
+        return self.image_id(ref) is not None
+
+    def image_id(self, ref: str) -> str | None:
+        code, out = self._query(
+            "inspect", "--type", "image", "--format", "{{.FromImageID}}", qualify(ref)
+        )
+        if code != 0 or not out:
+            return None
+        return out if out.startswith("sha256:") else f"sha256:{out}"
 
     def pull(self, ref: str, log: Path) -> bool:
         try:
             run_logged([*self.global_args, "pull", "--quiet", qualify(ref)], log, what="pull")
-        except Exception:
+        except ExternalCommandError:
             return False
         return True
 
     def import_rootfs(self, tarball: Path, ref: str, log: Path) -> None:
-        from_out = self._run("from", "scratch")
-        container = from_out.stdout.strip()
+        code, container = self._query("from", "scratch")
+        if code != 0:
+            raise ExternalCommandError("buildah from scratch failed", hint=f"see {log}")
         try:
             run_logged([*self.global_args, "add", container, str(tarball), "/"], log, what="add")
             run_logged(
@@ -67,7 +96,16 @@ class BuildahBuilder(Builder):
             )  # fmt: skip
             run_logged([*self.global_args, "commit", container, qualify(ref)], log, what="commit")
         finally:
-            self._run("rm", container)
+            self._query("rm", container)
+
+    def build_argv(self, context: Path, tag: str, labels: Mapping[str, str]) -> list[str]:
+        # --layers: one cached image per step, so an unchanged step is reused; --force-rm: a
+        # failed step leaves no working container behind.
+        return [
+            *self.global_args, "bud", "--isolation", "chroot", "--pull=false", "--layers",
+            "--force-rm", *label_args(labels), "-t", tag, "-f", str(context / "Dockerfile"),
+            str(context),
+        ]  # fmt: skip
 
     def build(
         self,
@@ -77,18 +115,15 @@ class BuildahBuilder(Builder):
         log: Path,
         on_line: LineHook | None = None,
     ) -> None:
-        label_args = [arg for k, v in sorted(labels.items()) for arg in ("--label", f"{k}={v}")]
-        run_logged(
-            [*self.global_args, "bud", "--isolation", "chroot", "--pull=false", "--layers",
-             *label_args, "-t", tag, "-f", str(context / "Dockerfile"), str(context)],
-            log,
-            on_line,
-            what="buildah bud",
-        )  # fmt: skip
+        run_logged(self.build_argv(context, tag, labels), log, on_line, what=f"{self.name} build")
 
     def export_oci(self, ref: str, dest: Path, log: Path) -> None:
+        # Uncompressed: the store unpacks right away, and gzip would cost more than it saves.
         run_logged(
             [*self.global_args, "push", "--quiet", "--disable-compression", ref, f"oci:{dest}"],
             log,
             what="buildah push",
         )
+
+    def remove_image(self, ref: str) -> None:
+        self._query("rmi", ref)

@@ -1,22 +1,61 @@
-"""The interface every builder backend (buildah, podman, docker, apptainer) implements."""
+"""The interface every builder backend (buildah, podman, docker, apptainer) implements.
+
+A backend turns a build context (``Dockerfile``, ``README.md``, ``build.yaml`` and any recipe
+files) into a tagged image in *its own* storage, and can write that image as an OCI image
+layout, which the local store imports. Everything else — base images, caching decisions, logs,
+progress, releases — is the same for every backend and lives in :mod:`neurodesk.build.build`.
+"""
 
 from __future__ import annotations
 
+import subprocess
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from neurodesk.build.process import LineHook
+from neurodesk.paths import Paths
+
+
+def quiet(argv: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a short query command; never raises for a non-zero exit or a missing program."""
+    try:
+        return subprocess.run(
+            list(argv), capture_output=True, text=True, check=False, timeout=timeout
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(list(argv), 127, "", str(exc))
 
 
 class Builder(ABC):
-    name: str
+    """One container build tool. ``ref`` arguments are image references as the tool knows them."""
+
+    name: ClassVar[str]
+    #: what the tool's Dockerfile steps look like in its output, for progress (None: no steps)
+    step_pattern: ClassVar[str | None] = None
+
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+
+    @classmethod
+    @abstractmethod
+    def available(cls) -> bool:
+        """True when this tool is installed *and usable* here (e.g. docker: its daemon answers)."""
 
     @abstractmethod
     def version(self) -> str: ...
 
     @abstractmethod
     def has_image(self, ref: str) -> bool: ...
+
+    @abstractmethod
+    def image_id(self, ref: str) -> str | None:
+        """The image's id (``sha256:`` + digest of its config), None when there is no such image.
+
+        The id is what decides whether an export is needed: the store compares it with the
+        config digest of the image it holds under the same name.
+        """
 
     @abstractmethod
     def pull(self, ref: str, log: Path) -> bool:
@@ -35,8 +74,12 @@ class Builder(ABC):
         log: Path,
         on_line: LineHook | None = None,
     ) -> None:
-        """Build ``context/Dockerfile`` into image ``tag``."""
+        """Build ``context/Dockerfile`` into image ``tag``, reusing cached steps."""
 
     @abstractmethod
     def export_oci(self, ref: str, dest: Path, log: Path) -> None:
         """Write image ``ref`` as an OCI image layout at ``dest``."""
+
+    @abstractmethod
+    def remove_image(self, ref: str) -> None:
+        """Drop the tag ``ref`` (cached layers stay); no error when it does not exist."""

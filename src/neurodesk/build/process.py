@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from neurodesk.errors import ExternalCommandError
@@ -18,6 +19,7 @@ def run_logged(
     on_line: LineHook | None = None,
     what: str | None = None,
     cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> None:
     """Run ``argv``, appending its output to ``log``; on failure raise with the last 20 lines."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +35,7 @@ def run_logged(
             text=True,
             errors="replace",
             cwd=cwd,
+            env=None if env is None else {**os.environ, **env},
         )
         assert proc.stdout is not None
         for raw in proc.stdout:

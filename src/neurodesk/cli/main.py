@@ -8,7 +8,7 @@ import click
 
 from neurodesk import __version__
 from neurodesk.cli import (
-    batch,
+    base,
     build,
     catalog,
     demo,
@@ -19,6 +19,7 @@ from neurodesk.cli import (
     publish,
     recipe,
     run,
+    testcmd,
 )
 from neurodesk.cli.output import err_console
 from neurodesk.errors import ExternalCommandError, NeurodeskError, ValidationError
@@ -40,7 +41,20 @@ def cli() -> None:
     """
 
 
-for module in (demo, build, images, install, recipe, run, publish, mirror, catalog, desktop, batch):
+for module in (
+    demo,
+    build,
+    images,
+    install,
+    recipe,
+    run,
+    publish,
+    mirror,
+    catalog,
+    desktop,
+    base,
+    testcmd,
+):
     module.register(cli)
 
 
