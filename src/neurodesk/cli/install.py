@@ -8,20 +8,20 @@ import click
 
 from neurodesk.cli.output import console, emit_json, json_option_help
 from neurodesk.install.installer import install_image, uninstall_image
+from neurodesk.install.layout import Layout
 from neurodesk.paths import Paths
 from neurodesk.sources.fetch import fetch_image
 from neurodesk.sources.progress import RichProgress
-from neurodesk.store import Store
 
 prefix_option = click.option(
     "--prefix",
     type=click.Path(file_okay=False, path_type=Path),
-    help="install tree (default: $NEURODESK_HOME/installs)",
+    help="install tree (default: $NEURODESK_HOME/installs); e.g. /opt/neurodesk for a site",
 )
 
 
 @click.command()
-@click.argument("image")
+@click.argument("image", metavar="NAME[/VERSION]")
 @prefix_option
 @click.option(
     "--from",
@@ -35,32 +35,65 @@ prefix_option = click.option(
 def install(
     image: str, prefix: Path | None, source: str | None, insecure: bool, as_json: bool
 ) -> None:
-    """Install IMAGE (NAME[/VERSION]) from the store: one wrapper per command it deploys.
+    """Install an image from the store so its commands work like native programs.
 
-    Put the printed bin directory on PATH and call the tools by name.
+    \b
+    Writes, under the prefix:
+      containers/<id>/bin/<command>   one wrapper per command (runs it in the container)
+      modules/<name>/<version>.lua    Lmod module;  modulefiles/...: environment-modules
+      containers/<id>/activate        for shells without modules: '. activate'
+      share/applications, etc/xdg/menus   desktop menu entries
+
+    \b
+    Then either:
+      module use PREFIX/modules && module load NAME/VERSION
+      . PREFIX/containers/<id>/activate
+
+    Every path in the tree is relative, so it can be moved (with its 'store' link) or shared
+    read-only, e.g. an administrator installs into /opt/neurodesk and users only 'module use'.
     """
     paths = Paths.from_env()
     # Not in the store (or --from): fetch it from the sources of $NEURODESK_HOME/config.yaml.
     with RichProgress() as progress:
         record = fetch_image(image, paths, source, insecure, progress)
-    result = install_image(record, (prefix or paths.installs).absolute())
+    root = (prefix or paths.installs).absolute()
+    result = install_image(record, root)
+    layout = Layout(root)
+    lua = root / layout.lua_module(record.name, record.version)
     if as_json:
-        emit_json({"image": record.id, "bin": str(result.bin_dir), "commands": result.commands})
+        emit_json(
+            {
+                "image": record.id,
+                "prefix": str(root),
+                "bin": str(result.bin_dir),
+                "commands": result.commands,
+                "module": f"{record.name}/{record.version}",
+                "modulepath": str(lua.parent.parent),
+                "files": list(result.files),
+            }
+        )
         return
-    console.print(f"installed {record.id}: {len(result.commands)} command(s)")
+    console.print(f"installed {record.id} into {root}: {len(result.commands)} command(s)")
     console.print(f"  {' '.join(result.commands)}", soft_wrap=True)
-    console.print(f'  export PATH="{result.bin_dir}:$PATH"', soft_wrap=True)
+    console.print("use it with modules (Lmod or environment-modules):", soft_wrap=True)
+    console.print(f"  module use {lua.parent.parent}", soft_wrap=True)
+    console.print(f"  module load {record.name}/{record.version}", soft_wrap=True)
+    console.print("or in any shell, without modules:", soft_wrap=True)
+    console.print(f"  . {result.directory / 'activate'}", soft_wrap=True)
 
 
 @click.command()
-@click.argument("image")
+@click.argument("image", metavar="NAME[/VERSION]")
 @prefix_option
 def uninstall(image: str, prefix: Path | None) -> None:
-    """Remove what 'install' wrote for IMAGE (NAME[/VERSION]), and nothing else."""
+    """Remove what 'install' wrote for NAME[/VERSION] under the prefix, and nothing else.
+
+    Files you added beside the install stay; directories left empty are removed. The image
+    stays in the store.
+    """
     paths = Paths.from_env()
-    record = Store(paths.store).resolve(image)
-    removed = uninstall_image((prefix or paths.installs).absolute(), record.id)
-    console.print(f"uninstalled {removed.image_id}")
+    removed = uninstall_image((prefix or paths.installs).absolute(), image)
+    console.print(f"uninstalled {removed.image_id} ({len(removed.files)} files)")
 
 
 def register(group: click.Group) -> None:

@@ -1,4 +1,8 @@
-"""Rendering the per-command wrapper script from the image and the runtime's rules."""
+"""Rendering the per-command wrapper script: the shell rendition of runtime/spec.py's rules.
+
+The constants (system directories, passed-through variables, bind-path variables, the image's
+environment) come from the runtime, so ``neurodesk exec`` and a wrapper decide alike.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,38 @@ import os
 import shlex
 from pathlib import Path
 
-import jinja2
-
 from neurodesk import __version__
+from neurodesk.install.layout import STORE_LINK, UP_TO_PREFIX
+from neurodesk.install.templating import render
 from neurodesk.runtime.bwrap import image_args
-from neurodesk.runtime.spec import PASSTHROUGH_ENV, SYSTEM_DIRS, container_env
+from neurodesk.runtime.spec import (
+    BINDPATH_VARS,
+    PASSTHROUGH_ENV,
+    PASSTHROUGH_PREFIXES,
+    SYSTEM_DIRS,
+    container_env,
+)
 from neurodesk.store import ImageRecord
 
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("neurodesk.install", "templates"),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    autoescape=False,
-)
-
 ROOT_VAR = "$nd_root"
+
+# A shell cannot list its environment without forking, so variables passed through by prefix
+# (LC_*) are spelled out: the POSIX locale categories plus glibc's.
+LOCALE_VARS = (
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_COLLATE",
+    "LC_MESSAGES",
+    "LC_MONETARY",
+    "LC_NUMERIC",
+    "LC_TIME",
+    "LC_ADDRESS",
+    "LC_IDENTIFICATION",
+    "LC_MEASUREMENT",
+    "LC_NAME",
+    "LC_PAPER",
+    "LC_TELEPHONE",
+)
 
 
 def _shell_words(words: list[str]) -> str:
@@ -44,21 +65,46 @@ def _by_option(words: list[str]) -> list[list[str]]:
     return groups
 
 
-def render_wrapper(record: ImageRecord, command: str, wrapper_dir: Path) -> str:
-    static_env = {k: v for k, v in container_env(record, {}).items() if k not in PASSTHROUGH_ENV}
+def _passthrough() -> list[str]:
+    names = list(PASSTHROUGH_ENV)
+    names += [v for v in LOCALE_VARS if v.startswith(PASSTHROUGH_PREFIXES) and v not in names]
+    return [f'${{{n}:+--setenv {n} "${n}"}}' for n in names]
+
+
+def rootfs_in_store(record: ImageRecord) -> str | None:
+    """The image's root filesystem relative to its store (``images/<hex>/rootfs``), if inside.
+
+    Images used in place (a sandbox directory on CVMFS, say) live outside the store: wrappers
+    refer to those by their fixed location.
+    """
+    if not record.rootfs.is_relative_to(record.store_root):
+        return None
+    return os.path.relpath(record.rootfs, record.store_root)
+
+
+def render_wrapper(record: ImageRecord, command: str, wrapper_dir: Path | None = None) -> str:
+    """The wrapper for ``command``. ``wrapper_dir`` is unused: every path is relative."""
+    # The image's own variables first; host variables passed through come later and win.
+    static_env = container_env(record, {})
     env_words = [w for k, v in sorted(static_env.items()) for w in ("--setenv", k, v)]
-    system_case = "|".join(f"{d}|{d}/*" for d in ("/", *SYSTEM_DIRS) if d != "/") + "|/"
-    return _TEMPLATES.get_template("wrapper.sh.j2").render(
+    system_case = "|".join(f"{d}|{d}/*" for d in SYSTEM_DIRS) + "|/"
+    return render(
+        "wrapper.sh.j2",
         command=command,
-        command_q=shlex.quote(command),
         image_id=record.id,
         name=record.name,
         version=record.version,
         neurodesk_version=__version__,
-        rel_rootfs=shlex.quote(os.path.relpath(record.rootfs, wrapper_dir)),
-        image_args=" \\\n  ".join(
+        up_to_prefix=UP_TO_PREFIX,
+        store_link=STORE_LINK,
+        rootfs_in_store=rootfs_in_store(record),
+        rootfs_at_install=str(record.rootfs),
+        image_args=" \\\n    ".join(
             _shell_words(group) for group in _by_option(image_args(record.rootfs, ROOT_VAR))
         ),
-        env_args=_shell_words(env_words),
+        env_args=" \\\n    ".join(_shell_words(g) for g in _by_option(env_words)),
+        passthrough_args=" ".join(_passthrough()),
+        bindpath_expr=",".join(f"${{{v}:-}}" for v in BINDPATH_VARS),
+        bindpath_vars=BINDPATH_VARS,
         system_case=system_case,
     )
