@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
@@ -112,10 +113,14 @@ def test_wrapper_exit_code_and_pipes(wrapper_bin: Path, tmp_path: Path) -> None:
 def test_wrapper_says_when_its_image_is_gone(
     nd_home: Path, dcm2niix_image: ImageRecord, tmp_path: Path
 ) -> None:
-    moved = tmp_path / "elsewhere"
-    install = install_image(dcm2niix_image, tmp_path / "prefix")
-    install.directory.rename(moved)  # wrappers now point to a store that is not there
-    proc = subprocess.run([str(moved / "bin" / "dcm2niix"), "-h"], capture_output=True, text=True)
+    # A private copy of the store (hard links: instant), so its image can really disappear:
+    # wrappers find their image through the prefix's store link, or where it was at install.
+    store = tmp_path / "store"
+    subprocess.run(["cp", "-al", str(dcm2niix_image.store_root), str(store)], check=True)
+    record = dataclasses.replace(dcm2niix_image, store_root=store)
+    install = install_image(record, tmp_path / "prefix")
+    subprocess.run(["rm", "-rf", str(record.image_dir)], check=True)
+    proc = subprocess.run([str(install.bin_dir / "dcm2niix"), "-h"], capture_output=True, text=True)
     assert proc.returncode == 127
     assert proc.stderr.count("\n") == 1
     assert dcm2niix_image.id in proc.stderr and "neurodesk install dcm2niix" in proc.stderr
