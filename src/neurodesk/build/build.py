@@ -29,6 +29,7 @@ from neurodesk.image.oci import OCILayout
 from neurodesk.paths import Paths
 from neurodesk.recipe import Recipe, load_recipe
 from neurodesk.recipe.context import RenderContext
+from neurodesk.recipe.context_dir import write_build_context
 from neurodesk.recipe.render_docker import render_dockerfile
 from neurodesk.store import ImageRecord, Store
 
@@ -92,6 +93,8 @@ def prepare_context(recipe: Recipe, recipe_path: Path, dest: Path) -> str:
     for extra in dest.iterdir():
         if extra.name not in files:
             shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+    # files:, copy sources, Boutiques descriptors, structured README, Apptainer definition
+    write_build_context(recipe, recipe_path, dest, ctx)
     return "sha256:" + hashlib.sha256(files["build.yaml"]).hexdigest()
 
 
