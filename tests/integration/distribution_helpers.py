@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import socket
 import subprocess
 import tarfile
@@ -89,8 +90,11 @@ class RegistryServer:
 
 
 class FaultProxy:
-    """Forwards 127.0.0.1:port → target. ``cut_after``: close each of the next ``faults``
-    connections after that many response bytes; ``stall``: stop forwarding instead."""
+    """Forwards 127.0.0.1:port → target.
+
+    While ``faults`` > 0, a connection whose response passes ``cut_after`` bytes is cut there
+    (or, with ``stall``, left hanging) and ``faults`` drops by one. ``delay`` holds back the
+    first response bytes of every connection (a slow, far-away mirror)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -98,6 +102,8 @@ class FaultProxy:
         self.cut_after: int | None = None
         self.stall = False
         self.faults = 0
+        self.delay = 0.0
+        self.cuts = 0
         self.requests: list[bytes] = []
         self._server = socket.create_server(("127.0.0.1", self.port))
         self._stop = threading.Event()
@@ -111,6 +117,9 @@ class FaultProxy:
         self._stop.set()
         self._server.close()
 
+    def saw(self, text: str) -> bool:
+        return any(text.encode() in chunk for chunk in self.requests)
+
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
@@ -121,9 +130,6 @@ class FaultProxy:
 
     def _serve(self, client: socket.socket) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        faulty = self.faults > 0
-        if faulty:
-            self.faults -= 1
 
         def upward() -> None:
             try:
@@ -137,7 +143,15 @@ class FaultProxy:
         sent = 0
         try:
             while data := upstream.recv(65536):
-                if faulty and self.cut_after is not None and sent + len(data) > self.cut_after:
+                if sent == 0 and self.delay:
+                    time.sleep(self.delay)
+                if (
+                    self.faults > 0
+                    and self.cut_after is not None
+                    and sent + len(data) > self.cut_after
+                ):
+                    self.faults -= 1
+                    self.cuts += 1
                     client.sendall(data[: max(0, self.cut_after - sent)])
                     if self.stall:
                         self._stop.wait(60)
@@ -232,9 +246,8 @@ def tiny_layout(
     seed: int = 0,
 ) -> Path:
     """An OCI layout with two gzip layers (a tool, a data file of ``payload`` random bytes)."""
-    rng = hashlib.sha256(f"{name}{version}{seed}".encode()).digest()
-    data = (rng * (payload // len(rng) + 1))[:payload]
-    data = bytes(b ^ (i * 31 & 0xFF) for i, b in enumerate(data))  # gzip cannot squash it away
+    # Random bytes, so gzip cannot squash the payload away; seeded, so layouts are reproducible.
+    data = random.Random(f"{name}{version}{seed}").randbytes(payload)
     tool = f"#!/bin/sh\necho {name} {version}\n"
     layers = [
         _layer({"usr/bin/tinytool": tool, "README.md": f"# {name}\nA tiny test image.\n"}),

@@ -111,7 +111,7 @@ def download(
                         on_bytes(-have)
                     hasher, have = hashlib.sha256(), 0
                 with part.open(mode) as out:
-                    for chunk in response.iter_bytes(CHUNK):
+                    for chunk in response.iter_bytes():  # as it arrives: a cut keeps all
                         out.write(chunk)
                         hasher.update(chunk)
                         have += len(chunk)
