@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,13 +60,25 @@ def today() -> str:
     return os.environ.get("NEURODESK_BUILDDATE") or datetime.now(UTC).strftime("%Y%m%d")
 
 
-def _write_if_changed(path: Path, data: bytes) -> None:
-    """Keep files (and their mtimes) untouched when their content is the same."""
-    if path.is_file() and path.read_bytes() == data:
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+def _sync_tree(staged: Path, dest: Path) -> None:
+    """Make ``dest`` equal to ``staged``, rewriting only files whose bytes or mode differ (so
+    mtimes stay put for an unchanged recipe) and deleting what ``staged`` lacks."""
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = {p.relative_to(staged) for p in staged.rglob("*")}
+    for old in sorted(dest.rglob("*"), reverse=True):
+        if old.relative_to(dest) not in wanted:
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    for rel in sorted(wanted):
+        src, dst = staged / rel, dest / rel
+        if src.is_dir():
+            dst.mkdir(exist_ok=True)
+            continue
+        mode = src.stat().st_mode & 0o7777
+        same = dst.is_file() and dst.read_bytes() == src.read_bytes()
+        if not same:
+            src.replace(dst)
+        elif dst.stat().st_mode & 0o7777 != mode:
+            dst.chmod(mode)
 
 
 def with_base(recipe: Recipe, base_override: str | None) -> Recipe:
@@ -76,26 +89,27 @@ def with_base(recipe: Recipe, base_override: str | None) -> Recipe:
 
 
 def prepare_context(recipe: Recipe, recipe_path: Path, dest: Path) -> str:
-    """Write Dockerfile, README.md and build.yaml into ``dest``; return the recipe digest.
+    """Write the build context (Dockerfile, README.md, build.yaml, the recipe's files, the
+    Apptainer definition) into ``dest``; return the recipe digest.
 
-    Nothing here depends on the date or the machine, so an unchanged recipe gives a byte-equal
-    context and every step stays cached.
+    The context is staged in a fresh directory and synced into ``dest`` so that an unchanged
+    recipe leaves every file (bytes and mtime) as it was and every step stays cached; nothing
+    in it depends on the date or the machine.
     """
-    dest.mkdir(parents=True, exist_ok=True)
-    ctx = RenderContext(recipe)
-    files = {
-        "Dockerfile": render_dockerfile(recipe, ctx).encode(),
-        "README.md": (ctx.render(recipe.readme, "readme") + "\n").encode(),
-        "build.yaml": recipe_path.read_bytes(),
-    }
-    for name, data in files.items():
-        _write_if_changed(dest / name, data)
-    for extra in dest.iterdir():
-        if extra.name not in files:
-            shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
-    # files:, copy sources, Boutiques descriptors, structured README, Apptainer definition
-    write_build_context(recipe, recipe_path, dest, ctx)
-    return "sha256:" + hashlib.sha256(files["build.yaml"]).hexdigest()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=".stage-", dir=dest.parent))
+    try:
+        ctx = RenderContext(recipe)
+        raw = recipe_path.read_bytes()
+        (staged / "Dockerfile").write_text(render_dockerfile(recipe, ctx))
+        (staged / "README.md").write_text(ctx.render(recipe.readme, "readme") + "\n")
+        (staged / "build.yaml").write_bytes(raw)
+        # files:, copy sources, Boutiques descriptors, structured README, Apptainer definition
+        write_build_context(recipe, recipe_path, staged, ctx)
+        _sync_tree(staged, dest)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def image_labels(
