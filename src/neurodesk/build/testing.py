@@ -168,6 +168,12 @@ def script_test(record: ImageRecord, test: RecipeTest, scratch: Path, timeout: f
     return TestResult(test.name, "pass", elapsed, "", _tail(run.output))
 
 
+def scratch_root(image_id: str) -> Path:
+    """Where the scratch directories of one ``neurodesk test`` run go (removed afterwards)."""
+    base = Path("/tmp") if Path("/tmp").is_dir() else Path(tempfile.gettempdir())
+    return Path(tempfile.mkdtemp(prefix=f"neurodesk-test-{image_id}-", dir=base))
+
+
 def plan_tests(recipe_dir: Path) -> list[RecipeTest]:
     """The recipe's tests, with the builtin deploy check added when the recipe lacks it."""
     tests = load_tests(recipe_dir)
@@ -186,7 +192,11 @@ def run_tests(
     on_result: Callable[[TestResult], None] | None = None,
     on_start: Callable[[RecipeTest], None] | None = None,
 ) -> list[TestResult]:
-    """Run ``tests`` in ``record``, each in its own scratch directory under ``work``."""
+    """Run ``tests`` in ``record``, each in its own scratch directory under ``work``.
+
+    ``work`` should be under /tmp: the runtime binds /tmp from the host, while a directory
+    below one of the image's own (``/root``, ``/opt``) could not get a mount point.
+    """
     work.mkdir(parents=True, exist_ok=True)
     results: list[TestResult] = []
     for test in tests:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import click
 
-from neurodesk.build.testing import TestResult, plan_tests, run_tests
+from neurodesk.build.testing import TestResult, plan_tests, run_tests, scratch_root
 from neurodesk.cli.output import console, emit_json, err_console, json_option_help
 from neurodesk.paths import Paths
 from neurodesk.recipe import find_recipe, load_recipe
@@ -54,14 +55,13 @@ def test(recipe: str, image_spec: str | None, timeout: float, manual: bool, as_j
         if not as_json:
             err_console.print(f"  running {item.name} ...", markup=False)
 
-    results = run_tests(
-        record,
-        tests,
-        paths.work / "test" / record.id,
-        timeout=timeout,
-        include_manual=manual,
-        on_start=started,
-    )
+    work = scratch_root(record.id)
+    try:
+        results = run_tests(
+            record, tests, work, timeout=timeout, include_manual=manual, on_start=started
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     failed = [r for r in results if r.status in ("fail", "error")]
     if as_json:
         emit_json(
