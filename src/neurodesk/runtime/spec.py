@@ -109,6 +109,12 @@ def container_env(record: ImageRecord, environ: Mapping[str, str]) -> dict[str, 
         if key.startswith(DEPLOY_ENV_PREFIX):
             env[key.removeprefix(DEPLOY_ENV_PREFIX)] = value
     env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    # Deployed commands are run by name: their directories must be on the container's PATH even
+    # when the recipe did not put them there.
+    path = env["PATH"].split(":")
+    missing = [d for d in record.deploy_env("DEPLOY_PATH") if d not in path]
+    if missing:
+        env["PATH"] = ":".join([*missing, *path])
     for key, value in environ.items():
         if key in PASSTHROUGH_ENV or key.startswith(PASSTHROUGH_PREFIXES):
             env[key] = value
