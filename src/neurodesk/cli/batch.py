@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shlex
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,12 +14,12 @@ from neurodesk.cli.output import console, emit_json, err_console, json_option_he
 from neurodesk.errors import NeurodeskError, ValidationError
 from neurodesk.jobs import inputs as inputs_mod
 from neurodesk.jobs import slurm
-from neurodesk.jobs.batch import Batch, define_batch, list_batches, load_batch
+from neurodesk.jobs.batch import Batch, check_command, define_batch, list_batches, load_batch
 from neurodesk.jobs.derivative import merge_description, summary
 from neurodesk.jobs.local import default_jobs, run_local
 from neurodesk.jobs.provenance import TaskRecord
-from neurodesk.jobs.status import RERUN_STATES, TaskState, counts, task_states
-from neurodesk.jobs.task import Interrupted, raise_on_signals, run_task
+from neurodesk.jobs.status import RERUN_STATES, TaskState, counts, current_states, follow
+from neurodesk.jobs.task import run_one
 from neurodesk.jobs.template import PLACEHOLDERS
 from neurodesk.paths import Paths
 from neurodesk.store import Store
@@ -168,7 +166,6 @@ def run(
         )
     if (subject or session) and not bids:
         raise ValidationError("--subject/--session need --bids", [])
-    record = Store(Paths.from_env().store).resolve(image)
     if bids:
         items = inputs_mod.from_bids(bids, subject, session)
         source = f"bids {bids.absolute()}"
@@ -179,6 +176,8 @@ def run(
         assert list_file is not None
         items = inputs_mod.from_list(list_file)
         source = f"list {list_file.absolute()}"
+    check_command(list(command), items)  # placeholder mistakes first: they need no image
+    record = Store(Paths.from_env().store).resolve(image)
     the_batch = define_batch(
         record,
         list(command),
@@ -225,10 +224,10 @@ def execute(the_batch: Batch, todo: list[int], scheduling: dict[str, Any]) -> No
             jobs = scheduling.get("jobs") or default_jobs()
             with LocalProgress(len(todo)) as progress:
                 run_local(the_batch, todo, jobs, progress.advance)
-        finish(the_batch, task_states(the_batch))
+        finish(the_batch, current_states(the_batch, queue={}))
         return
     if not todo:
-        finish(the_batch, task_states(the_batch))
+        finish(the_batch, current_states(the_batch))
         return
     in_queue = slurm.queued(the_batch)
     todo = [i for i in todo if i not in in_queue]
@@ -287,14 +286,14 @@ class LocalProgress:
             return
         outcome = "ok" if record.exit_code == 0 else f"FAILED (exit {record.exit_code})"
         err_console.print(
-            f"[{self.done}/{self.total}] {record.label}: {outcome} in {record.duration_s:.1f} s",
+            f"[{self.done}/{self.total}] {record.label}: {outcome} in {record.duration_s:.2f} s",
             markup=False,
             soft_wrap=True,
         )
 
 
 def wait_for_slurm(the_batch: Batch) -> list[TaskState]:
-    """Poll the queue until none of the batch's tasks is queued; a bar shows progress."""
+    """Follow the queue with a progress bar until every task ended."""
     total = len(the_batch.spec.tasks)
     with Progress(
         TextColumn("SLURM"),
@@ -306,32 +305,24 @@ def wait_for_slurm(the_batch: Batch) -> list[TaskState]:
         disable=not err_console.is_terminal,
     ) as progress:
         bar = progress.add_task("tasks", total=total, detail="")
-        while True:
-            queue = slurm.queued(the_batch)
-            states = current_states(the_batch, queue)
+
+        def show(states: list[TaskState]) -> None:
             tally = counts(states)
             ended = total - tally.get("pending", 0) - tally.get("running", 0)
-            detail = ", ".join(f"{n} {s}" for s, n in sorted(tally.items()))
-            progress.update(bar, completed=ended, detail=detail)
-            if not queue:
-                return states
-            time.sleep(POLL_SECONDS)
+            progress.update(bar, completed=ended, detail=describe(tally))
+
+        return follow(the_batch, show, POLL_SECONDS)
 
 
-def current_states(
-    the_batch: Batch, queue: dict[int, slurm.Queued] | None = None
-) -> list[TaskState]:
-    submitted = {i for s in slurm.submissions(the_batch) for i in s.indices}
-    if queue is None:
-        queue = slurm.queued(the_batch) if submitted else {}
-    return task_states(the_batch, {i: q.state for i, q in queue.items()}, submitted)
+def describe(tally: dict[str, int]) -> str:
+    return describe(tally)
 
 
 def finish(the_batch: Batch, states: list[TaskState]) -> None:
     """Print the outcome; failures with their logs make the command fail."""
     tally = counts(states)
     err_console.print(
-        f"batch {the_batch.id}: " + ", ".join(f"{n} {s}" for s, n in sorted(tally.items())),
+        f"batch {the_batch.id}: " + describe(tally),
         soft_wrap=True,
     )
     failures = [s for s in states if s.state in ("failed", "lost", "stale")]
@@ -363,8 +354,7 @@ def status(batch_ref: str, as_json: bool) -> None:
         )
         return
     print_table(
-        f"batch {the_batch.id} — "
-        + ", ".join(f"{n} {s}" for s, n in sorted(counts(states).items())),
+        f"batch {the_batch.id} — " + describe(counts(states)),
         ["TASK", "LABEL", "STATE", "EXIT", "LOG"],
         [
             (s.index, s.label, s.state, "" if s.exit_code is None else s.exit_code, s.log)
@@ -461,7 +451,7 @@ def summary_cmd(batch_ref: str, bids_derivative: Path | None, as_json: bool) -> 
     image = the_batch.spec.image
     console.print(f"batch {the_batch.id}: {image.id} ({image.digest[:19]})", soft_wrap=True)
     console.print(f"command: {shlex.join(the_batch.spec.command)}", markup=False, soft_wrap=True)
-    console.print("tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(data["counts"].items())))
+    console.print("tasks: " + describe(data["counts"]))
     for failure in data["failures"]:
         console.print(
             f"  failed {failure['label']}: exit {failure['exit_code']} — log: {failure['log']}",
@@ -506,16 +496,7 @@ def list_cmd(as_json: bool) -> None:
 @click.argument("index", type=int)
 def run_task_cmd(batch_dir: Path, index: int) -> None:
     """Run one task (what each SLURM array task executes); exits with the task's exit code."""
-    the_batch = load_batch(str(batch_dir))
-    if not 0 <= index < len(the_batch.spec.tasks):
-        raise ValidationError(f"batch {the_batch.id} has no task {index}", [])
-    raise_on_signals()
-    executor = "slurm" if "SLURM_JOB_ID" in os.environ else "local"
-    try:
-        record = run_task(the_batch, index, executor)
-    except Interrupted as exc:  # scancel or the time limit: the record is written already
-        raise SystemExit(128 + exc.signum) from None
-    raise SystemExit(record.exit_code)
+    raise SystemExit(run_one(batch_dir, index))
 
 
 def register(group: click.Group) -> None:

@@ -122,15 +122,27 @@ class Batch:
 
 
 def definition_hash(
-    image: ImageInfo, command: list[str], tasks: list[TaskSpec], env: dict[str, str]
+    image: ImageInfo,
+    command: list[str],
+    inputs: list[Input],
+    output_root: Path | None,
+    env: dict[str, str],
 ) -> str:
     data = {
         "image": image.digest,
         "command": command,
-        "tasks": [(t.input, t.output_dir, t.argv) for t in tasks],
+        "inputs": [str(i.path) for i in inputs],
+        "output_root": str(output_root) if output_root else None,
         "env": env,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def check_command(command: list[str], inputs: list[Input]) -> None:
+    """Every placeholder is known and has a value for every input (before anything runs)."""
+    per_batch = {"output_dir": "", "output_root": "", "task": "", "batch_id": ""}
+    for item in inputs:
+        template.check(command, {**item.values(), **per_batch}, item.label)
 
 
 def output_dir_for(item: Input, output_root: Path) -> Path:
@@ -160,16 +172,26 @@ def define_batch(
     With ``create=False`` (a dry run) nothing is written.
     """
     env = dict(env or {})
+    check_command(command, inputs)
     info = image_info(image)
-    base = batches_dir()
-    pending_root = output_root.absolute() if output_root else None
+    output_root = output_root.absolute() if output_root else None
+    batch_id = name or f"{image.name}-{definition_hash(info, command, inputs, output_root, env)}"
+    if not batch_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ValidationError(
+            f"batch name '{batch_id}' has characters other than letters, digits, - _ .", []
+        )
+    root = batches_dir() / batch_id
+    final_root = output_root or root / "outputs"
     tasks: list[TaskSpec] = []
     for index, item in enumerate(inputs):
-        values = item.values()
-        root = pending_root or base / "outputs-pending"  # replaced below once the id is known
-        out = output_dir_for(item, root)
-        values.update(output_dir=str(out), output_root=str(root), task=str(index))
-        template.check(command, {**values, "batch_id": ""}, item.label)
+        out = output_dir_for(item, final_root)
+        values = {
+            **item.values(),
+            "output_dir": str(out),
+            "output_root": str(final_root),
+            "task": str(index),
+            "batch_id": batch_id,
+        }
         tasks.append(
             TaskSpec(
                 index=index,
@@ -177,29 +199,10 @@ def define_batch(
                 input=str(item.path),
                 subject=item.subject,
                 session=item.session,
-                argv=[],
+                argv=template.expand(command, values),
                 output_dir=str(out),
             )
         )
-    digest = definition_hash(info, command, tasks, env)
-    batch_id = name or f"{image.name}-{digest}"
-    if not batch_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise ValidationError(
-            f"batch name '{batch_id}' has characters other than letters, digits, - _ .", []
-        )
-    root = base / batch_id
-    final_root = pending_root or root / "outputs"
-    for item, task in zip(inputs, tasks, strict=True):
-        out = output_dir_for(item, final_root)
-        values = {
-            **item.values(),
-            "output_dir": str(out),
-            "output_root": str(final_root),
-            "task": str(task.index),
-            "batch_id": batch_id,
-        }
-        task.output_dir = str(out)
-        task.argv = template.expand(command, values)
     spec = BatchSpec(
         id=batch_id,
         created=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -1,6 +1,6 @@
 """The SLURM executor: one ``sbatch`` job array per submission, task index = array index.
 
-Each array task runs ``python -m neurodesk batch run-task <batch dir> $SLURM_ARRAY_TASK_ID``,
+Each array task runs ``python -m neurodesk.jobs run-task <batch dir> $SLURM_ARRAY_TASK_ID``,
 so a compute node needs only the shared filesystem (batch directory, store, data) and bwrap.
 Without slurmdbd there is no ``sacct``: a task's outcome is its provenance record, and the
 queue (``squeue``) says what is still pending or running.
@@ -132,7 +132,7 @@ def write_script(batch: Batch, sbatch_args: list[str]) -> Path:
         f"# neurodesk {__version__}: one array task = one task of batch {batch.id}\n"
         f"# submitted as: sbatch {shlex.join(sbatch_args)} {path.name}\n"
         f"export NEURODESK_HOME={shlex.quote(str(home))}\n"
-        f"exec {shlex.quote(sys.executable)} -m neurodesk batch run-task "
+        f"exec {shlex.quote(sys.executable)} -m neurodesk.jobs run-task "
         f'{shlex.quote(str(batch.root))} "$SLURM_ARRAY_TASK_ID"\n',
         mode=0o755,
     )

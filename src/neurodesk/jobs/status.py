@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from neurodesk.jobs import slurm
 from neurodesk.jobs.batch import Batch
 from neurodesk.jobs.provenance import TaskRecord, is_complete
 
@@ -69,3 +72,24 @@ def counts(states: list[TaskState]) -> dict[str, int]:
     for item in states:
         result[item.state] = result.get(item.state, 0) + 1
     return result
+
+
+def current_states(batch: Batch, queue: dict[int, slurm.Queued] | None = None) -> list[TaskState]:
+    """Task states now: records, plus SLURM's queue when the batch was ever submitted."""
+    submitted = {i for s in slurm.submissions(batch) for i in s.indices}
+    if queue is None:
+        queue = slurm.queued(batch) if submitted else {}
+    return task_states(batch, {i: q.state for i, q in queue.items()}, submitted)
+
+
+def follow(
+    batch: Batch, on_poll: Callable[[list[TaskState]], None], interval: float = 1.0
+) -> list[TaskState]:
+    """Poll until none of the batch's tasks is in SLURM's queue; the final states."""
+    while True:
+        queue = slurm.queued(batch)
+        states = current_states(batch, queue)
+        on_poll(states)
+        if not queue:
+            return states
+        time.sleep(interval)

@@ -132,3 +132,19 @@ def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:
     if interrupted is not None:
         raise interrupted
     return record
+
+
+def run_one(batch_dir: Path, index: int) -> int:
+    """What one SLURM array task does: run task ``index`` of the batch; its exit code."""
+    from neurodesk.errors import ValidationError
+    from neurodesk.jobs.batch import load_batch
+
+    batch = load_batch(str(batch_dir))
+    if not 0 <= index < len(batch.spec.tasks):
+        raise ValidationError(f"batch {batch.id} has no task {index}", [])
+    raise_on_signals()
+    executor = "slurm" if "SLURM_JOB_ID" in os.environ else "local"
+    try:
+        return run_task(batch, index, executor).exit_code
+    except Interrupted as exc:  # scancel or the time limit: the record is written already
+        return 128 + exc.signum

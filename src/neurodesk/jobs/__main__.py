@@ -1,0 +1,28 @@
+"""``python -m neurodesk.jobs run-task BATCH_DIR INDEX``: what each SLURM array task executes.
+
+Same as ``neurodesk batch run-task`` but imports only the jobs layer, which halves the Python
+start-up paid by every array task on the compute node.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from neurodesk.errors import NeurodeskError
+from neurodesk.jobs.task import run_one
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[0] != "run-task" or not argv[2].isdigit():
+        print("usage: python -m neurodesk.jobs run-task BATCH_DIR INDEX", file=sys.stderr)
+        return 2
+    try:
+        return run_one(Path(argv[1]), int(argv[2]))
+    except NeurodeskError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
