@@ -126,10 +126,12 @@ def publish_tree(record: ImageRecord, root: Path) -> TreeResult:
         txn = tree.staging / uuid.uuid4().hex
         txn.mkdir(parents=True)
         try:
-            return _publish(record, tree, files, txn)
+            result = _publish(record, tree, files, txn)
         except BaseException:
             recover(tree)
             raise
+        shutil.rmtree(tree.staging / ".trash", ignore_errors=True)
+        return result
 
 
 def _publish(record: ImageRecord, tree: Tree, files: CatalogFiles, txn: Path) -> TreeResult:
