@@ -98,7 +98,7 @@ def check(recipes: tuple[str, ...], check_all: bool, options: tuple[str, ...]) -
     for name in names:
         try:
             loaded = _check_one(name, chosen)
-            console.print(f"ok  {loaded.tag_name}  ({find_recipe(name)})")
+            click.echo(f"ok  {loaded.tag_name}  ({find_recipe(name)})")
         except ValidationError as exc:
             problems.extend(exc.problems)
         except NeurodeskError as exc:
@@ -157,7 +157,7 @@ def new(
     written = scaffold(target, name, version, package, command, category, license_id)
     _check_one(str(target), {})
     for path in written:
-        console.print(f"wrote {path}")
+        click.echo(f"wrote {path}")
     console.print(f"next: edit them, then `neurodesk recipe check {target}`")
 
 
