@@ -3,7 +3,7 @@ FROM debian:bookworm
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends minc-tools && rm -rf /var/lib/apt/lists/*
 ENV LANG="C.UTF-8"
 ENV DEPLOY_PATH=""
-ENV DEPLOY_BINS="rawtominc:minctoraw:mincinfo:mincstats:mincheader:mincresample:mincreshape:minccalc:mincmath:mincconvert:mnc2nii:nii2mnc:mincaverage:mincblur:mincconcat:dcm2mnc"
+ENV DEPLOY_BINS="rawtominc:minctoraw:mincinfo:mincstats:mincheader:mincresample:mincreshape:minccalc:mincmath:mincconvert:mnc2nii:nii2mnc:mincaverage:mincconcat:dcm2mnc"
 COPY README.md /README.md
 COPY build.yaml /build.yaml
 RUN mkdir -p /afm01 /afm02 /cvmfs /90days /30days /QRISdata /RDS /data /short /proc_temp /TMPDIR /nvme /neurodesktop-storage /local /gpfs1 /working /winmounts /state /tmp /autofs /cluster /local_mount /scratch /clusterdata /nvmescratch /home
