@@ -315,7 +315,7 @@ def wait_for_slurm(the_batch: Batch) -> list[TaskState]:
 
 
 def describe(tally: dict[str, int]) -> str:
-    return describe(tally)
+    return ", ".join(f"{n} {s}" for s, n in sorted(tally.items()))
 
 
 def finish(the_batch: Batch, states: list[TaskState]) -> None:

@@ -53,6 +53,23 @@ def task_binds(batch: Batch, index: int) -> list[Bind]:
     return binds
 
 
+def remove_previous_outputs(batch: Batch, index: int) -> int:
+    """Delete the files the task's previous run wrote (its record lists them).
+
+    A re-run must start from the same state as the first run: many tools refuse to overwrite
+    (dcm2niix writes ``name a.nii`` next to the old file), which would mix two runs' outputs.
+    Only files the record names are touched, never anything else in the output directory.
+    """
+    previous = batch.record(index)
+    count = 0
+    for name in previous.outputs if previous else ():
+        path = Path(name)
+        if path.is_file() and path.is_relative_to(batch.spec.tasks[index].output_dir):
+            path.unlink()
+            count += 1
+    return count
+
+
 def scheduler_info(executor: str) -> SchedulerInfo:
     if executor == "slurm":
         return SchedulerInfo(
@@ -73,6 +90,7 @@ def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:
     image = batch.image
     out = Path(task.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    removed = remove_previous_outputs(batch, index)
     spec = build_runspec(
         image,
         task.argv,
@@ -88,6 +106,9 @@ def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:
     start, started = now(), time.monotonic()
     interrupted: Interrupted | None = None
     with log_path.open("wb") as log:
+        if removed:
+            log.write(f"neurodesk: removed {removed} output(s) of the previous run\n".encode())
+            log.flush()
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT

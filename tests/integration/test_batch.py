@@ -1,0 +1,254 @@
+"""``neurodesk batch`` end to end: a generated BIDS dataset converted by the real dcm2niix image.
+
+Six subjects: five with a DICOM series, one (sub-06) with a broken file, so one task fails
+while the others finish. Each executor (local pool, the real single-node SLURM of
+tests/integration/slurm.py) must leave a provenance record per task whose hashes match the
+files, skip complete tasks on a re-run, and re-run only the failed ones after a fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import pytest
+
+from neurodesk.demo.dicom import SeriesGeometry, write_series
+from neurodesk.store import ImageRecord
+from tests.conftest import assert_one_line_error, run_cli
+from tests.integration.slurm import SlurmCluster, free_port
+
+pytestmark = pytest.mark.integration
+
+SUBJECTS = ["01", "02", "03", "04", "05", "06"]
+BROKEN = "06"
+GEOMETRY = SeriesGeometry(columns=32, rows=24, slices=6)
+COMMAND = [
+    "--",
+    "dcm2niix",
+    "-o",
+    "{output_dir}",
+    "-f",
+    "sub-{subject}_ses-{session}_T1w",
+    "{input}/dicom",
+]
+
+
+def make_dataset(root: Path) -> Path:
+    """sourcedata/sub-XX/ses-01/dicom for six subjects; sub-06 holds a file that is no DICOM."""
+    source = root / "sourcedata"
+    for subject in SUBJECTS:
+        dicom = source / f"sub-{subject}" / "ses-01" / "dicom"
+        if subject == BROKEN:
+            dicom.mkdir(parents=True)
+            (dicom / "broken.dcm").write_bytes(b"this is not a DICOM file")
+        else:
+            write_series(dicom, GEOMETRY)
+    return source
+
+
+def repair(source: Path) -> None:
+    dicom = source / f"sub-{BROKEN}" / "ses-01" / "dicom"
+    shutil.rmtree(dicom)
+    write_series(dicom, GEOMETRY)
+
+
+def batch_dir(proc: subprocess.CompletedProcess[str]) -> Path:
+    match = re.search(r"^batch (\S+): (/\S+)$", proc.stderr, re.MULTILINE)
+    assert match, proc.stderr
+    return Path(match.group(2))
+
+
+def records(root: Path) -> dict[str, dict[str, Any]]:
+    found = {}
+    for path in sorted(root.glob("tasks/*/record.json")):
+        data = json.loads(path.read_text())
+        found[data["label"]] = data
+    return found
+
+
+def sha256(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_records(
+    root: Path, source: Path, out: Path, image: ImageRecord, scheduler: str, broken: bool
+) -> dict[str, dict[str, Any]]:
+    """Every task's record says what ran, on what, with which result, and its hashes hold."""
+    found = records(root)
+    assert sorted(found) == [f"sub-{s}_ses-01" for s in SUBJECTS]
+    bwrap_version = subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout
+    for subject in SUBJECTS:
+        record = found[f"sub-{subject}_ses-01"]
+        failed = broken and subject == BROKEN
+        assert record["image"]["digest"] == image.digest
+        assert (record["image"]["name"], record["image"]["version"]) == (image.name, image.version)
+        assert record["runtime"]["name"] == "bwrap"
+        assert record["runtime"]["version"] in bwrap_version
+        assert record["runtime"]["argv"][0].endswith("bwrap")
+        task_out = out / f"sub-{subject}" / "ses-01"
+        assert record["argv"] == [
+            "dcm2niix",
+            "-o",
+            str(task_out),
+            "-f",
+            f"sub-{subject}_ses-01_T1w",
+            str(source / f"sub-{subject}" / "ses-01" / "dicom"),
+        ]
+        assert record["env"]["PATH"] and record["env"]["BATCH_TEST"] == "yes"
+        assert "SLURM_CONF" not in record["env"]  # a clean environment, plus what was asked
+        assert record["host"] == socket.gethostname()
+        assert record["start"] <= record["end"]
+        assert record["scheduler"]["name"] == scheduler
+        if scheduler == "slurm":
+            assert record["scheduler"]["job_id"] and record["scheduler"]["array_task_id"]
+        dicoms = sorted((source / f"sub-{subject}" / "ses-01" / "dicom").iterdir())
+        assert sorted(record["inputs"]) == [str(p) for p in dicoms]
+        assert all(sha256(Path(p)) == h for p, h in record["inputs"].items())
+        assert Path(record["log"]).is_file()
+        if failed:
+            assert record["exit_code"] != 0
+            assert record["outputs"] == {}
+            continue
+        assert record["exit_code"] == 0
+        nifti = task_out / f"sub-{subject}_ses-01_T1w.nii"
+        assert sorted(record["outputs"]) == [str(nifti.with_suffix(".json")), str(nifti)]
+        assert all(sha256(Path(p)) == h for p, h in record["outputs"].items())
+        assert nib.load(nifti).shape == (GEOMETRY.columns, GEOMETRY.rows, GEOMETRY.slices)
+    return found
+
+
+def test_local_batch(dcm2niix_image: ImageRecord, nd_home: Path, tmp_path: Path) -> None:
+    source = make_dataset(tmp_path / "ds")
+    out = tmp_path / "ds" / "derivatives" / "dcm2niix"
+    args = ["batch", "dcm2niix", "--bids", str(source), "--output", str(out), "--jobs", "2"]
+    args += ["--env", "BATCH_TEST=yes", *COMMAND]
+
+    proc = run_cli(args, nd_home)
+    assert proc.returncode == 1, proc.stderr
+    root = batch_dir(proc)
+    assert "5 done, 1 failed" in proc.stderr
+    assert f"sub-{BROKEN}_ses-01: exit" in proc.stderr
+    assert str(root / "tasks" / "0005" / "log.txt") in proc.stderr  # failures name their log
+    first = check_records(root, source, out, dcm2niix_image, "local", broken=True)
+
+    # the same command again: complete tasks are skipped, the failed one runs again
+    proc = run_cli(args, nd_home)
+    assert proc.returncode == 1 and "5 of 6 tasks already complete" in proc.stderr, proc.stderr
+    again = records(root)
+    assert again["sub-01_ses-01"]["start"] == first["sub-01_ses-01"]["start"]
+    assert again[f"sub-{BROKEN}_ses-01"]["start"] != first[f"sub-{BROKEN}_ses-01"]["start"]
+
+    # an output that changed since its record makes that task run again
+    nifti = out / "sub-02" / "ses-01" / "sub-02_ses-01_T1w.json"
+    nifti.write_text(nifti.read_text() + " ")
+    proc = run_cli(args, nd_home)
+    assert "4 of 6 tasks already complete" in proc.stderr, proc.stderr
+    assert records(root)["sub-02_ses-01"]["start"] != first["sub-02_ses-01"]["start"]
+
+    repair(source)
+    proc = run_cli(["batch", "resubmit", root.name, "--failed"], nd_home)
+    assert proc.returncode == 0, proc.stderr
+    assert "resubmitting 1 task(s): sub-06_ses-01" in proc.stderr and "6 done" in proc.stderr
+    check_records(root, source, out, dcm2niix_image, "local", broken=False)
+
+    proc = run_cli(
+        ["batch", "summary", root.name, "--bids-derivative", str(out), "--json"], nd_home
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["counts"] == {"done": 6} and summary["failures"] == []
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    (entry,) = description["GeneratedBy"]
+    assert entry["Name"] == "dcm2niix" and entry["Version"] == dcm2niix_image.version
+    assert (
+        entry["Container"]["Tag"] == f"dcm2niix_{dcm2niix_image.version}:{dcm2niix_image.builddate}"
+    )
+
+
+def test_slurm_batch(
+    dcm2niix_image: ImageRecord, nd_home: Path, slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    source = make_dataset(tmp_path / "ds")
+    out = tmp_path / "ds" / "derivatives" / "dcm2niix"
+    args = ["batch", "dcm2niix", "--bids", str(source), "--output", str(out), "--executor"]
+    args += ["slurm", "--cpus", "1", "--mem", "200M", "--time", "5", "--wait"]
+    args += ["--env", "BATCH_TEST=yes", *COMMAND]
+    env = slurm_cluster.env
+
+    proc = run_cli(args, nd_home, env=env, timeout=180)
+    assert proc.returncode == 1, proc.stderr
+    assert "submitted 6 task(s) as SLURM job array" in proc.stderr
+    assert "5 done, 1 failed" in proc.stderr
+    root = batch_dir(proc)
+    found = check_records(root, source, out, dcm2niix_image, "slurm", broken=True)
+    job = found["sub-01_ses-01"]["scheduler"]["job_id"]
+    assert slurm_cluster.states(job) == {
+        f"{job}_{i}": "FAILED" if i == 5 else "COMPLETED" for i in range(6)
+    }
+
+    status = json.loads(run_cli(["batch", "status", root.name, "--json"], nd_home, env=env).stdout)
+    assert status["counts"] == {"done": 5, "failed": 1}
+    logs = run_cli(["batch", "logs", root.name, "--failed"], nd_home, env=env)
+    assert "sub-06_ses-01 (failed)" in logs.stdout and "DICOM" in logs.stdout
+
+    repair(source)
+    proc = run_cli(["batch", "resubmit", root.name, "--failed", "--wait"], nd_home, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "submitted 1 task(s)" in proc.stderr and "6 done" in proc.stderr
+    submissions = json.loads((root / "slurm" / "submissions.json").read_text())
+    assert [s["indices"] for s in submissions] == [[0, 1, 2, 3, 4, 5], [5]]
+    check_records(root, source, out, dcm2niix_image, "slurm", broken=False)
+
+
+def test_slurm_cancel(
+    dcm2niix_image: ImageRecord, nd_home: Path, slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.txt").write_text(name)
+    args = ["batch", "dcm2niix", "--glob", str(tmp_path / "*.txt"), "--executor", "slurm"]
+    proc = run_cli([*args, "--", "sleep", "60"], nd_home, env=slurm_cluster.env)
+    assert proc.returncode == 0 and "follow with: neurodesk batch status" in proc.stderr
+    name = batch_dir(proc).name
+
+    def counts() -> dict[str, int]:
+        proc = run_cli(["batch", "status", name, "--json"], nd_home, env=slurm_cluster.env)
+        return dict(json.loads(proc.stdout)["counts"])
+
+    root = nd_home / "batches" / name
+    # wait until two tasks run their container (one CPU each; the third is pending)
+    deadline = time.monotonic() + 60
+    while len(list(root.glob("tasks/*/log.txt"))) < 2:
+        assert time.monotonic() < deadline, counts()
+        time.sleep(0.2)
+    proc = run_cli(["batch", "cancel", name], nd_home, env=slurm_cluster.env)
+    assert proc.returncode == 0 and "cancelled SLURM job(s)" in proc.stderr, proc.stderr
+    while {"pending", "running", "completing"} & set(final := counts()):
+        assert time.monotonic() < deadline, final
+        time.sleep(0.5)
+    # a task stopped while running still leaves its record (exit 128 + SIGTERM); one that
+    # never started is "lost"; both are what resubmit --failed runs again
+    assert final == {"failed": 2, "lost": 1}, final
+    assert [r["exit_code"] for r in records(root).values()] == [143, 143]
+
+
+def test_unreachable_scheduler(dcm2niix_image: ImageRecord, nd_home: Path, tmp_path: Path) -> None:
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(
+        "ClusterName=nowhere\nSlurmctldHost=localhost(127.0.0.1)\n"
+        f"SlurmctldPort={free_port()}\nMessageTimeout=1\nAuthType=auth/munge\n"
+        "NodeName=localhost CPUs=1\nPartitionName=debug Nodes=localhost Default=YES\n"
+    )
+    (tmp_path / "in.txt").write_text("x")
+    args = ["batch", "dcm2niix", "--glob", str(tmp_path / "in.txt"), "--executor", "slurm"]
+    proc = run_cli([*args, "--", "true"], nd_home, env={"SLURM_CONF": str(conf)})
+    assert_one_line_error(proc, "sbatch failed", "Unable to contact slurm controller", "slurmctld")
