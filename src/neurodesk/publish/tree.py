@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -108,6 +109,26 @@ def _copy_tree(src: Path, dest: Path) -> None:
         raise ExternalCommandError(f"copying {src} failed", proc.stderr.strip().splitlines()[-20:])
 
 
+def _tree_wrapper(placed: ImageRecord, command: str, sandbox: Path) -> str:
+    """The install wrapper, pointed at the sandbox beside it rather than an absolute path.
+
+    Install wrappers refer to an image used in place by its absolute path; in a tree the
+    sandbox sits next to the wrapper, so the tree keeps working wherever it is mounted.
+    """
+    text = render_wrapper(placed, command, sandbox.parent)
+    line = f"nd_root={shlex.quote(str(sandbox))}\n"
+    if line not in text:
+        raise NeurodeskError(
+            "cannot make the wrapper relative: the wrapper template no longer sets nd_root "
+            "to the image path on one line",
+            hint="update neurodesk.publish.tree._tree_wrapper to match install/wrapper.py",
+        )
+    text = text.replace(line, f'nd_root="$nd_here"/{shlex.quote(sandbox.name)}\n')
+    if str(sandbox.parent) in text:
+        raise NeurodeskError(f"the wrapper for {command} still names the staging directory")
+    return text
+
+
 def publish_tree(record: ImageRecord, root: Path) -> TreeResult:
     tree = Tree(root.absolute())
     files = CatalogFiles(tree.root)
@@ -145,14 +166,16 @@ def _publish(record: ImageRecord, tree: Tree, files: CatalogFiles, txn: Path) ->
     write_commands_txt(commands, stage / "commands.txt")
     for command in commands:
         wrapper = stage / command
-        # Rendered in staging: the wrapper only holds the relative path <id>.simg.
-        wrapper.write_text(render_wrapper(placed, command, stage))
+        wrapper.write_text(_tree_wrapper(placed, command, sandbox))
         wrapper.chmod(0o755)
     write_text(stage / "image.json", json.dumps({**record.to_json(), "commands": commands}))
 
     lua = render_lua(record, info, commands)
     module_rels = [
-        Path("neurodesk-modules") / category / record.name / f"{record.version}.lua"
+        Path("neurodesk-modules")
+        / category.replace(" ", "_")
+        / record.name
+        / f"{record.version}.lua"
         for category in (info.categories or [UNCATEGORISED])
     ]
     for rel in module_rels:

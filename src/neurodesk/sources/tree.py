@@ -4,7 +4,7 @@
     containers/<id>/commands.txt      one command per line
     containers/<id>/<command>         one wrapper per command
     containers/<id>/image.json        ours: name, version, builddate, digest, env, labels
-    neurodesk-modules/<category>/<name>/<version>.lua
+    neurodesk-modules/<category>/<name>/<version>.lua  (spaces in a category become _)
     apps.json, log.txt, releases/     the catalog (upstream formats)
 
 ``<id>`` is ``<name>_<version>_<builddate>``. Trees we publish carry ``image.json``; for others
