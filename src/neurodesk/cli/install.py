@@ -49,6 +49,7 @@ def install(
       module use PREFIX/modules && module load NAME/VERSION
       . PREFIX/containers/<id>/activate
 
+    An image missing from the store is fetched from the configured sources (or --from).
     Every path in the tree is relative, so it can be moved (with its 'store' link) or shared
     read-only, e.g. an administrator installs into /opt/neurodesk and users only 'module use'.
     """
