@@ -92,7 +92,8 @@ def test_podman_command_line(fakebin: Path, tmp_path: Path) -> None:
     runc = fake_program(fakebin, "runc")
     builder = PodmanBuilder(Paths(tmp_path / "home"))
     argv = builder.build_argv(tmp_path / "ctx", "localhost/t:1", LABELS)
-    assert argv[1:3] == ["--root", str(tmp_path / "home/podman/storage")]
+    # The same containers-storage as buildah: bases and cached layers are shared.
+    assert argv[1:3] == ["--root", str(tmp_path / "home/buildah/storage")]
     assert argv[7:9] == ["--runtime", str(runc)]  # crun fails on this kernel; runc works
     assert argv[9:15] == [
         "build",

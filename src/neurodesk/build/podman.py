@@ -3,6 +3,9 @@
 Measured here: ``podman build --isolation chroot`` works (no OCI runtime is involved), while
 ``podman run`` needs ``--runtime runc``; the global ``--runtime runc`` is passed when runc is
 installed so that anything podman starts uses the runtime that works on this kernel.
+
+podman and buildah share one containers-storage directory (as they do system-wide), so base
+images and cached layers made by one are reused by the other.
 """
 
 from __future__ import annotations
@@ -25,14 +28,6 @@ class PodmanBuilder(BuildahBuilder):
         super().__init__(paths)
         if runc := shutil.which("runc"):
             self.global_args += ["--runtime", runc]
-
-    @property
-    def storage_root(self) -> Path:
-        return self.paths.home / "podman" / "storage"
-
-    @property
-    def storage_runroot(self) -> Path:
-        return self.paths.home / "podman" / "run"
 
     def image_id(self, ref: str) -> str | None:
         code, out = self._query("image", "inspect", "--format", "{{.Id}}", qualify(ref))

@@ -45,11 +45,16 @@ check() {
                  echo "NOINTERP $p $2"; return; fi ;;
       esac ;;
   esac
-  missing=$(ldd "$p" 2>/dev/null | grep 'not found' \
-    | sed 's/^[[:space:]]*//; s/ .*//' | tr '\n' ' ')
+  # Only ldd and shell builtins here: the image's sed or grep may be what is broken.
+  missing=
+  ldd "$p" > "${TMPDIR:-/tmp}/.ldd" 2>/dev/null || true
+  while IFS=" $TAB" read -r lib arrow rest; do
+    case "$arrow $rest" in *"not found"*) missing="$missing$lib ";; esac
+  done < "${TMPDIR:-/tmp}/.ldd"
   if [ -n "$missing" ]; then echo "NOLIB $p $missing"; return; fi
   echo "OK $p"
 }
+TAB=$(printf '\t')
 IFS=:
 for d in ${DEPLOY_PATH:-}; do
   IFS=' '
