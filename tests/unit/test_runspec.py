@@ -46,8 +46,13 @@ def test_cwd_outside_home_is_bound_but_never_over_system_dirs(tmp_path: Path) ->
     environ = {"HOME": "/home/u"}
     spec = build_runspec(record(tmp_path), ["x"], cwd="/work/project", environ=environ)
     assert Bind("/work/project", "/work/project") in spec.binds
-    spec = build_runspec(record(tmp_path), ["x"], cwd="/usr/share", environ=environ)
+    image = record(tmp_path)
+    (image.rootfs / "usr" / "share").mkdir(parents=True)
+    spec = build_runspec(image, ["x"], cwd="/usr/share", environ=environ)
     assert all(b.dst != "/usr/share" for b in spec.binds)
+    # a system path the image lacks hides nothing of it: bound, so the command can start there
+    spec = build_runspec(image, ["x"], cwd="/usr/local/project", environ=environ)
+    assert Bind("/usr/local/project", "/usr/local/project") in spec.binds
 
 
 def test_environment_is_clean_and_deploy_env_applied(tmp_path: Path) -> None:

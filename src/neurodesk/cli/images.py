@@ -1,28 +1,127 @@
-"""``neurodesk images``: what the local store holds."""
+"""``neurodesk images``, ``import``, ``rm``, ``gc`` and ``du``: the local store."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from neurodesk.cli.output import emit_json, json_option_help, print_table
+from neurodesk.cli.output import console, emit_json, err_console, json_option_help, print_table
 from neurodesk.paths import Paths
 from neurodesk.store import Store
+from neurodesk.store.imports import import_path
+from neurodesk.store.maintenance import du as store_du
+from neurodesk.store.maintenance import gc as store_gc
+
+
+def _store() -> Store:
+    return Store(Paths.from_env().store)
+
+
+def human(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help=json_option_help)
 def images(as_json: bool) -> None:
     """List the images in the local store."""
-    records = Store(Paths.from_env().store).images()
+    records = _store().images()
     if as_json:
-        emit_json([r.to_json() for r in records])
+        emit_json([{**r.to_json(), "id": r.id, "rootfs": str(r.rootfs)} for r in records])
         return
     print_table(
         None,
-        ["NAME", "VERSION", "BUILD DATE", "DIGEST"],
-        [(r.name, r.version, r.builddate, r.digest[:19]) for r in records],
+        ["NAME", "VERSION", "BUILD DATE", "SOURCE", "DIGEST"],
+        [(r.name, r.version, r.builddate, r.source, r.digest[:19]) for r in records],
+    )
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", help="image name (default: from the image's tag or file name)")
+@click.option("--version", "version", help="tool version (default: from the tag or file name)")
+@click.option("--builddate", help="build date YYYYMMDD (default: from the tag, else today)")
+def import_(path: Path, name: str | None, version: str | None, builddate: str | None) -> None:
+    """Bring an image into the store from PATH.
+
+    \b
+    PATH may be:
+      an OCI image layout directory, or an OCI archive (.tar of a layout)
+      a docker-archive tarball (docker save, skopeo copy ... docker-archive:FILE)
+      a squashfs file (.sqfs) or a SIF file (.sif, its squashfs partition)
+      an unpacked sandbox directory (CVMFS <id>.simg/): used in place, never copied
+    Example:
+      neurodesk import dcm2niix.sif --name dcm2niix --version 1.0.20220720
+    """
+    record = import_path(
+        _store(),
+        path,
+        name,
+        version,
+        builddate,
+        progress=lambda m: err_console.print(f"  {m}", markup=False),
+    )
+    console.print(f"imported {record.id} ({record.source}) → {record.rootfs}", markup=False)
+
+
+@click.command("rm")
+@click.argument("image")
+def rm(image: str) -> None:
+    """Remove IMAGE (NAME[/VERSION[/DATE]]) from the store; every build date unless given.
+
+    Its unpacked files go at once; blobs and files shared with other images go with 'gc'.
+    Sandbox images used in place are only forgotten, never deleted.
+    """
+    for record in _store().remove(image):
+        console.print(f"removed {record.id}", markup=False)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help=json_option_help)
+def gc(as_json: bool) -> None:
+    """Delete what no image needs: unreferenced images, blobs, shared files, interrupted work."""
+    report = store_gc(_store())
+    if as_json:
+        emit_json(report.to_json())
+        return
+    console.print(
+        f"removed {len(report.images)} image(s), {report.blobs} blob(s), "
+        f"{report.files} shared file(s), {report.tmp} leftover(s): "
+        f"{human(report.bytes_freed)} freed",
+        markup=False,
+    )
+    if report.kept_blobs_reason:
+        console.print(f"kept all blobs: {report.kept_blobs_reason}", markup=False)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help=json_option_help)
+def du(as_json: bool) -> None:
+    """Disk usage per image, and how much storing shared files once saves."""
+    report = store_du(_store())
+    if as_json:
+        emit_json(report.to_json())
+        return
+    print_table(
+        None,
+        ["IMAGE", "SOURCE", "SIZE", "EXCLUSIVE"],
+        [(u.record.id, u.record.source, human(u.size), human(u.exclusive)) for u in report.images],
+    )
+    console.print(
+        f"images {human(report.logical)} as files, {human(report.physical)} on disk "
+        f"(deduplication ratio {report.ratio:.2f}x); blobs {human(report.blobs)}",
+        markup=False,
     )
 
 
 def register(group: click.Group) -> None:
-    group.add_command(images)
+    for command in (images, import_, rm, gc, du):
+        group.add_command(command)

@@ -2,30 +2,69 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
+from neurodesk.errors import NeurodeskError
 from neurodesk.paths import Paths
-from neurodesk.runtime.bwrap import bwrap_argv
+from neurodesk.runtime.launch import RUNTIMES, run
 from neurodesk.runtime.spec import Bind, build_runspec
 from neurodesk.store import Store
 
-bind_option = click.option(
-    "--bind",
-    "-B",
-    "binds",
-    multiple=True,
-    metavar="SRC[:DST[:ro]]",
-    help="bind a host path into the container (repeatable)",
-)
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise NeurodeskError(f"--env '{text}' is not KEY=VALUE", hint="write --env NAME=value")
+    return key, value
 
 
-def _exec(image: str, argv: list[str], binds: tuple[str, ...]) -> None:
+def run_options(func: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option(
+            "--bind",
+            "-B",
+            "binds",
+            multiple=True,
+            metavar="SRC[:DST[:ro]]",
+            help="bind a host path into the container (repeatable); NEURODESK_BINDPATH, "
+            "APPTAINER_BINDPATH and SINGULARITY_BINDPATH are read too",
+        ),
+        click.option(
+            "--env",
+            "-e",
+            "envs",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="set a variable inside the container (repeatable)",
+        ),
+        click.option("--gpu", is_flag=True, help="expose NVIDIA GPUs (device nodes and driver)"),
+        click.option(
+            "--runtime",
+            type=click.Choice(RUNTIMES),
+            default=None,
+            help="force a container runtime (default: bwrap, else the first one installed)",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run(
+    image: str,
+    argv: list[str],
+    binds: tuple[str, ...],
+    envs: tuple[str, ...],
+    gpu: bool,
+    runtime: str | None,
+    interactive: bool,
+) -> None:
     record = Store(Paths.from_env().store).resolve(image)
-    spec = build_runspec(record, argv, binds=[Bind.parse(b) for b in binds])
-    args = bwrap_argv(spec)
-    os.execv(args[0], args)
+    env = dict(_env_pair(e) for e in envs)
+    spec = build_runspec(record, argv, binds=[Bind.parse(b) for b in binds], env=env, gpu=gpu)
+    if interactive and argv == ["/bin/bash"] and not (record.rootfs / "bin" / "bash").exists():
+        spec.argv = ["/bin/sh"]
+    run(spec, runtime, interactive=interactive)
 
 
 @click.command(
@@ -33,25 +72,39 @@ def _exec(image: str, argv: list[str], binds: tuple[str, ...]) -> None:
 )
 @click.argument("image")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@bind_option
-def exec_(image: str, command: tuple[str, ...], binds: tuple[str, ...]) -> None:
-    """Run COMMAND inside IMAGE (NAME[/VERSION]) as if it were a native program.
+@run_options
+def exec_(
+    image: str,
+    command: tuple[str, ...],
+    binds: tuple[str, ...],
+    envs: tuple[str, ...],
+    gpu: bool,
+    runtime: str | None,
+) -> None:
+    """Run COMMAND inside IMAGE (NAME[/VERSION[/DATE]]) as if it were a native program.
 
     \b
-    Example:
-      neurodesk exec dcm2niix -- dcm2niix -h
-    The current directory, $HOME and /tmp are visible; the environment is clean apart from
-    DISPLAY, TERM and the locale.
+    Examples:
+      neurodesk exec dcm2niix -- dcm2niix -o out dicom/
+      neurodesk exec --bind /data:/data:ro fsl/6.0.7 -- bet t1.nii brain.nii
+      neurodesk exec --runtime podman dcm2niix -- dcm2niix -h
+
+    The image is read-only. The current directory, $HOME, $TMPDIR and /tmp are visible; the
+    environment is clean apart from DISPLAY, TERM, LANG/LC_*, --env and APPTAINERENV_*.
+    Exit codes, signals (Ctrl-C, SIGTERM), stdin/stdout/stderr and pipes behave as with the
+    native program.
     """
-    _exec(image, list(command), binds)
+    _run(image, list(command), binds, envs, gpu, runtime, interactive=False)
 
 
 @click.command()
 @click.argument("image")
-@bind_option
-def shell(image: str, binds: tuple[str, ...]) -> None:
-    """Open an interactive shell inside IMAGE (NAME[/VERSION])."""
-    _exec(image, ["/bin/sh", "-l"] if not os.environ.get("SHELL") else ["/bin/bash"], binds)
+@run_options
+def shell(
+    image: str, binds: tuple[str, ...], envs: tuple[str, ...], gpu: bool, runtime: str | None
+) -> None:
+    """Open an interactive shell inside IMAGE (NAME[/VERSION[/DATE]])."""
+    _run(image, ["/bin/bash"], binds, envs, gpu, runtime, interactive=True)
 
 
 def register(group: click.Group) -> None:

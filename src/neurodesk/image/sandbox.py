@@ -26,9 +26,8 @@ def _value(raw: str) -> str | None:
         return "" if not words else None
     value = words[0]
     match = _DEFAULT.match(value)
-    if match:  # ${K:-"default"}: the default, unquoted
-        inner = shlex.split(match.group(2)) or [""]
-        value = inner[0]
+    if match:  # ${K:-"default"}: the default (its quotes went with the split above)
+        value = match.group(2)
     return None if "$" in value or "`" in value else value
 
 

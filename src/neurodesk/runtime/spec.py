@@ -6,11 +6,14 @@ directory rules live here so every backend and every wrapper behaves the same.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from neurodesk.runtime.gpu import gpu_setup
 from neurodesk.store import ImageRecord
 
 # Host environment passed through despite the clean environment.
@@ -37,6 +40,9 @@ SYSTEM_DIRS = (
 )
 
 DEPLOY_ENV_PREFIX = "DEPLOY_ENV_"
+
+# Host variables that set one container variable each, as Apptainer reads them.
+ENV_PREFIXES = ("APPTAINERENV_", "SINGULARITYENV_")
 
 # Extra binds, comma-separated ``src[:dst[:ro]]``, read in this order (wrappers read them too).
 BINDPATH_VARS = ("NEURODESK_BINDPATH", "APPTAINER_BINDPATH", "SINGULARITY_BINDPATH")
@@ -68,6 +74,12 @@ class RunSpec:
     gpu: bool = False
     x11: bool = False
     tmp: str = "/tmp"
+    # Files made up for the container (path -> content), e.g. /etc/passwd naming the user.
+    files: dict[str, str] = field(default_factory=dict)
+    # Host device nodes to expose (GPU), each at the same path.
+    devices: list[str] = field(default_factory=list)
+    image: str = ""  # the image id, for runtimes that need an image name (docker)
+    writable_tmpfs: bool = False  # apptainer --writable-tmpfs: writes go to a throwaway tmpfs
 
 
 def is_system_path(path: str) -> bool:
@@ -121,6 +133,68 @@ def container_env(record: ImageRecord, environ: Mapping[str, str]) -> dict[str, 
     return env
 
 
+def in_image(rootfs: Path, path: str) -> bool:
+    """Whether ``path`` exists in the image (without following the image's symlinks)."""
+    return os.path.lexists(rootfs / path.lstrip("/"))
+
+
+def cwd_needs_bind(rootfs: Path, cwd: str) -> bool:
+    """The host's current directory is bound unless the image has its own directory there.
+
+    Under a system directory (/usr, /etc, ...) the image's copy wins when it exists; when it
+    does not (say /usr/local/project on the host), the host's is bound so the command can start.
+    """
+    return not is_system_path(cwd) or (cwd != "/" and not in_image(rootfs, cwd))
+
+
+def _passwd_line(fields: list[str]) -> str:
+    return ":".join(fields)
+
+
+def identity_files(
+    rootfs: Path, uid: int, gid: int, user: str, group: str, home: str
+) -> dict[str, str]:
+    """/etc/passwd and /etc/group for the container, naming the calling user and group.
+
+    Returns nothing when the image already knows them (root, say); otherwise the image's own
+    entries plus ours, so ``id -un``, ``whoami`` and tools that look up $USER work.
+    """
+    files: dict[str, str] = {}
+    wanted = {
+        "passwd": (user, uid, [user, "x", str(uid), str(gid), user, home, "/bin/sh"]),
+        "group": (group, gid, [group, "x", str(gid), ""]),
+    }
+    for name, (entry, number, fields) in wanted.items():
+        path = rootfs / "etc" / name
+        lines: list[str] = []
+        if path.is_file() and not path.is_symlink():
+            lines = path.read_text(errors="replace").splitlines()
+        parsed = [line.split(":") for line in lines]
+        if any(len(p) > 2 and p[0] == entry and p[2] == str(number) for p in parsed):
+            continue
+        kept = [
+            line
+            for line, p in zip(lines, parsed, strict=True)
+            if not (len(p) > 2 and (p[0] == entry or p[2] == str(number)))
+        ]
+        files[f"/etc/{name}"] = "\n".join([*kept, _passwd_line(fields)]) + "\n"
+    return files
+
+
+def host_identity(environ: Mapping[str, str]) -> tuple[int, int, str, str]:
+    """(uid, gid, user name, group name) of the caller, named even without a passwd entry."""
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = environ.get("USER") or f"user{uid}"
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = user
+    return uid, gid, user, group
+
+
 def build_runspec(
     record: ImageRecord,
     argv: list[str],
@@ -130,28 +204,51 @@ def build_runspec(
     env: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
     gpu: bool = False,
+    dev_root: Path = Path("/dev"),
 ) -> RunSpec:
     """The one place that decides what a container sees."""
     environ = os.environ if environ is None else environ
     cwd = cwd or os.getcwd()
     home = environ.get("HOME") or str(Path.home())
     tmp = environ.get("TMPDIR") or "/tmp"
+    rootfs = record.rootfs
     wanted = [Bind("/tmp", "/tmp"), Bind("/var/tmp", "/var/tmp"), Bind(tmp, tmp), Bind(home, home)]
+    x11 = "DISPLAY" in environ
+    if x11:
+        # The X server's sockets, and the cookie file wherever XAUTHORITY says it is.
+        wanted.append(Bind("/tmp/.X11-unix", "/tmp/.X11-unix"))
+        if environ.get("XAUTHORITY"):
+            wanted.append(Bind(environ["XAUTHORITY"], environ["XAUTHORITY"], readonly=True))
     wanted += bindpath_from_env(environ)
     wanted += list(binds)
-    if not is_system_path(cwd):
+    if cwd_needs_bind(rootfs, cwd):
         wanted.append(Bind(cwd, cwd))
     run_env = container_env(record, environ)
     run_env["HOME"] = home
     run_env["TMPDIR"] = tmp
+    for key, value in environ.items():
+        for prefix in ENV_PREFIXES:
+            if key.startswith(prefix) and key != prefix:
+                run_env[key.removeprefix(prefix)] = value
+    devices: list[str] = []
+    if gpu:
+        setup = gpu_setup(dev_root)
+        devices = setup.devices
+        wanted += [Bind(host, inside, readonly=True) for inside, host in setup.libraries.items()]
+        wanted += [Bind(host, inside, readonly=True) for inside, host in setup.tools.items()]
+        run_env.update(setup.env(run_env))
     run_env.update(env or {})
+    uid, gid, user, group = host_identity(environ)
     return RunSpec(
-        rootfs=record.rootfs,
+        rootfs=rootfs,
         argv=argv,
         cwd=cwd,
         binds=dedupe_binds(wanted),
         env=run_env,
         gpu=gpu,
-        x11="DISPLAY" in environ,
+        x11=x11,
         tmp=tmp,
+        files=identity_files(rootfs, uid, gid, user, group, home),
+        devices=devices,
+        image=record.id,
     )
