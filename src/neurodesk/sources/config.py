@@ -105,5 +105,5 @@ def load_config(path: Path) -> Config:
         raise NdValidationError(
             f"{path}: {len(problems)} problem(s); first: {problems[0].split(': ', 1)[1]}",
             problems,
-            hint="see 'neurodesk install --help' for the sources: format",
+            hint="see README.md, section 'Sources, mirrors and publishing', for the format",
         ) from None
