@@ -26,6 +26,7 @@ import jinja2.sandbox
 
 from neurodesk.errors import ValidationError
 from neurodesk.recipe.model import FileSpec, Recipe
+from neurodesk.recipe.tests import one_line
 
 _ENV = jinja2.sandbox.SandboxedEnvironment(
     undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
@@ -89,7 +90,7 @@ class _GetFileError(Exception):
 
 
 def _fail(where: str, reason: str, hint: str | None = None) -> ValidationError:
-    line = f"{where}: {reason}"
+    line = one_line(f"{where}: {reason}")
     return ValidationError(line, [line], hint=hint)
 
 

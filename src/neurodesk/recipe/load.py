@@ -13,7 +13,7 @@ from neurodesk.errors import NotFoundError, ValidationError
 from neurodesk.recipe.context import syntax_problem
 from neurodesk.recipe.directives import DirectiveChecker, Report
 from neurodesk.recipe.model import Recipe
-from neurodesk.recipe.tests import key_path
+from neurodesk.recipe.tests import key_path, one_line
 
 
 def recipes_dir() -> Path:
@@ -90,7 +90,9 @@ def validate_data(data: Any, path: Path) -> Recipe:
     problems: list[str] = []
 
     def reporter(file: Path) -> Report:
-        return lambda where, reason: problems.append(f"{file}: {where}: {reason}")
+        return lambda where, reason: problems.append(
+            f"{file}: {one_line(where)}: {one_line(reason)}"
+        )
 
     if not isinstance(data, dict):
         line = f"{path}: (top level): a recipe is a YAML mapping"
@@ -101,7 +103,7 @@ def validate_data(data: Any, path: Path) -> Recipe:
     except PydanticValidationError as exc:
         for err in exc.errors():
             loc = key_path(tuple("version" if p == "base_version" else p for p in err["loc"]))
-            problems.append(f"{path}: {loc}: {err['msg']}")
+            problems.append(f"{path}: {loc}: {one_line(err['msg'])}")
     build = data.get("build")
     directives = build.get("directives") if isinstance(build, dict) else None
     if isinstance(directives, list):

@@ -27,6 +27,7 @@ from neurodesk.recipe.directives import (
 )
 from neurodesk.recipe.model import Deploy, FileSpec, Recipe
 from neurodesk.recipe.templates import TemplateProblem, render_template
+from neurodesk.recipe.tests import one_line
 
 # Empty directories every image carries so common host data paths can be bound in
 # (upstream's global mount point list, plus /home).
@@ -105,7 +106,7 @@ class Plan:
 
 def _fail(ctx: RenderContext, where: str, reason: str, hint: str | None = None) -> ValidationError:
     prefix = f"{ctx.recipe.source}: " if ctx.recipe.source is not None else ""
-    line = f"{prefix}{where}: {reason}"
+    line = one_line(f"{prefix}{where}: {reason}")
     return ValidationError(line, [line], hint=hint)
 
 
@@ -324,8 +325,8 @@ class Planner:
         problems: list[str] = []
         checker = DirectiveChecker(
             path.parent,
-            lambda w, r: problems.append(f"{path}: {w}: {r}"),
-            lambda p: lambda w, r: problems.append(f"{p}: {w}: {r}"),
+            lambda w, r: problems.append(one_line(f"{path}: {w}: {r}")),
+            lambda p: lambda w, r: problems.append(one_line(f"{p}: {w}: {r}")),
         )
         checker.check_list(directives, "directives")
         if problems:

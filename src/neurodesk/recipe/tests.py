@@ -61,6 +61,11 @@ class TestFile(BaseModel):
     tests: list[RecipeTest]
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped, so that a problem stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def key_path(loc: tuple[int | str, ...]) -> str:
     """pydantic's error location as ``a.b[3].c``."""
     out = ""
@@ -69,7 +74,7 @@ def key_path(loc: tuple[int | str, ...]) -> str:
             out += f"[{part}]"
         else:
             out += f".{part}" if out else str(part)
-    return out or "(top level)"
+    return one_line(out) or "(top level)"
 
 
 def _read_yaml(path: Path) -> Any:
@@ -90,7 +95,7 @@ def parse_tests(data: Any, source: Path) -> list[RecipeTest]:
     try:
         return TestFile.model_validate(data).tests
     except PydanticValidationError as exc:
-        problems = [f"{source}: {key_path(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        problems = [f"{source}: {key_path(e['loc'])}: {one_line(e['msg'])}" for e in exc.errors()]
         raise ValidationError(
             f"{source}: {len(problems)} problem(s): " + "; ".join(problems[:3]),
             problems,
