@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from neurodesk.build.apptainer import ApptainerBuilder
 from neurodesk.build.buildah import BuildahBuilder
 from neurodesk.build.builder import Builder
 from neurodesk.build.docker import DockerBuilder
@@ -14,13 +15,9 @@ BUILDERS: dict[str, type[Builder]] = {
     "buildah": BuildahBuilder,
     "podman": PodmanBuilder,
     "docker": DockerBuilder,
+    "apptainer": ApptainerBuilder,  # last: no step cache, and builds from the .def file
 }
 INSTALL_HINT = "install one with: sudo apt-get install buildah"
-
-
-def register_builder(cls: type[Builder]) -> None:
-    """Add a backend after the built-in ones (apptainer registers itself this way)."""
-    BUILDERS.setdefault(cls.name, cls)
 
 
 def builder_names() -> list[str]:
