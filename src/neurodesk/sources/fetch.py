@@ -16,7 +16,7 @@ from typing import Protocol
 
 from neurodesk.errors import NotFoundError
 from neurodesk.paths import Paths
-from neurodesk.sources.config import Config, SourceConfig, load_config
+from neurodesk.sources.config import Config, Kind, SourceConfig, load_config
 from neurodesk.sources.layout_source import LayoutSource, unpack_archive
 from neurodesk.sources.naming import Available, Spec
 from neurodesk.sources.progress import NullProgress, TransferProgress
@@ -68,7 +68,7 @@ def source_from_location(
         return make_source(configured, settings)
     mirrors = [m.strip() for m in text.split(",") if m.strip()]
     first = mirrors[0] if mirrors else ""
-    kind: str
+    kind: Kind
     if first.endswith(".tar"):
         layout = unpack_archive(
             first, paths, settings.timeout, insecure, progress or NullProgress()
@@ -89,7 +89,7 @@ def source_from_location(
             )
     else:
         kind = "registry"
-    config = SourceConfig(name=text, kind=kind, mirrors=mirrors, insecure=insecure)  # type: ignore[arg-type]
+    config = SourceConfig(name=text, kind=kind, mirrors=mirrors, insecure=insecure)
     return make_source(config, settings)
 
 
