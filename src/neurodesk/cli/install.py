@@ -7,17 +7,34 @@ from pathlib import Path
 import click
 
 from neurodesk.cli.output import console, emit_json, json_option_help
+from neurodesk.errors import NotFoundError
 from neurodesk.install.installer import install_image, uninstall_image
 from neurodesk.install.layout import Layout
 from neurodesk.paths import Paths
 from neurodesk.sources.fetch import fetch_image
 from neurodesk.sources.progress import RichProgress
+from neurodesk.store import ImageRecord, Store
 
 prefix_option = click.option(
     "--prefix",
     type=click.Path(file_okay=False, path_type=Path),
     help="install tree (default: $NEURODESK_HOME/installs); e.g. /opt/neurodesk for a site",
 )
+
+
+def _image(image: str, paths: Paths, source: str | None, insecure: bool) -> ImageRecord:
+    """The image from the store, or fetched from the configured sources (or --from)."""
+    try:
+        with RichProgress() as progress:
+            return fetch_image(image, paths, source, insecure, progress)
+    except NotFoundError as exc:
+        # A known tool in an unknown version: say which versions there are.
+        name = image.partition("/")[0]
+        here = sorted({f"{r.name}/{r.version}" for r in Store(paths.store).images()})
+        same = [v for v in here if v.partition("/")[0] == name]
+        if not same:
+            raise
+        raise NotFoundError(exc.message, hint=f"available: {', '.join(same)}") from exc
 
 
 @click.command()
@@ -55,8 +72,7 @@ def install(
     """
     paths = Paths.from_env()
     # Not in the store (or --from): fetch it from the sources of $NEURODESK_HOME/config.yaml.
-    with RichProgress() as progress:
-        record = fetch_image(image, paths, source, insecure, progress)
+    record = _image(image, paths, source, insecure)
     root = (prefix or paths.installs).absolute()
     result = install_image(record, root)
     layout = Layout(root)
