@@ -123,3 +123,17 @@ def test_array_spec() -> None:
     assert array_spec([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
     assert array_spec([4]) == "4"
     assert array_spec([3, 1, 2, 2]) == "1-3"
+
+
+def test_setup_failure_is_told_apart_from_the_tool_failing(tmp_path: Path) -> None:
+    from neurodesk.jobs.task import setup_failed
+
+    with (tmp_path / "log").open("w+b") as log:
+        log.write(b"neurodesk: removed 2 output(s) of the previous run\n")
+        mark = log.tell()
+        log.write(b"bwrap: Can't bind mount /oldroot/tmp on /newroot/tmp: ...\n")
+        assert setup_failed(log, mark, 1)
+        assert not setup_failed(log, mark, 2)  # bwrap's own failures exit 1
+        assert not setup_failed(log, 0, 1)  # only what this attempt wrote counts
+        log.write(b"more")  # the position is restored to the end for the next attempt
+        assert log.tell() == log.seek(0, 2)

@@ -107,7 +107,6 @@ def placeholder_help() -> str:
 
 @batch.command(
     "run",
-    context_settings={"ignore_unknown_options": True},
     epilog="Placeholders: " + placeholder_help() + ". Write a literal brace as {{ or }}.",
 )
 @click.argument("image")

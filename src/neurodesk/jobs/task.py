@@ -15,12 +15,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import BinaryIO
 
 from neurodesk.jobs.batch import Batch
 from neurodesk.jobs.provenance import RuntimeInfo, SchedulerInfo, TaskRecord, hash_tree
 from neurodesk.jobs.provenance import runtime_version as _runtime_version
 from neurodesk.runtime.bwrap import bwrap_argv
 from neurodesk.runtime.spec import Bind, build_runspec
+
+# How often a run is retried when bwrap fails before the command starts.
+SETUP_RETRIES = 2
 
 
 class Interrupted(Exception):
@@ -84,6 +88,38 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def execute(argv: list[str], log: BinaryIO) -> tuple[int, Interrupted | None]:
+    """Run ``argv`` with its output in ``log``; the exit code, and the signal if stopped."""
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
+    except OSError as exc:  # the runtime vanished between argv and exec
+        log.write(f"neurodesk: cannot start {argv[0]}: {exc}\n".encode())
+        return 127, None
+    try:
+        return proc.wait(), None
+    except Interrupted as exc:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.write(f"\nneurodesk: task stopped by signal {exc.signum}\n".encode())
+        return 128 + exc.signum, exc
+
+
+def setup_failed(log: BinaryIO, mark: int, exit_code: int) -> bool:
+    """bwrap itself failed (exit 1, its own message first), so the command never ran."""
+    if exit_code != 1:
+        return False
+    log.seek(mark)
+    head = log.read(200)
+    log.seek(0, os.SEEK_END)
+    return head.startswith(b"bwrap: ")
+
+
 def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:
     """Run task ``index`` and write its record; returns the record (exit code inside)."""
     task = batch.spec.tasks[index]
@@ -104,31 +140,19 @@ def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     inputs = hash_tree(Path(task.input))
     start, started = now(), time.monotonic()
-    interrupted: Interrupted | None = None
-    with log_path.open("wb") as log:
+    with log_path.open("w+b") as log:
         if removed:
             log.write(f"neurodesk: removed {removed} output(s) of the previous run\n".encode())
+        for attempt in range(1 + SETUP_RETRIES):
             log.flush()
-        try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        except OSError as exc:  # the runtime vanished between argv and exec
-            log.write(f"neurodesk: cannot start {argv[0]}: {exc}\n".encode())
-            exit_code = 127
-        else:
-            try:
-                exit_code = proc.wait()
-            except Interrupted as exc:
-                interrupted = exc
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                exit_code = 128 + exc.signum
-                log.write(f"\nneurodesk: task stopped by signal {exc.signum}\n".encode())
+            mark = log.tell()
+            exit_code, interrupted = execute(argv, log)
+            if interrupted or not setup_failed(log, mark, exit_code) or attempt == SETUP_RETRIES:
+                break
+            # the command never started: bwrap lost a race with a mount changing under a
+            # bound directory (e.g. a build's overlay under /tmp); that is worth a retry
+            log.write(b"neurodesk: the runtime failed before the command started; retrying\n")
+            time.sleep(0.2 * (attempt + 1))
     end = now()
     record = TaskRecord(
         batch_id=batch.id,
