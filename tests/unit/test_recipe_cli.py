@@ -21,7 +21,7 @@ def test_render_both_formats(home: Path) -> None:
     assert docker.returncode == 0 and apptainer.returncode == 0
     assert docker.stdout.splitlines()[1] == "FROM debian:bookworm"
     assert "Bootstrap: docker\nFrom: debian:bookworm" in apptainer.stdout
-    assert 'export DEPLOY_BINS="mrconvert:' in apptainer.stdout
+    assert 'export DEPLOY_PATH="/usr/lib/mrtrix3/bin"' in apptainer.stdout
 
 
 def test_new_scaffolds_a_recipe_that_passes_check(home: Path, tmp_path: Path) -> None:

@@ -2,8 +2,8 @@
 FROM debian:bookworm
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mrtrix3 python3-nibabel && rm -rf /var/lib/apt/lists/*
 ENV LANG="C.UTF-8"
-ENV DEPLOY_PATH=""
-ENV DEPLOY_BINS="mrconvert:mrinfo:mrstats:mrcalc:mrmath:mrgrid:mrview:dwi2tensor:tensor2metric:dwi2mask:dwiextract:dwidenoise:mrdegibbs:dwi2response:dwi2fod:tckgen:tck2connectome:shconv:sh2peaks:amp2sh"
+ENV DEPLOY_PATH="/usr/lib/mrtrix3/bin"
+ENV DEPLOY_BINS=""
 COPY README.md /README.md
 COPY build.yaml /build.yaml
 RUN mkdir -p /afm01 /afm02 /cvmfs /90days /30days /QRISdata /RDS /data /short /proc_temp /TMPDIR /nvme /neurodesktop-storage /local /gpfs1 /working /winmounts /state /tmp /autofs /cluster /local_mount /scratch /clusterdata /nvmescratch /home
