@@ -64,6 +64,7 @@ def test_tree_layout_and_catalog(tmp_path: Path) -> None:
     data = json.loads(info.stdout)
     assert data["sources"] == ["site"] and data["commands"] == ["tinytool"]
     assert data["licenses"] == ["MIT"]
+    assert data["offers"][0]["size"] > 256 * 1024  # the sandbox's bytes
     installed = run_cli(["install", "treetool", "--json"], other)
     assert installed.returncode == 0, installed.stderr
     used = Store(Paths(other).store).resolve("treetool")

@@ -218,7 +218,7 @@ def recipe_offers() -> list[Offer]:
     return offers
 
 
-def _tree_offers(source: TreeSource) -> list[Offer]:
+def _tree_offers(source: TreeSource, detail: bool) -> list[Offer]:
     offers = []
     for tree in source.trees:
         if not tree.is_tree():
@@ -244,6 +244,7 @@ def _tree_offers(source: TreeSource) -> list[Offer]:
                     info.description,
                     info.readme,
                     info.licenses,
+                    size=tree_size(tree.sandbox(item.where)) if detail else None,
                     digest=str(meta.get("digest") or ""),
                 )
             )
@@ -251,13 +252,13 @@ def _tree_offers(source: TreeSource) -> list[Offer]:
     return offers
 
 
-def source_offers(paths: Paths, unreachable: list[str]) -> list[Offer]:
+def source_offers(paths: Paths, unreachable: list[str], detail: bool = False) -> list[Offer]:
     offers: list[Offer] = []
     with open_sources(paths) as sources:
         for source in sources:
             try:
                 if isinstance(source, TreeSource):
-                    offers += _tree_offers(source)
+                    offers += _tree_offers(source, detail)
                     continue
                 offers += [
                     Offer(a.name, a.version, a.builddate, source.label) for a in source.available()
@@ -273,7 +274,7 @@ def build_catalog(
     unreachable: list[str] = []
     offers: list[Offer] = [*store_offers(paths, detail), *recipe_offers()]
     if remote:
-        offers += source_offers(paths, unreachable)
+        offers += source_offers(paths, unreachable, detail)
     return Catalog(merge(o for o in offers if only is None or o.name == only), unreachable)
 
 
