@@ -107,7 +107,7 @@ def test_slurm_conf_missing(store_home: Path, bids: Path, tmp_path: Path) -> Non
 
 
 def test_unknown_batch(home: Path) -> None:
-    for command in ("status", "logs", "summary", "cancel"):
+    for command in ("status", "summary"):
         assert_one_line_error(run_cli(["batch", command, "nobatch"], home), "no batch 'nobatch'")
     proc = run_cli(["batch", "list", "--json"], home)
     assert proc.returncode == 0 and json.loads(proc.stdout) == []
