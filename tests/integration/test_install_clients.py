@@ -1,0 +1,464 @@
+"""Installed tools driven by the real clients: Lmod, environment-modules (Tcl), nipype, a shell
+pipeline and a SLURM batch job, each on an install tree used in place and on moved trees.
+
+Trees (one session fixture, each with a hard-linked copy of the session store so it can move):
+
+- ``in-place``:       installed and used where it was installed;
+- ``moved``:          the prefix and its store moved together (the relative ``store`` link);
+- ``prefix-moved``:   only the prefix moved, the store stayed (wrappers fall back to the image's
+                      location at install time).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from neurodesk.build.build import build_recipe
+from neurodesk.install.installer import install_image
+from neurodesk.paths import Paths
+from neurodesk.store import ImageRecord, Store
+from tests.integration.conftest import need
+from tests.integration.slurm import SlurmCluster
+
+pytestmark = pytest.mark.integration
+
+LMOD_INIT = "/usr/share/lmod/lmod/init/bash"
+VARIANTS = ["in-place", "moved", "prefix-moved"]
+
+# A second image with commands in a DEPLOY_PATH directory, a generic name to skip (ls), a GUI
+# app, a DEPLOY_ENV_ variable and two categories. Built on the session's cached base: seconds.
+TOOLBOX_RECIPE = r"""
+name: ndtoolbox
+version: "2.1"
+architectures: [x86_64]
+copyright:
+  - license: MIT
+    url: https://example.org/ndtoolbox
+build:
+  kind: neurodocker
+  base-image: debian:bookworm
+  pkg-manager: apt
+  directives:
+    - run:
+        - mkdir -p /opt/ndtoolbox/bin
+        - printf '#!/bin/sh\nexec tr a-z A-Z\n' > /opt/ndtoolbox/bin/ndupper
+        - printf '#!/bin/sh\nexec wc -l\n' > /opt/ndtoolbox/bin/ndcount
+        - printf '#!/bin/sh\necho "home=$NDTOOLBOX_HOME"\n' > /opt/ndtoolbox/bin/ndenv
+        - printf '#!/bin/sh\necho viewer "$@"\n' > /opt/ndtoolbox/bin/ndview
+        - chmod 755 /opt/ndtoolbox/bin/nd*
+        - ln -s /bin/ls /opt/ndtoolbox/bin/ls
+    - environment:
+        DEPLOY_ENV_NDTOOLBOX_HOME: /opt/ndtoolbox
+deploy:
+  path:
+    - /opt/ndtoolbox/bin
+categories:
+  - image registration
+  - visualization
+gui_apps:
+  - name: ndviewGUI
+    exec: ndview
+readme: |-
+  ## ndtoolbox/{{ context.version }}
+
+  A toolbox for the install tests: upper-cases and counts lines.
+"""
+
+
+@dataclass(frozen=True)
+class Tree:
+    variant: str
+    prefix: Path
+    dcm2niix: ImageRecord
+    toolbox: ImageRecord
+
+    @property
+    def modules(self) -> Path:
+        return self.prefix / "modules"
+
+    @property
+    def modulefiles(self) -> Path:
+        return self.prefix / "modulefiles"
+
+
+@pytest.fixture(scope="session")
+def toolbox_image(nd_home: Path, tmp_path_factory: pytest.TempPathFactory) -> ImageRecord:
+    recipe = tmp_path_factory.mktemp("recipe") / "ndtoolbox" / "build.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text(TOOLBOX_RECIPE)
+    return build_recipe(recipe, Paths(nd_home)).record
+
+
+def _copy_store(store: Path, home: Path) -> Store:
+    home.mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(store), str(home / "store")], check=True)
+    return Store(home / "store")
+
+
+@pytest.fixture(scope="session")
+def trees(
+    dcm2niix_image: ImageRecord,
+    toolbox_image: ImageRecord,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Tree]:
+    need("bwrap")
+    base = tmp_path_factory.mktemp("trees")
+    out: dict[str, Tree] = {}
+    for variant in VARIANTS:
+        home = base / f"{variant}-installed"
+        store = _copy_store(dcm2niix_image.store_root, home)
+        dcm = store.resolve(f"dcm2niix/{dcm2niix_image.version}/{dcm2niix_image.builddate}")
+        tool = store.resolve(f"ndtoolbox/{toolbox_image.version}/{toolbox_image.builddate}")
+        prefix = home / "installs"
+        install_image(dcm, prefix)
+        install_image(tool, prefix)
+        if variant == "moved":
+            home = home.rename(base / "moved-here")
+            prefix = home / "installs"
+            store = Store(home / "store")  # the same images, at their new place
+            dcm, tool = (store.resolve(f"{r.name}/{r.version}/{r.builddate}") for r in (dcm, tool))
+        elif variant == "prefix-moved":
+            prefix = prefix.rename(base / "prefix-alone")
+            assert not (prefix / "store").exists()  # the relative link now leads nowhere
+        out[variant] = Tree(variant, prefix, dcm, tool)
+    return out
+
+
+@pytest.fixture(params=VARIANTS)
+def tree(request: pytest.FixtureRequest, trees: dict[str, Tree]) -> Tree:
+    return trees[str(request.param)]
+
+
+def bash(
+    script: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh bash with a clean, typical user environment."""
+    base_env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "LMOD_IGNORE_CACHE": "1",  # every tree is new: no stale spider cache
+    }
+    return subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", "set -e\n" + textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**base_env, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+# -- Lmod -----------------------------------------------------------------------------------------
+def test_lmod_avail_spider_load_ml(tree: Tree, tmp_path: Path) -> None:
+    need("bwrap")
+    if not Path(LMOD_INIT).is_file():
+        pytest.skip("Lmod is not installed (apt-get install lmod)")
+    dcm = tree.dcm2niix
+    proc = bash(
+        f"""
+        source {LMOD_INIT}
+        module use {tree.modules}
+        module avail 2>&1
+        echo ---spider
+        module spider ndtoolbox/2.1 2>&1
+        echo ---load
+        module load dcm2niix/{dcm.version}
+        dcm2niix -h | head -1
+        ml ndtoolbox
+        ml 2>&1
+        ndenv
+        echo "host NDTOOLBOX_HOME=$NDTOOLBOX_HOME"
+        echo ---unload
+        module unload dcm2niix ndtoolbox
+        command -v ndupper || echo "ndupper gone"
+        command -v dcm2niix | grep -q containers || echo "dcm2niix wrapper gone"
+        echo "host NDTOOLBOX_HOME=${{NDTOOLBOX_HOME:-unset}}"
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    avail, rest = proc.stdout.split("---spider", 1)
+    spider, rest = rest.split("---load", 1)
+    loaded, unloaded = rest.split("---unload", 1)
+    assert f"dcm2niix/{dcm.version}" in avail and "ndtoolbox/2.1" in avail
+    assert "A toolbox for the install tests" in spider  # whatis Description / help
+    assert "Chris Rorden's dcm2niiX" in loaded
+    assert "dcm2niix/" in loaded and "ndtoolbox/2.1" in loaded  # `ml` lists both
+    assert "home=/opt/ndtoolbox" in loaded  # DEPLOY_ENV_ applied in the container
+    assert "host NDTOOLBOX_HOME=/opt/ndtoolbox" in loaded  # and set by the module (setenv)
+    assert "ndupper gone" in unloaded and "dcm2niix wrapper gone" in unloaded
+    assert "NDTOOLBOX_HOME=unset" in unloaded
+
+
+def test_lmod_whatis_and_help(tree: Tree, tmp_path: Path) -> None:
+    if not Path(LMOD_INIT).is_file():
+        pytest.skip("Lmod is not installed (apt-get install lmod)")
+    proc = bash(
+        f"""
+        source {LMOD_INIT}
+        module use {tree.modules}
+        module whatis ndtoolbox 2>&1
+        module help ndtoolbox 2>&1
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for line in (
+        "Name: ndtoolbox",
+        "Version: 2.1",
+        "Categories: image registration, visualization",
+        "URL: https://example.org/ndtoolbox",
+        "Commands: ndcount ndenv ndupper ndview",
+        "## ndtoolbox/2.1",  # the image's README as help
+    ):
+        assert line in proc.stdout, proc.stdout
+
+
+# -- environment-modules (Tcl) --------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def modulecmd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """environment-modules' modulecmd.tcl, unpacked from the Debian package (it conflicts with
+    the installed lmod package, so it is not installed)."""
+    need("apt-get", "dpkg-deb", "tclsh")
+    work = tmp_path_factory.mktemp("envmodules")
+    os.chmod(work, 0o755)  # apt's download user must be able to write here
+    proc = subprocess.run(
+        ["apt-get", "download", "environment-modules"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    debs = list(work.glob("environment-modules_*.deb"))
+    if not debs:
+        pytest.fail(f"apt-get download environment-modules failed: {proc.stderr[-500:]}")
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(work / "root")], check=True)
+    found = sorted((work / "root").glob("usr/lib/*/modulecmd.tcl"))
+    assert found, "modulecmd.tcl not in the environment-modules package"
+    return found[0]
+
+
+def test_environment_modules_load_whatis_help(tree: Tree, modulecmd: Path, tmp_path: Path) -> None:
+    need("bwrap", "tclsh")
+    dcm = tree.dcm2niix
+    proc = bash(
+        f"""
+        module() {{ eval "$(tclsh {modulecmd} bash "$@")"; }}
+        module use {tree.modulefiles}
+        module avail 2>&1
+        module whatis ndtoolbox 2>&1
+        module help ndtoolbox 2>&1
+        echo ---load
+        module load dcm2niix/{dcm.version} ndtoolbox/2.1
+        dcm2niix -h | head -1
+        ndenv
+        echo "host NDTOOLBOX_HOME=$NDTOOLBOX_HOME"
+        echo ---unload
+        module unload ndtoolbox
+        command -v ndenv || echo "ndenv gone"
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listing, rest = proc.stdout.split("---load", 1)
+    loaded, unloaded = rest.split("---unload", 1)
+    assert f"dcm2niix/{dcm.version}" in listing and "ndtoolbox/2.1" in listing
+    assert "Description: A toolbox for the install tests" in listing
+    assert "## ndtoolbox/2.1" in listing  # ModulesHelp prints the README
+    assert "Chris Rorden's dcm2niiX" in loaded
+    assert "home=/opt/ndtoolbox" in loaded and "host NDTOOLBOX_HOME=/opt/ndtoolbox" in loaded
+    assert "ndenv gone" in unloaded
+
+
+# -- a shell pipeline through wrapped tools of two images -----------------------------------------
+def test_pipeline_through_two_wrapped_tools(tree: Tree, tmp_path: Path) -> None:
+    need("bwrap")
+    (tmp_path / "in.txt").write_text("alpha\nbeta gamma\n")
+    proc = bash(
+        f"""
+        . {tree.prefix}/containers/{tree.toolbox.id}/activate
+        . {tree.prefix}/containers/{tree.dcm2niix.id}/activate
+        ndupper < in.txt | ndupper | tee upper.txt | ndcount
+        dcm2niix -h | ndupper | grep -c "DCM2NIIX VERSION"
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["2", "1"]
+    assert (tmp_path / "upper.txt").read_text() == "ALPHA\nBETA GAMMA\n"
+
+
+# -- nipype ---------------------------------------------------------------------------------------
+def test_nipype_commandline_calls_the_wrapped_tool(tree: Tree, tmp_path: Path) -> None:
+    """A nipype CommandLine interface runs plain 'dcm2niix' after 'module load'."""
+    pytest.importorskip("nipype")
+    if not Path(LMOD_INIT).is_file():
+        pytest.skip("Lmod is not installed (apt-get install lmod)")
+    from neurodesk.demo.check import check_nifti
+    from neurodesk.demo.dicom import write_series
+
+    write_series(tmp_path / "dicom")
+    (tmp_path / "out").mkdir()
+    script = tmp_path / "flow.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from nipype.interfaces.base import CommandLine
+
+            cmd = CommandLine(command="dcm2niix", args="-z n -f vol -o out dicom")
+            result = cmd.run()
+            print("nipype rc", result.runtime.returncode)
+            """
+        )
+    )
+    proc = bash(
+        f"""
+        source {LMOD_INIT}
+        module use {tree.modules}
+        module load dcm2niix
+        {sys.executable} {script}
+        """,
+        tmp_path,
+        env={"NIPYPE_NO_ET": "1", "NO_ET": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nipype rc 0" in proc.stdout
+    assert check_nifti(tmp_path / "out" / "vol.nii").ok
+
+
+# -- SLURM ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def job_dir() -> Iterator[Path]:
+    # Jobs run in slurmd's environment: a directory outside pytest's private tmp tree is simplest.
+    path = Path("/var/tmp") / f"nd-install-jobs-{os.getpid()}"
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_slurm_batch_job_loads_the_module(
+    tree: Tree, slurm_cluster: SlurmCluster, job_dir: Path
+) -> None:
+    if not Path(LMOD_INIT).is_file():
+        pytest.skip("Lmod is not installed (apt-get install lmod)")
+    from neurodesk.demo.check import check_nifti
+    from neurodesk.demo.dicom import write_series
+
+    work = job_dir / tree.variant
+    write_series(work / "dicom")
+    (work / "out").mkdir()
+    job = work / "job.sh"
+    job.write_text(
+        textwrap.dedent(
+            f"""\
+            #!/bin/bash
+            #SBATCH --job-name=nd-{tree.variant}
+            #SBATCH --output={work}/slurm-%j.out
+            #SBATCH --chdir={work}
+            set -e
+            source {LMOD_INIT}
+            module use {tree.modules}
+            module load dcm2niix/{tree.dcm2niix.version} ndtoolbox
+            dcm2niix -z n -f vol -o out dicom
+            ls out | ndupper
+            """
+        )
+    )
+    job_id = slurm_cluster.sbatch(str(job))
+    states = slurm_cluster.wait(job_id)
+    log = (work / f"slurm-{job_id}.out").read_text()
+    assert set(states.values()) == {"COMPLETED"}, log + slurm_cluster.log_tail()
+    assert "VOL.NII" in log  # through the second image's wrapper
+    assert check_nifti(work / "out" / "vol.nii").ok
+
+
+# -- the wrapper itself, in every tree ------------------------------------------------------------
+ODD_ARGS = ["a b", "'c'", '"d"', "$HOME", "*", "", "line1\nline2", "-x", "--", "\\", "é"]
+
+
+def test_wrapper_arguments_and_bind_paths(tree: Tree, tmp_path: Path) -> None:
+    """Arguments arrive exactly; *_BINDPATH binds are honoured, read-only where asked, once."""
+    need("bwrap")
+    from neurodesk.install.wrapper import render_wrapper
+
+    bin_dir = tree.prefix / "containers" / tree.toolbox.id / "bin"
+    extra = {name: bin_dir / name for name in ("printf", "sh")}
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f.txt").write_text("bound\n")
+    try:
+        for name, path in extra.items():
+            path.write_text(render_wrapper(tree.toolbox, name))
+            path.chmod(0o755)
+        proc = subprocess.run(
+            [str(extra["printf"]), "[%s]", *ODD_ARGS], capture_output=True, text=True, cwd="/"
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "".join(f"[{a}]" for a in ODD_ARGS)
+        script = "cat /in/f.txt; echo x > /in/new 2>/dev/null || echo ro"
+        script += "; grep -c ' /in ' /proc/self/mountinfo"
+        env = dict(
+            os.environ,
+            NEURODESK_BINDPATH=f"{data}:/in:ro,/does/not/exist",
+            APPTAINER_BINDPATH=f"{data}:/in:ro",
+            SINGULARITY_BINDPATH=f",{data}:/in:ro,",
+        )
+        proc = subprocess.run(
+            [str(extra["sh"]), "-c", script], capture_output=True, text=True, env=env, cwd="/"
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["bound", "ro", "1"]
+    finally:
+        for path in extra.values():
+            path.unlink(missing_ok=True)
+
+
+def test_menu_entries_validate_and_resolve(trees: dict[str, Tree]) -> None:
+    """desktop-file-validate accepts every entry; the merged menu's relative AppDir finds them,
+    each category folder includes its entries, and the GUI entry's Exec runs the app."""
+    import shlex
+    import xml.etree.ElementTree as ET
+
+    need("desktop-file-validate")
+    prefix = trees["in-place"].prefix
+    files = [*prefix.glob("share/applications/*.desktop")]
+    files += prefix.glob("share/desktop-directories/*.directory")
+    proc = subprocess.run(
+        ["desktop-file-validate", *map(str, files)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+    menu_file = prefix / "etc/xdg/menus/applications-merged/neurodesk.menu"
+    root = ET.parse(menu_file).getroot()
+    app_dir = (menu_file.parent / root.findtext("AppDir", "")).resolve()
+    dir_dir = (menu_file.parent / root.findtext("DirectoryDir", "")).resolve()
+    entries = {
+        p.name: dict(line.split("=", 1) for line in p.read_text().splitlines() if "=" in line)
+        for p in app_dir.glob("*.desktop")
+    }
+    folders = root.findall("./Menu/Menu")
+    assert {f.findtext("Name") for f in folders} == {
+        "data organisation",
+        "image registration",
+        "visualization",
+    }
+    for folder in folders:
+        assert (dir_dir / folder.findtext("Directory", "")).is_file()
+        category = folder.findtext("./Include/Category")
+        members = [n for n, e in entries.items() if category in e["Categories"].split(";")]
+        assert members, category
+    gui = [e for e in entries.values() if e["Terminal"] == "false"]
+    assert [e["Name"] for e in gui] == ["ndview 2.1"]
+    proc = subprocess.run([*shlex.split(gui[0]["Exec"]), "x"], capture_output=True, text=True)
+    assert proc.stdout == "viewer x\n", proc.stderr
