@@ -153,7 +153,7 @@ def slurm_bench(record: ImageRecord, work: Path, tasks: int, rounds: int) -> Non
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tasks", type=int, default=200, help="local tasks (default 200)")
+    parser.add_argument("--tasks", type=int, default=200, help="local tasks (default 200; 0: skip)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per variant (>= 2)")
     parser.add_argument("--slurm-tasks", type=int, default=20, help="SLURM array size (0: skip)")
     args = parser.parse_args()
@@ -163,7 +163,8 @@ def main() -> int:
     paths, record = ensure_image("dcm2niix")
     try:
         with tempfile.TemporaryDirectory(prefix="nd-bench-batch-", dir="/tmp") as tmp:
-            local_bench(record, Path(tmp), args.tasks, args.rounds)
+            if args.tasks:
+                local_bench(record, Path(tmp), args.tasks, args.rounds)
             if args.slurm_tasks:
                 if os.geteuid() != 0 or shutil.which("slurmctld") is None:
                     print("skipping the SLURM part: needs root and slurm-wlm + munge")

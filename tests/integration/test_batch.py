@@ -181,7 +181,8 @@ def test_slurm_batch(
     source = make_dataset(tmp_path / "ds")
     out = tmp_path / "ds" / "derivatives" / "dcm2niix"
     args = ["batch", "dcm2niix", "--bids", str(source), "--output", str(out), "--executor"]
-    args += ["slurm", "--cpus", "1", "--mem", "200M", "--time", "5", "--wait"]
+    args += ["slurm", "--cpus", "1", "--mem", "200M", "--time", "5", "--partition", "debug"]
+    args += ["--jobs", "2", "--wait"]
     args += ["--env", "BATCH_TEST=yes", *COMMAND]
     env = slurm_cluster.env
 
@@ -207,6 +208,15 @@ def test_slurm_batch(
     assert "submitted 1 task(s)" in proc.stderr and "6 done" in proc.stderr
     submissions = json.loads((root / "slurm" / "submissions.json").read_text())
     assert [s["indices"] for s in submissions] == [[0, 1, 2, 3, 4, 5], [5]]
+    flags = submissions[0]["sbatch_args"]
+    for flag in (
+        "--array=0-5%2",
+        "--cpus-per-task=1",
+        "--mem=200M",
+        "--time=5",
+        "--partition=debug",
+    ):
+        assert flag in flags, flags
     check_records(root, source, out, dcm2niix_image, "slurm", broken=False)
 
 
