@@ -37,7 +37,8 @@ def run_local(
         if on_done is not None:
             on_done(record)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="task") as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="task")
+    try:
         futures = []
         for index in indices:
             future = pool.submit(run_task, batch, index, "local")
@@ -45,9 +46,11 @@ def run_local(
             futures.append(future)
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for future in done:
-            if future.exception() is not None:
-                # an error of ours (not the tool's): stop starting new tasks and report it
-                for other in futures:
-                    other.cancel()
-                raise future.exception()  # type: ignore[misc]
+            error = future.exception()
+            if error is not None:  # an error of ours, not the tool's: stop and report it
+                raise error
+    finally:
+        # on an error or Ctrl-C, tasks not yet started never start; running ones end
+        # (their container got the same SIGINT) and still leave their records
+        pool.shutdown(wait=True, cancel_futures=True)
     return records
