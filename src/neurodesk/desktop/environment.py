@@ -154,3 +154,8 @@ def write_config(paths: Paths, dirs: DesktopDirs) -> None:
         }
     }
     write_text(dirs.config / "jupyter_server_config.json", json.dumps(terminals, indent=2))
+    # Desktops often run offline (clusters, air-gapped labs): no news feed, no update check.
+    quiet = {
+        "LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}
+    }
+    write_text(dirs.config / "jupyter_lab_config.json", json.dumps(quiet, indent=2))

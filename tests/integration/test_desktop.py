@@ -1,0 +1,458 @@
+"""``neurodesk desktop`` for real: JupyterLab, the panel, container kernels, terminals, VNC.
+
+One server for the module (started through the CLI, as a user would), the jupyter-neuro image
+built once; the browser test drives Debian's Chromium with Playwright and keeps screenshots in
+test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import selectors
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from neurodesk.build.build import build_recipe
+from neurodesk.paths import Paths
+from neurodesk.recipe import find_recipe
+from neurodesk.store import ImageRecord
+from tests.conftest import REPO
+from tests.integration.conftest import need
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = REPO / "test-artifacts"
+HOST_NIBABEL = "5.4.2"  # the venv's; the image's (Debian bookworm) is 5.0.x
+KERNEL = "nd-jupyter-neuro-0.1.0"
+
+
+@dataclass
+class Server:
+    base: str
+    token: str
+    process: subprocess.Popen[str]
+    home: Path
+
+    def request(
+        self, path: str, method: str = "GET", body: Any = None, token: str | None = "default"
+    ) -> tuple[int, Any, dict[str, str]]:
+        """HTTP without following redirects; ``token=None`` sends no credentials at all."""
+        headers = {"Content-Type": "application/json"}
+        tok = self.token if token == "default" else token
+        if tok:
+            headers["Authorization"] = f"token {tok}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            with opener.open(req, timeout=30) as resp:
+                raw = resp.read()
+                status, hdrs = resp.status, dict(resp.headers)
+        except urllib.error.HTTPError as exc:
+            raw, status, hdrs = exc.read(), exc.code, dict(exc.headers)
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError:
+            payload = raw.decode(errors="replace")
+        return status, payload, hdrs
+
+    def ws_url(self, path: str) -> str:
+        return self.base.replace("http://", "ws://", 1) + path
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def kernel_image(nd_home: Path) -> ImageRecord:
+    """recipes/jupyter-neuro built into the session's home (python3 + ipykernel + nibabel)."""
+    return build_recipe(find_recipe("jupyter-neuro"), Paths(nd_home)).record
+
+
+@pytest.fixture(scope="module")
+def server(
+    nd_home: Path,
+    kernel_image: ImageRecord,
+    dcm2niix_image: ImageRecord,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    need("bwrap")
+    pytest.importorskip("jupyterlab")
+    root = tmp_path_factory.mktemp("notebooks")
+    env = dict(os.environ, NEURODESK_HOME=str(nd_home), NEURODESK_RECIPES=str(REPO / "recipes"))
+    env.pop("NEURODESK_DESKTOP_TOKEN", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "neurodesk", "desktop", "--port", "0", "--root-dir", str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=root,
+    )
+    assert process.stdout is not None
+    started = time.monotonic()
+    url = _read_url(process, timeout=90)
+    print(f"neurodesk desktop answered in {time.monotonic() - started:.1f} s")
+    match = re.match(r"(http://[^/]+/)lab\?token=(\S+)$", url)
+    assert match, url
+    yield Server(match.group(1), match.group(2), process, nd_home)
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _read_url(process: subprocess.Popen[str], timeout: float) -> str:
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        if not selector.select(timeout=1):
+            continue
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.startswith("neurodesk desktop: "):
+            return line.split(": ", 1)[1].strip()
+    process.kill()
+    raise AssertionError("neurodesk desktop did not print its URL:\n" + "".join(seen))
+
+
+# -- the browser --------------------------------------------------------------------------------
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+CELL = (
+    "import nibabel, sys; print('NIBABEL', nibabel.__version__, sys.executable); "
+    "print(open('/etc/os-release').read()); print('IMAGE', open('/build.yaml').readline())"
+)
+
+
+def test_browser_panel_and_container_kernel(server: Server) -> None:
+    need("chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        try:
+            # reset: a fresh workspace, not whatever an earlier run left open
+            page.goto(f"{server.base}lab?reset&token={server.token}")
+            launcher = page.locator(".jp-Launcher")
+            launcher.wait_for(timeout=60_000)
+            _dismiss_news_question(page)
+
+            # The launcher card opens the tools panel in a tab.
+            launcher.get_by_text("Neurodesk tools", exact=True).click()
+            panel = page.frame_locator("iframe").first
+            panel.locator("section.category").first.wait_for(timeout=30_000)
+            for tool in ("jupyter-neuro/0.1.0", "dcm2niix/1.0.20220720"):
+                row = panel.locator(f'tr[data-tool="{tool}"]')
+                row.wait_for(timeout=10_000)
+            kernel_row = panel.locator('tr[data-tool="jupyter-neuro/0.1.0"]')
+            assert "kernel" in kernel_row.inner_text()
+            categories = panel.locator("section.category h2").all_inner_texts()
+            assert "programming" in [c.lower() for c in categories]
+            page.screenshot(path=str(ARTIFACTS / "desktop-panel.png"))
+
+            # A notebook on the container kernel, from the launcher card of that kernel.
+            # (the launcher closed when the panel opened from it: open a new one)
+            page.locator(".lm-TabBar-addButton:not(.lm-mod-hidden)").first.click()
+            notebook_card = launcher.locator(
+                '.jp-LauncherCard[data-category="Notebook"]',
+                has_text="jupyter-neuro 0.1.0 (container)",
+            )
+            notebook_card.click()
+            page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first.wait_for(timeout=30_000)
+            # Run only once the container kernel is up: a cell run before is silently skipped.
+            page.wait_for_function(
+                "() => document.body.innerText.includes('jupyter-neuro 0.1.0 (container) | Idle')",
+                timeout=90_000,
+            )
+            page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first.click()
+            page.keyboard.insert_text(CELL)
+            page.keyboard.press("Shift+Enter")
+            output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
+            output.wait_for(timeout=90_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.jp-OutputArea-output')]"
+                ".some(e => e.innerText.includes('IMAGE'))",
+                timeout=90_000,
+            )
+            text = output.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "desktop-notebook.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "desktop-failure.png"))
+            raise
+        finally:
+            browser.close()
+    version = re.search(r"NIBABEL (\S+) (\S+)", text)
+    assert version, text
+    assert version.group(1).startswith("5.0.") and version.group(1) != HOST_NIBABEL, text
+    assert version.group(2) == "/usr/bin/python3", text  # the image's interpreter, not the venv's
+    assert "VERSION_CODENAME=bookworm" in text and "ID=debian" in text, text
+    assert "IMAGE name: jupyter-neuro" in text, text  # /build.yaml exists only in our images
+
+
+def _dismiss_news_question(page: Any) -> None:
+    """JupyterLab asks once whether to fetch its news; answer no (it would cover the output)."""
+    button = page.locator(".jp-toast-button", has_text="No")
+    # not asked when an earlier answer is remembered: then the click times out, and that is fine
+    with contextlib.suppress(Exception):
+        button.first.click(timeout=5_000)
+
+
+# -- security -----------------------------------------------------------------------------------
+HTTP_ENDPOINTS = [
+    ("GET", "lab"),
+    ("GET", "lab/tree"),
+    ("GET", "neurodesk"),
+    ("GET", "neurodesk/"),
+    ("GET", "neurodesk/static/panel.js"),
+    ("GET", "neurodesk/desktop/novnc/vnc.html"),
+    ("GET", "neurodesk/api/tools"),
+    ("POST", "neurodesk/api/install"),
+    ("GET", "neurodesk/api/jobs/1"),
+    ("POST", "neurodesk/api/load"),
+    ("GET", "neurodesk/api/desktop"),
+    ("POST", "neurodesk/api/desktop"),
+    ("DELETE", "neurodesk/api/desktop"),
+    ("GET", "api/kernels"),
+    ("POST", "api/kernels"),
+    ("GET", "api/kernelspecs"),
+    ("GET", "api/sessions"),
+    ("GET", "api/contents"),
+    ("GET", "api/terminals"),
+    ("POST", "api/terminals"),
+    ("GET", "files/anything.txt"),
+    ("GET", "lab/api/settings"),
+    ("GET", "api/me"),
+]
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token-0123456789abcdef"])
+def test_http_endpoints_refuse_without_the_token(server: Server, token: str | None) -> None:
+    for method, path in HTTP_ENDPOINTS:
+        body = {"name": "dcm2niix"} if method == "POST" else None
+        status, _, headers = server.request(path, method, body, token=token)
+        if status in (301, 302):  # pages send the browser to the login form, nothing else
+            assert "/login" in headers.get("Location", ""), (method, path, headers)
+        else:
+            assert status in (401, 403), (method, path, status)
+    # and with the token they answer (so the refusals above are about the token)
+    assert server.request("neurodesk/api/tools")[0] == 200
+    assert server.request("api/kernelspecs")[0] == 200
+
+
+async def _ws_status(url: str, token: str | None) -> int:
+    headers = {"Authorization": f"token {token}"} if token else {}
+    try:
+        request = HTTPRequest(url, headers=headers, connect_timeout=10)
+        conn = await websocket_connect(request)
+    except HTTPClientError as exc:
+        return exc.code
+    conn.close()
+    return 101
+
+
+def test_websockets_refuse_without_the_token(server: Server) -> None:
+    status, kernel, _ = server.request("api/kernels", "POST", {"name": KERNEL})
+    assert status == 201, kernel
+    status, terminal, _ = server.request("api/terminals", "POST", {})
+    assert status == 200, terminal
+    status, session, _ = server.request("neurodesk/api/desktop", "POST", {})
+    assert status == 200 and session["running"], session
+    sockets = [
+        f"api/kernels/{kernel['id']}/channels",
+        f"terminals/websocket/{terminal['name']}",
+        "neurodesk/desktop/websockify",
+    ]
+    try:
+        for path in sockets:
+            url = server.ws_url(path)
+            assert asyncio.run(_ws_status(url, None)) in (401, 403), path
+            assert asyncio.run(_ws_status(url, "wrong-token-0123456789abcdef")) in (401, 403)
+            assert asyncio.run(_ws_status(url, server.token)) == 101, path
+    finally:
+        server.request(f"api/kernels/{kernel['id']}", "DELETE")
+        server.request(f"api/terminals/{terminal['name']}", "DELETE")
+        server.request("neurodesk/api/desktop", "DELETE")
+
+
+def test_no_secret_is_written_where_others_can_read_it(server: Server) -> None:
+    desktop = server.home / "desktop"
+    for path in desktop.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert server.token not in text, path
+            assert "password" not in text.lower(), path
+    log = server.home / "logs" / "desktop.log"
+    assert log.stat().st_mode & 0o077 == 0, "the server log shows the token: owner only"
+    cmdline = Path(f"/proc/{server.process.pid}/cmdline").read_bytes()
+    assert server.token.encode() not in cmdline
+
+
+# -- panel actions, terminals, the VNC desktop ---------------------------------------------------
+async def _terminal_run(server: Server, name: str, command: str, until: str) -> str:
+    request = HTTPRequest(
+        server.ws_url(f"terminals/websocket/{name}"),
+        headers={"Authorization": f"token {server.token}"},
+    )
+    conn = await websocket_connect(request)
+    out = ""
+    try:
+        await conn.write_message(json.dumps(["stdin", command + "\r"]))
+        deadline = time.monotonic() + 60
+        while until not in out and time.monotonic() < deadline:
+            message = await asyncio.wait_for(conn.read_message(), 60)
+            if message is None:
+                break
+            kind, *rest = json.loads(message)
+            if kind == "stdout":
+                out += rest[0]
+    finally:
+        conn.close()
+    return out
+
+
+def test_install_from_the_panel_then_a_terminal_runs_it_by_name(
+    server: Server, dcm2niix_image: ImageRecord
+) -> None:
+    status, job, _ = server.request(
+        "neurodesk/api/install", "POST", {"name": "dcm2niix", "version": dcm2niix_image.version}
+    )
+    assert status == 202, job
+    deadline = time.monotonic() + 120
+    while job["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        job = server.request(f"neurodesk/api/jobs/{job['id']}")[1]
+    assert job["state"] == "done", job
+    tools = server.request("neurodesk/api/tools")[1]
+    row = next(t for t in tools["categories"]["data organisation"] if t["name"] == "dcm2niix")
+    assert row["state"] == "installed" and row["loaded"] and "dcm2niix" in row["commands"]
+
+    status, terminal, _ = server.request("api/terminals", "POST", {})
+    assert status == 200, terminal
+    try:
+        command = (
+            'echo "MP=$MODULEPATH"; command -v dcm2niix; dcm2niix -h | head -n 3; echo END-$((6*7))'
+        )
+        out = asyncio.run(_terminal_run(server, terminal["name"], command, "END-42"))
+    finally:
+        server.request(f"api/terminals/{terminal['name']}", "DELETE")
+    assert f"MP={server.home / 'installs' / 'modules'}" in out, out
+    assert f"{row['bin_dir']}/dcm2niix" in out, out  # found by name, through our wrapper
+    assert "Chris Rorden" in out, out  # dcm2niix's banner, from the container
+
+
+def test_unknown_tool_install_is_a_clean_404(server: Server) -> None:
+    status, body, _ = server.request("neurodesk/api/install", "POST", {"name": "no-such-tool"})
+    assert status == 404 and "no-such-tool" in body["error"]
+    status, body, _ = server.request("neurodesk/api/install", "POST", "not a mapping")
+    assert status == 400
+
+
+async def _rfb_greeting(url: str, token: str) -> bytes:
+    request = HTTPRequest(url, headers={"Authorization": f"token {token}"})
+    conn = await websocket_connect(request, subprotocols=["binary"])
+    try:
+        message = await asyncio.wait_for(conn.read_message(), 10)
+    finally:
+        conn.close()
+    assert isinstance(message, bytes)
+    return message
+
+
+def test_vnc_desktop_starts_and_novnc_is_served_behind_auth(server: Server) -> None:
+    need("Xvnc", "xauth")
+    status, session, _ = server.request("neurodesk/api/desktop", "POST", {})
+    assert status == 200 and session["running"], session
+    try:
+        assert re.fullmatch(r":\d+", session["display"]), session
+        status, page, _ = server.request("neurodesk/" + session["url"].split("?")[0])
+        assert status == 200 and "noVNC" in page
+        greeting = asyncio.run(
+            _rfb_greeting(server.ws_url("neurodesk/desktop/websockify"), server.token)
+        )
+        assert greeting.startswith(b"RFB 003.008"), greeting
+    finally:
+        server.request("neurodesk/api/desktop", "DELETE")
+    assert server.request("neurodesk/api/desktop")[1] == {"running": False}
+
+
+def test_kernel_via_rest_reports_the_container(server: Server) -> None:
+    """The same container kernel without a browser: the REST API and the channels websocket."""
+    status, kernel, _ = server.request("api/kernels", "POST", {"name": KERNEL})
+    assert status == 201, kernel
+    try:
+        text = asyncio.run(_execute(server, kernel["id"], CELL))
+    finally:
+        server.request(f"api/kernels/{kernel['id']}", "DELETE")
+    assert "VERSION_CODENAME=bookworm" in text and "NIBABEL 5.0." in text, text
+
+
+async def _execute(server: Server, kernel_id: str, code: str) -> str:
+    request = HTTPRequest(
+        server.ws_url(f"api/kernels/{kernel_id}/channels"),
+        headers={"Authorization": f"token {server.token}"},
+    )
+    conn = await websocket_connect(request)
+    msg_id = uuid.uuid4().hex
+    header = {
+        "msg_id": msg_id,
+        "username": "test",
+        "session": uuid.uuid4().hex,
+        "msg_type": "execute_request",
+        "version": "5.3",
+    }
+    content = {"code": code, "silent": False}
+    message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+    await conn.write_message(json.dumps({**message, "channel": "shell"}))
+    out = []
+    try:
+        while True:
+            raw = await asyncio.wait_for(conn.read_message(), 90)
+            assert raw is not None, "the kernel websocket closed"
+            reply = json.loads(raw)
+            if reply["parent_header"].get("msg_id") != msg_id:
+                continue
+            if reply["msg_type"] == "stream":
+                out.append(reply["content"]["text"])
+            elif reply["msg_type"] == "error":
+                out.append("\n".join(reply["content"]["traceback"]))
+            elif reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
+                return "".join(out)
+    finally:
+        conn.close()
