@@ -91,3 +91,36 @@ def test_placeholders(tmp_path: Path) -> None:
         check_command(["tool", "{input.name}"], items)
     with pytest.raises(NeurodeskError, match="literal brace"):
         check_command(["awk", "{print"], items)
+
+
+def test_batch_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same definition finds the same batch; any change makes a new one."""
+    from neurodesk.jobs.batch import define_batch, load_batch
+    from neurodesk.store import ImageRecord
+
+    monkeypatch.setenv("NEURODESK_HOME", str(tmp_path / "home"))
+    image = ImageRecord("tool", "1.0", "20260101", "sha256:" + "ab" * 32, tmp_path / "store")
+    items = from_bids(make_bids(tmp_path / "ds", {"01": [], "02": []}))
+    out = tmp_path / "out"
+
+    def define(command: list[str], **kwargs: object) -> str:
+        batch = define_batch(image, command, items, source="test", output_root=out, **kwargs)
+        return batch.id
+
+    first = define(["tool", "{input}", "{output_dir}"])
+    assert first.startswith("tool-")
+    assert define(["tool", "{input}", "{output_dir}"]) == first
+    assert define(["tool", "-v", "{input}"]) != first
+    assert define(["tool", "{input}"], env={"A": "1"}) != define(["tool", "{input}"])
+    assert define(["tool", "{input}"], binds=("/data",)) != define(["tool", "{input}"])
+    batch = load_batch(first)
+    assert [t.argv for t in batch.spec.tasks] == [
+        ["tool", str(items[0].path), str(out / "sub-01")],
+        ["tool", str(items[1].path), str(out / "sub-02")],
+    ]
+    assert batch.task_dir(1) == tmp_path / "home" / "batches" / first / "tasks" / "0001"
+    assert define(["a", "{input}"], name="mine") == "mine"
+    with pytest.raises(NeurodeskError, match="already exists with a different definition"):
+        define(["b", "{input}"], name="mine")
+    with pytest.raises(NeurodeskError, match="characters other than"):
+        define(["b"], name="../escape")

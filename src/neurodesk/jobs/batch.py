@@ -127,6 +127,7 @@ def definition_hash(
     inputs: list[Input],
     output_root: Path | None,
     env: dict[str, str],
+    binds: tuple[str, ...] = (),
 ) -> str:
     data = {
         "image": image.digest,
@@ -134,6 +135,7 @@ def definition_hash(
         "inputs": [str(i.path) for i in inputs],
         "output_root": str(output_root) if output_root else None,
         "env": env,
+        "binds": list(binds),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -175,7 +177,8 @@ def define_batch(
     check_command(command, inputs)
     info = image_info(image)
     output_root = output_root.absolute() if output_root else None
-    batch_id = name or f"{image.name}-{definition_hash(info, command, inputs, output_root, env)}"
+    digest = definition_hash(info, command, inputs, output_root, env, binds)
+    batch_id = name or f"{image.name}-{digest}"
     if not batch_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ValidationError(
             f"batch name '{batch_id}' has characters other than letters, digits, - _ .", []
@@ -220,7 +223,8 @@ def define_batch(
     if existing.is_file():
         old = load_batch(str(root))
         same = [t.argv for t in old.spec.tasks] == [t.argv for t in tasks]
-        if old.spec.image.digest == info.digest and same and old.spec.env == env:
+        same = same and old.spec.env == env and old.spec.binds == list(binds)
+        if old.spec.image.digest == info.digest and same:
             return old  # the same batch again: its records decide what still has to run
         raise ValidationError(
             f"batch '{batch_id}' already exists with a different definition",
