@@ -18,7 +18,8 @@ CORE_PACKAGES=(bubblewrap buildah debootstrap uidmap python3 python3-venv python
 # What the whole test suite and the benchmarks need on top: the real clients and servers.
 TEST_PACKAGES=(dcm2niix squashfs-tools squashfuse skopeo umoci podman runc lmod slurm-wlm munge
   docker-registry desktop-file-utils parallel hyperfine chromium chromium-driver xvfb
-  tcl less procps)  # tcl, less, procps: environment-modules' modulecmd.tcl, unpacked by the tests
+  tcl less procps  # tcl, less, procps: environment-modules' modulecmd.tcl, unpacked by the tests
+  tigervnc-standalone-server xauth novnc)  # neurodesk desktop's browser desktop for GUI tools
 
 apt_install() {
   local missing=()
