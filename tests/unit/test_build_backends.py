@@ -25,6 +25,7 @@ from neurodesk.build.steps import directive_of_steps, instructions
 from neurodesk.errors import ExternalCommandError, MissingToolError, NotFoundError
 from neurodesk.paths import Paths
 from neurodesk.recipe import Recipe
+from tests.conftest import assert_one_line_error, run_cli
 
 LABELS = {"org.neurodesk.builddate": "20240101", "a.b": "c d"}
 
@@ -294,3 +295,20 @@ def test_labels_and_base_override(fakebin: Path, tmp_path: Path) -> None:
     assert labels["org.opencontainers.image.created"] == "20240101"
     assert labels["org.neurodesk.recipe.digest"] == "sha256:abc"
     assert labels["org.neurodesk.builder"] == "buildah 1.28.2"
+
+
+def test_cli_test_without_an_image_is_one_line(home: Path) -> None:
+    proc = run_cli(["test", "dcm2niix"], home)
+    assert_one_line_error(proc, "no image named 'dcm2niix'", "neurodesk build dcm2niix")
+    proc = run_cli(["build", "dcm2niix", "--builder", "kaniko"], home)
+    assert proc.returncode != 0 and "kaniko" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_help_teaches(home: Path) -> None:
+    for command, needle in (
+        ("build", "--base-override"),
+        ("base", "--suite"),
+        ("test", "deploy check"),
+    ):
+        proc = run_cli([command, "--help"], home)
+        assert proc.returncode == 0 and needle in proc.stdout and "Examples:" in proc.stdout
