@@ -367,7 +367,8 @@ def test_install_from_the_panel_then_a_terminal_runs_it_by_name(
     assert status == 200, terminal
     try:
         command = (
-            'echo "MP=$MODULEPATH"; command -v dcm2niix; dcm2niix -h | head -n 3; echo END-$((6*7))'
+            'echo "MP=$MODULEPATH"; command -v dcm2niix; dcm2niix -h | head -n 3; '
+            'module load dcm2niix && echo "LOADED=$LOADEDMODULES"; echo END-$((6*7))'
         )
         out = asyncio.run(_terminal_run(server, terminal["name"], command, "END-42"))
     finally:
@@ -375,6 +376,7 @@ def test_install_from_the_panel_then_a_terminal_runs_it_by_name(
     assert f"MP={server.home / 'installs' / 'modules'}" in out, out
     assert f"{row['bin_dir']}/dcm2niix" in out, out  # found by name, through our wrapper
     assert "Chris Rorden" in out, out  # dcm2niix's banner, from the container
+    assert f"LOADED=dcm2niix/{dcm2niix_image.version}" in out, out  # Lmod finds our module
 
 
 def test_unknown_tool_install_is_a_clean_404(server: Server) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, AuthenticatedFileHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
@@ -210,7 +211,8 @@ class VncSocket(WebSocketMixin, JupyterHandler, WebSocketHandler):
         user = self.current_user
         if not user:
             raise web.HTTPError(403)
-        if not self.authorizer.is_authorized(self, user, "execute", self.auth_resource):
+        allowed = self.authorizer.is_authorized(self, user, "execute", self.auth_resource)
+        if not await ensure_async(allowed):
             raise web.HTTPError(403)
         session = _state(self).session
         if session is None or not session.running():
