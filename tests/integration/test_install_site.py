@@ -147,3 +147,28 @@ def test_desktop_files_pass_desktop_file_validate(
         ["desktop-file-validate", *map(str, files)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+
+
+def test_missing_image_message_names_the_moved_tree(
+    dcm2niix_image: ImageRecord, tmp_path: Path
+) -> None:
+    """After the tree moved and its image went away, the one-line message names the new place."""
+    need("bwrap")
+    from neurodesk.install.installer import install_image
+    from neurodesk.store import Store
+
+    old = tmp_path / "old"
+    old.mkdir()
+    subprocess.run(["cp", "-al", str(dcm2niix_image.store_root), str(old / "store")], check=True)
+    r = dcm2niix_image
+    record = Store(old / "store").resolve(f"{r.name}/{r.version}/{r.builddate}")
+    install_image(record, old / "installs")
+    new = old.rename(tmp_path / "new")
+    wrapper = new / "installs" / "containers" / record.id / "bin" / "dcm2niix"
+    assert subprocess.run([str(wrapper), "-h"], capture_output=True, check=False).returncode == 0
+    shutil.rmtree(new / "store" / "images")
+    proc = subprocess.run([str(wrapper), "-h"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 127
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{record.id} is missing from {new}/installs/store" in proc.stderr
+    assert f"neurodesk install dcm2niix/{record.version} --prefix {new}/installs" in proc.stderr
