@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,6 +55,8 @@ class BuildResult:
     exported: bool = True  # False: the store already held this exact image
     release: Path | None = None
     steps: list[str] = field(default_factory=list)
+    #: seconds per phase: base, build (the builder's steps), store (export + import), release
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def today() -> str:
@@ -213,7 +216,17 @@ def build_recipe(
     latest.symlink_to(log.name)
 
     base = recipe.build.base_image
+    clock = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        timings[phase] = round(now - clock, 3)
+        clock = now
+
     base_source = ensure_base(builder, base, paths, log, say)
+    lap("base")
     context = paths.cache / "build" / recipe.name / recipe.version
     digest = prepare_context(recipe, recipe_path, context)
     steps = directive_of_steps(recipe)
@@ -232,6 +245,7 @@ def build_recipe(
             builder.remove_image(tag)
         raise tracker.failure(exc, log) from None
     built = builder.image_id(tag)
+    lap("build")
     if built is None:
         raise NotFoundError(f"{builder.name} reported success but has no image {tag}")
 
@@ -242,6 +256,7 @@ def build_recipe(
     else:
         say("unchanged: the store already holds this image")
         record = store.resolve(f"{recipe.name}/{recipe.version}/{builddate}")
+    lap("store")
 
     files = CatalogFiles(releases) if releases else CatalogFiles.default(paths.home)
     release = Release.for_build(
@@ -253,7 +268,10 @@ def build_recipe(
     )
     release_path = files.write_release(recipe.name, recipe.version, release)
     files.regenerate()
-    return BuildResult(record, log, base_source, builder.name, built, exported, release_path, steps)
+    lap("release")
+    return BuildResult(
+        record, log, base_source, builder.name, built, exported, release_path, steps, timings
+    )
 
 
 def _export(

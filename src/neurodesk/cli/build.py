@@ -82,6 +82,7 @@ def build(
                 "exported": result.exported,
                 "release": str(result.release),
                 "base_source": result.base_source,
+                "timings": result.timings,
             }
         )
     else:
