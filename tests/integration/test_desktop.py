@@ -249,6 +249,7 @@ HTTP_ENDPOINTS = [
     ("GET", "neurodesk/api/desktop"),
     ("POST", "neurodesk/api/desktop"),
     ("DELETE", "neurodesk/api/desktop"),
+    ("POST", "neurodesk/api/gui"),
     ("GET", "api/kernels"),
     ("POST", "api/kernels"),
     ("GET", "api/kernelspecs"),
@@ -384,6 +385,9 @@ def test_unknown_tool_install_is_a_clean_404(server: Server) -> None:
     assert status == 404 and "no-such-tool" in body["error"]
     status, body, _ = server.request("neurodesk/api/install", "POST", "not a mapping")
     assert status == 400
+    app = {"name": "dcm2niix", "app": "dcm2niixGUI"}
+    status, body, _ = server.request("neurodesk/api/gui", "POST", app)
+    assert status == 404 and "no installed GUI app" in body["error"], body
 
 
 async def _rfb_greeting(url: str, token: str) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from neurodesk.desktop.actions import find_tool, load_tool
+from neurodesk.desktop.actions import find_tool, gui_argv, load_tool
 from neurodesk.desktop.catalog import by_category, list_tools
 from neurodesk.desktop.environment import (
     TOKEN_ENV,
@@ -214,3 +214,36 @@ def test_load_puts_one_version_first(home: Path) -> None:
 def test_cli_refuses_a_short_token(home: Path) -> None:
     proc = run_cli(["desktop", "--port", "0"], home, env={TOKEN_ENV: "abc"})
     assert_one_line_error(proc, TOKEN_ENV)
+
+
+def test_gui_apps_run_through_neurodesk_exec_with_the_cookie_dir(home: Path) -> None:
+    recipe_data = {
+        "name": "mrtrix3",
+        "categories": ["visualization"],
+        "gui_apps": [{"name": "mrviewGUI", "exec": "mrview -mode 2"}, {"name": "broken"}],
+    }
+    record = add_image(home, "mrtrix3", "3.0.4", env={"DEPLOY_BINS": "mrview"})
+    (record.rootfs / "build.yaml").write_text(json.dumps(recipe_data))
+    (record.rootfs / "usr/bin/mrview").write_text("#!/bin/sh\n")
+    (record.rootfs / "usr/bin/mrview").chmod(0o755)
+    tool = find_tool(Paths(home), "mrtrix3", "3.0.4")
+    assert tool.gui_apps == [{"name": "mrviewGUI", "exec": "mrview -mode 2"}]
+    with pytest.raises(NotFoundError, match="install the tool first"):
+        gui_argv(tool, "mrviewGUI", "/vnc")  # built, not installed
+    install_image(record, Paths(home).installs)
+    tool = find_tool(Paths(home), "mrtrix3", "3.0.4")
+    argv = gui_argv(tool, "mrviewGUI", "/vnc")
+    assert argv[1:] == [
+        "-m",
+        "neurodesk",
+        "exec",
+        "--bind",
+        "/vnc",
+        "mrtrix3/3.0.4/20260101",
+        "--",
+        "mrview",
+        "-mode",
+        "2",
+    ]
+    with pytest.raises(NotFoundError, match="mrviewGUI"):
+        gui_argv(tool, "nope", "/vnc")

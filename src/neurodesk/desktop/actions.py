@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shlex
+import sys
 import threading
 import time
 from collections.abc import MutableMapping
@@ -126,3 +128,30 @@ class Jobs:
                 job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
             finally:
                 job.finished = time.time()
+
+
+def gui_argv(tool: Tool, app: str, vnc_dir: str) -> list[str]:
+    """The command that runs GUI app ``app`` of ``tool`` in its container.
+
+    It goes through ``neurodesk exec`` rather than a wrapper so any ``exec`` line of the recipe
+    works (arguments included); the VNC directory is bound for the X cookie in XAUTHORITY.
+    """
+    found = next((a for a in tool.gui_apps if a["name"] == app), None)
+    if found is None or tool.state != "installed" or not tool.image_id:
+        known = ", ".join(a["name"] for a in tool.gui_apps) or "none"
+        raise NotFoundError(
+            f"'{tool.name}/{tool.version}' has no installed GUI app '{app}'",
+            hint=f"its GUI apps: {known}; install the tool first",
+        )
+    image = tool.image_id.removeprefix(f"{tool.name}_{tool.version}_")
+    return [
+        sys.executable,
+        "-m",
+        "neurodesk",
+        "exec",
+        "--bind",
+        vnc_dir,
+        f"{tool.name}/{tool.version}/{image}",
+        "--",
+        *shlex.split(found["exec"]),
+    ]

@@ -33,32 +33,46 @@ class Tool:
     commands: list[str] = field(default_factory=list)
     bin_dir: str | None = None
     kernel: str | None = None
+    gui_apps: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _categories(build_yaml: Path) -> list[str]:
-    """The ``categories`` of a build.yaml, tolerating anything malformed (the panel must load)."""
+def _read_yaml(build_yaml: Path) -> dict[str, Any]:
+    """A build.yaml as data, or {} when unreadable (the panel must load whatever is there)."""
     try:
         data = yaml.safe_load(build_yaml.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return [UNCATEGORISED]
-    found = data.get("categories") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _categories(data: dict[str, Any]) -> list[str]:
+    found = data.get("categories")
     if not isinstance(found, list):
         return [UNCATEGORISED]
     return [str(c) for c in found] or [UNCATEGORISED]
 
 
-def _recipe_versions(root: Path) -> list[tuple[str, str, Path]]:
+def _gui_apps(data: dict[str, Any]) -> list[dict[str, str]]:
+    """``gui_apps`` entries that have both a name and a command line."""
+    found = data.get("gui_apps")
+    if not isinstance(found, list):
+        return []
+    return [
+        {"name": str(app["name"]), "exec": str(app["exec"])}
+        for app in found
+        if isinstance(app, dict) and app.get("name") and app.get("exec")
+    ]
+
+
+def _recipes(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
     out = []
     for build_yaml in sorted(root.glob("*/build.yaml")):
-        try:
-            data = yaml.safe_load(build_yaml.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        if isinstance(data, dict) and data.get("name") and data.get("version"):
-            out.append((str(data["name"]), str(data["version"]), build_yaml))
+        data = _read_yaml(build_yaml)
+        if data.get("name") and data.get("version"):
+            out.append((str(data["name"]), str(data["version"]), data))
     return out
 
 
@@ -80,20 +94,23 @@ def list_tools(
     kernels = kernels or {}
     by_id = {i.image_id: i for i in installed(paths.installs)}
     tools: dict[tuple[str, str], Tool] = {}
-    for name, version, build_yaml in _recipe_versions(recipes or recipes_dir()):
-        tools[(name, version)] = Tool(name, version, "available", _categories(build_yaml))
+    for name, version, data in _recipes(recipes or recipes_dir()):
+        tools[(name, version)] = Tool(
+            name, version, "available", _categories(data), gui_apps=_gui_apps(data)
+        )
     for record in newest_images(Store(paths.store)):
         inst = by_id.get(record.id)
-        categories = _categories(record.rootfs / "build.yaml")
+        data = _read_yaml(record.rootfs / "build.yaml")
         tools[(record.name, record.version)] = Tool(
             record.name,
             record.version,
             "installed" if inst else "built",
-            categories,
+            _categories(data),
             image_id=record.id,
             commands=inst.commands if inst else [],
             bin_dir=str(inst.bin_dir) if inst else None,
             kernel=kernels.get(record.id),
+            gui_apps=_gui_apps(data),
         )
     return sorted(tools.values(), key=lambda t: (t.name, version_key(t.version)))
 

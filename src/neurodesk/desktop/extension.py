@@ -10,6 +10,7 @@ redirect to the login page, the API and websockets answer 403 without the token 
     neurodesk/api/jobs/<id>          GET: the job's state
     neurodesk/api/load               POST {name, version}: first on PATH of new terminals
     neurodesk/api/desktop            GET: the VNC session; POST: start it; DELETE: stop it
+    neurodesk/api/gui                POST {name, version, app}: a tool's GUI app on the desktop
     neurodesk/desktop/novnc/...      Debian's noVNC client
     neurodesk/desktop/websockify     websocket relaying to the session's VNC socket
 """
@@ -20,6 +21,7 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler
 
 from neurodesk.desktop import vnc
-from neurodesk.desktop.actions import Jobs, load_tool, loaded_dirs
+from neurodesk.desktop.actions import Jobs, find_tool, gui_argv, load_tool, loaded_dirs
 from neurodesk.desktop.catalog import by_category, list_tools
 from neurodesk.desktop.environment import DesktopDirs, modules_dir
 from neurodesk.desktop.kernels import write_kernelspecs
@@ -54,6 +56,7 @@ class DesktopState:
     base_url: str = "/"
     session: vnc.VncSession | None = None
     kernels: dict[str, str] = field(default_factory=dict)
+    gui_processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
 def _state(handler: JupyterHandler) -> DesktopState:
@@ -94,7 +97,11 @@ class _Api(APIHandler):
             raise web.HTTPError(400, "the body must be JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             raise web.HTTPError(400, 'the body must be {"name": ..., "version": ...}')
-        return {"name": data["name"], "version": str(data.get("version") or "")}
+        return {
+            "name": data["name"],
+            "version": str(data.get("version") or ""),
+            "app": str(data.get("app") or ""),
+        }
 
     def fail(self, exc: NeurodeskError) -> None:
         self.set_status(404 if isinstance(exc, NotFoundError) else 400)
@@ -179,14 +186,10 @@ class DesktopHandler(_Api):
     @authorized
     def post(self) -> None:
         state = _state(self)
-        if state.session is None or not state.session.running():
-            try:
-                state.session = vnc.start_session(state.dirs.vnc)
-            except NeurodeskError as exc:
-                return self.fail(exc)
-            # GUI tools started from terminals opened from now on draw on this desktop.
-            os.environ["DISPLAY"] = state.session.display_name
-            os.environ["XAUTHORITY"] = str(state.session.xauthority)
+        try:
+            _ensure_session(state)
+        except NeurodeskError as exc:
+            return self.fail(exc)
         self.finish(_session_json(state))
 
     @web.authenticated
@@ -194,11 +197,46 @@ class DesktopHandler(_Api):
     def delete(self) -> None:
         state = _state(self)
         if state.session is not None:
-            state.session.stop()
+            state.session.stop()  # its X clients (GUI apps) end with it
             state.session = None
+            state.gui_processes = [p for p in state.gui_processes if p.poll() is None]
             os.environ.pop("DISPLAY", None)
             os.environ.pop("XAUTHORITY", None)
         self.finish({"running": False})
+
+
+class GuiHandler(_Api):
+    """POST {name, version, app}: start the desktop if needed, then the GUI app on it."""
+
+    @web.authenticated
+    @authorized
+    def post(self) -> None:
+        wanted = self.body()
+        app = wanted["app"]
+        state = _state(self)
+        try:
+            tool = find_tool(state.paths, wanted["name"], wanted["version"])
+            argv = gui_argv(tool, app, str(state.dirs.vnc))
+            session = _ensure_session(state)
+        except NeurodeskError as exc:
+            return self.fail(exc)
+        log = (state.dirs.vnc / f"{tool.name}-{app}.log").open("ab")
+        env = dict(os.environ, DISPLAY=session.display_name, XAUTHORITY=str(session.xauthority))
+        process = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+        log.close()
+        state.gui_processes.append(process)
+        self.finish({**_session_json(state), "pid": process.pid, "argv": argv})
+
+
+def _ensure_session(state: DesktopState) -> vnc.VncSession:
+    if state.session is None or not state.session.running():
+        state.session = vnc.start_session(state.dirs.vnc)
+        # GUI tools started from terminals opened from now on draw on this desktop.
+        os.environ["DISPLAY"] = state.session.display_name
+        os.environ["XAUTHORITY"] = str(state.session.xauthority)
+    return state.session
 
 
 class VncSocket(WebSocketMixin, JupyterHandler, WebSocketHandler):
@@ -271,6 +309,7 @@ def _load_jupyter_server_extension(serverapp: ServerApp) -> None:
         (base + r"/api/jobs/(\d+)", JobHandler),
         (base + "/api/load", LoadHandler),
         (base + "/api/desktop", DesktopHandler),
+        (base + "/api/gui", GuiHandler),
         (base + "/desktop/websockify", VncSocket),
     ]
     novnc = vnc.novnc_dir()

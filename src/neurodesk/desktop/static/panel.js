@@ -59,12 +59,29 @@ async function load(tool) {
   refresh();
 }
 
+async function openGui(tool, app) {
+  try {
+    const result = await api("gui", "POST", { name: tool.name, version: tool.version, app: app.name });
+    say(`${app.exec} started on desktop ${result.display}`);
+    window.open(result.url, "_blank");
+  } catch (error) {
+    say(String(error.message || error), true);
+  }
+  refresh();
+}
+
 function row(tool) {
   const actions = el("td", { class: "actions" });
   if (tool.state !== "installed") {
     actions.append(el("button", { onclick: () => install(tool), "data-action": "install" }, "Install"));
   } else if (!tool.loaded) {
     actions.append(el("button", { onclick: () => load(tool), "data-action": "load" }, "Load"));
+  }
+  if (tool.state === "installed") {
+    for (const app of tool.gui_apps) {
+      actions.append(el("button", { onclick: () => openGui(tool, app), "data-action": "gui" },
+        app.name.replace(/GUI$/, "")));
+    }
   }
   const state = el("span", { class: "state state-" + tool.state }, tool.state);
   const cells = [state];
