@@ -462,3 +462,57 @@ async def _execute(server: Server, kernel_id: str, code: str) -> str:
                 return "".join(out)
     finally:
         conn.close()
+
+
+# An X11 client handshake, run inside the container: proves a GUI tool there can draw on the
+# desktop with the session's cookie, and that without the cookie the X server refuses.
+X11_HANDSHAKE = r"""
+import os, socket, struct, sys
+def cookie(path):
+    data = open(path, "rb").read()
+    while data:
+        fields = []
+        data = data[2:]  # family
+        for _ in range(4):
+            (n,) = struct.unpack(">H", data[:2]); fields.append(data[2:2 + n]); data = data[2 + n:]
+        if fields[2] == b"MIT-MAGIC-COOKIE-1":
+            return fields[3]
+def handshake(secret):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/tmp/.X11-unix/X" + os.environ["DISPLAY"].lstrip(":"))
+    name = b"MIT-MAGIC-COOKIE-1" if secret else b""
+    pad = lambda b: b + b"\0" * (-len(b) % 4)
+    head = struct.pack("<BxHHHHxx", 0x6C, 11, 0, len(name), len(secret))
+    s.sendall(head + pad(name) + pad(secret))
+    return s.recv(1)[0]
+print("WITH", handshake(cookie(os.environ["XAUTHORITY"])), "WITHOUT", handshake(b""))
+"""
+
+
+def test_a_gui_client_in_a_container_reaches_the_desktop_only_with_the_cookie(
+    server: Server, kernel_image: ImageRecord
+) -> None:
+    need("Xvnc", "xauth")
+    status, session, _ = server.request("neurodesk/api/desktop", "POST", {})
+    assert status == 200 and session["running"], session
+    vnc_dir = server.home / "desktop" / "vnc"
+    try:
+        env = dict(
+            os.environ,
+            NEURODESK_HOME=str(server.home),
+            DISPLAY=session["display"],
+            XAUTHORITY=str(vnc_dir / "Xauthority"),
+        )
+        argv = ["exec", "--bind", str(vnc_dir), "jupyter-neuro", "--"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "neurodesk", *argv, "python3", "-c", X11_HANDSHAKE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        server.request("neurodesk/api/desktop", "DELETE")
+    # X11 setup reply: 1 = success, 0 = failed
+    assert proc.stdout.strip() == "WITH 1 WITHOUT 0", proc.stdout + proc.stderr
