@@ -172,3 +172,32 @@ def test_missing_image_message_names_the_moved_tree(
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert f"{record.id} is missing from {new}/installs/store" in proc.stderr
     assert f"neurodesk install dcm2niix/{record.version} --prefix {new}/installs" in proc.stderr
+
+
+def test_wrapper_reached_through_a_symlink_in_a_moved_tree(
+    dcm2niix_image: ImageRecord, tmp_path: Path
+) -> None:
+    """A user links a wrapper into ~/bin; the tree (with its store) then moves: still works."""
+    need("bwrap")
+    from neurodesk.install.installer import install_image
+    from neurodesk.store import Store
+
+    old = tmp_path / "old"
+    old.mkdir()
+    subprocess.run(["cp", "-al", str(dcm2niix_image.store_root), str(old / "store")], check=True)
+    r = dcm2niix_image
+    record = Store(old / "store").resolve(f"{r.name}/{r.version}/{r.builddate}")
+    install_image(record, old / "installs")
+    new = old.rename(tmp_path / "new")
+    (tmp_path / "bin").mkdir()
+    link = tmp_path / "bin" / "dcm2niix"
+    link.symlink_to(new / "installs" / "containers" / record.id / "bin" / "dcm2niix")
+    proc = subprocess.run(
+        ["sh", "-c", "dcm2niix -h | head -1"],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.stdout.startswith("Chris Rorden's dcm2niiX"), proc.stderr

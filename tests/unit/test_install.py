@@ -289,3 +289,28 @@ def test_desktop_exec_quotes_per_spec() -> None:
     assert desktop_exec(["/opt/nd/bin/tool", "--x"]) == "/opt/nd/bin/tool --x"
     # reserved characters → double quotes; backslash-escapes doubled at the string level
     assert desktop_exec(["/my apps/tool", "50%", 'a"b']) == '"/my apps/tool" 50%% "a\\\\"b"'
+
+
+def test_reinstall_after_the_prefix_moved_repoints_the_store_link(
+    image: ImageRecord, tmp_path: Path
+) -> None:
+    prefix = tmp_path / "prefix"
+    install_image(image, prefix)
+    moved = tmp_path / "elsewhere" / "prefix"
+    moved.parent.mkdir()
+    prefix.rename(moved)
+    assert not (moved / "store").exists()  # the relative link dangles now
+    install_image(image, moved)
+    assert (moved / "store").resolve() == image.store_root.resolve()
+    assert os.readlink(moved / "store") == "../../store"
+    desktop = next((moved / "share/applications").glob("*-2-1-*0101.desktop")).read_text()
+    assert f"Exec={moved}/containers/{image.id}/terminal" in desktop  # refreshed
+
+
+def test_wrappers_hold_no_prefix_path(image: ImageRecord, tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix"
+    result = install_image(image, prefix)
+    for command in result.commands:
+        text = (result.bin_dir / command).read_text()
+        assert str(prefix) not in text
+        assert "$nd_here/../../../store/images/" in text
