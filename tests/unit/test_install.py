@@ -314,3 +314,21 @@ def test_wrappers_hold_no_prefix_path(image: ImageRecord, tmp_path: Path) -> Non
         text = (result.bin_dir / command).read_text()
         assert str(prefix) not in text
         assert "$nd_here/../../../store/images/" in text
+
+
+def test_menu_terminal_opens_a_shell_with_the_commands(image: ImageRecord, tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix"
+    install_image(image, prefix)
+    fake_shell = tmp_path / "fakeshell"
+    fake_shell.write_text('#!/bin/sh\necho "args=$*"\necho "PATH=$PATH"\n')
+    fake_shell.chmod(0o755)
+    proc = subprocess.run(
+        [str(prefix / "containers" / image.id / "terminal")],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "SHELL": str(fake_shell)},
+        check=True,
+    )
+    assert "commands: tbextra tblink tbreg tbview" in proc.stdout
+    assert "args=-i" in proc.stdout
+    assert f"PATH={prefix}/containers/{image.id}/bin:/usr/bin:/bin" in proc.stdout
