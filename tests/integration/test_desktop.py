@@ -32,7 +32,7 @@ from neurodesk.build.build import build_recipe
 from neurodesk.paths import Paths
 from neurodesk.recipe import find_recipe
 from neurodesk.store import ImageRecord
-from tests.conftest import REPO
+from tests.conftest import REPO, assert_one_line_error, run_cli
 from tests.integration.conftest import need
 
 pytestmark = pytest.mark.integration
@@ -516,3 +516,18 @@ def test_a_gui_client_in_a_container_reaches_the_desktop_only_with_the_cookie(
         server.request("neurodesk/api/desktop", "DELETE")
     # X11 setup reply: 1 = success, 0 = failed
     assert proc.stdout.strip() == "WITH 1 WITHOUT 0", proc.stdout + proc.stderr
+
+
+def test_refuses_to_run_when_a_jupyter_config_switches_authentication_off(
+    nd_home: Path, tmp_path: Path
+) -> None:
+    """A user's Jupyter config with an empty token would open the server to anyone: refuse."""
+    pytest.importorskip("jupyterlab")
+    config = tmp_path / "jupyter-config"
+    config.mkdir()
+    unsafe = {"IdentityProvider": {"token": ""}, "ServerApp": {"password": ""}}
+    (config / "jupyter_server_config.json").write_text(json.dumps(unsafe))
+    env = {"JUPYTER_CONFIG_DIR": str(config)}
+    proc = run_cli(["desktop", "--port", "0"], nd_home, env=env, cwd=tmp_path, timeout=120)
+    assert_one_line_error(proc, "without the token")
+    assert "Traceback" not in proc.stdout
