@@ -84,7 +84,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 @pytest.fixture(scope="module")
 def kernel_image(nd_home: Path) -> ImageRecord:
     """recipes/jupyter-neuro built into the session's home (python3 + ipykernel + nibabel)."""
-    return build_recipe(find_recipe("jupyter-neuro"), Paths(nd_home)).record
+    started = time.monotonic()
+    record = build_recipe(find_recipe("jupyter-neuro"), Paths(nd_home)).record
+    print(f"jupyter-neuro built in {time.monotonic() - started:.1f} s")
+    return record
 
 
 @pytest.fixture(scope="module")
