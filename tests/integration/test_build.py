@@ -45,6 +45,25 @@ deploy:
   bins: [badscript, goodscript, cp, nosuchcommand]
 """
 
+TESTS_OF_BROKEN = """\
+tests:
+  - name: writes in its scratch directory
+    script: |
+      echo data > here.txt
+      test "$(cat "$HOME/here.txt")" = data
+      test "$TMPDIR" = "$PWD"
+  - name: fails with output
+    script: |
+      echo something went wrong
+      exit 4
+  - name: prep that fails
+    prep: exit 1
+    script: "true"
+  - name: needs a human
+    manual: true
+    script: "false"
+"""
+
 FAILING = """\
 name: failing
 version: "2.0"
@@ -170,10 +189,16 @@ def test_deploy_check_fails_on_broken_commands_and_podman_builds(
     assert record.labels["org.neurodesk.builder"].startswith("podman ")
     assert record.labels["org.opencontainers.image.base.name"] == "debian:bookworm"
 
+    (recipe.parent / "test.yaml").write_text(TESTS_OF_BROKEN)
     proc = run_cli(["test", str(recipe), "--json"], nd_home)
     assert proc.returncode == 1, proc.stderr
-    (check,) = json.loads(proc.stdout)["tests"]
-    assert check["status"] == "fail"
+    scratch, failing, prep, manual, check = json.loads(proc.stdout)["tests"]
+    assert scratch["status"] == "pass", scratch
+    assert failing["status"] == "fail" and failing["detail"] == "exited 4"
+    assert failing["output"] == ["something went wrong"]
+    assert prep["status"] == "error" and prep["detail"] == "prep exited 1"
+    assert manual["status"] == "skip"
+    assert check["name"] == "test_deploy.sh" and check["status"] == "fail"
     assert (
         "/usr/local/bin/badscript: interpreter missing (/usr/bin/nosuchinterp)" in check["detail"]
     )
@@ -181,7 +206,8 @@ def test_deploy_check_fails_on_broken_commands_and_podman_builds(
     assert "nosuchcommand: does not exist" in check["detail"]
     assert "goodscript" not in check["detail"]
     proc = run_cli(["test", str(recipe)], nd_home)
-    assert proc.returncode == 1 and "FAIL" in proc.stdout and "0 passed, 1 failed" in proc.stdout
+    assert proc.returncode == 1 and "FAIL" in proc.stdout
+    assert "1 passed, 3 failed, 1 skipped" in proc.stdout
 
 
 def today(home: Path) -> str:
