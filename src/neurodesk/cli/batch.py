@@ -14,11 +14,25 @@ from neurodesk.cli.output import console, emit_json, err_console, json_option_he
 from neurodesk.errors import NeurodeskError, ValidationError
 from neurodesk.jobs import inputs as inputs_mod
 from neurodesk.jobs import slurm
-from neurodesk.jobs.batch import Batch, check_command, define_batch, list_batches, load_batch
+from neurodesk.jobs.batch import (
+    Batch,
+    batches_dir,
+    check_command,
+    define_batch,
+    list_batches,
+    load_batch,
+)
 from neurodesk.jobs.derivative import merge_description, summary
 from neurodesk.jobs.local import default_jobs, run_local
 from neurodesk.jobs.provenance import TaskRecord
-from neurodesk.jobs.status import RERUN_STATES, TaskState, counts, current_states, follow
+from neurodesk.jobs.status import (
+    RERUN_STATES,
+    TaskState,
+    counts,
+    current_states,
+    find_task,
+    follow,
+)
 from neurodesk.jobs.task import run_one
 from neurodesk.jobs.template import PLACEHOLDERS
 from neurodesk.paths import Paths
@@ -127,6 +141,13 @@ def placeholder_help() -> str:
 @click.option("--bind", "-B", "binds", multiple=True, metavar="SRC[:DST[:ro]]")
 @click.option("--env", "-e", "env", multiple=True, metavar="KEY=VALUE", help="set in the task")
 @click.option("--name", help="batch id (default: image name + hash of the definition)")
+@click.option(
+    "--batches",
+    "batches_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="where the batch directory goes (default: $NEURODESK_HOME/batches); "
+    "other batch commands then take its path",
+)
 @click.option("--force", is_flag=True, help="run every task, even those already complete")
 @click.option("--dry-run", is_flag=True, help="print each task's command line, run nothing")
 @executor_options
@@ -142,6 +163,7 @@ def run(
     binds: tuple[str, ...],
     env: tuple[str, ...],
     name: str | None,
+    batches_root: Path | None,
     force: bool,
     dry_run: bool,
     **scheduling: Any,
@@ -189,6 +211,7 @@ def run(
         gpu=bool(scheduling.get("gpus")),
         name=name,
         create=not dry_run,
+        batches_root=batches_root,
     )
     if dry_run:
         for task in the_batch.spec.tasks:
@@ -202,6 +225,11 @@ def run(
             "(exit 0, outputs unchanged): skipped"
         )
     execute(the_batch, todo, scheduling)
+
+
+def ref(the_batch: Batch) -> str:
+    """How other batch commands find this batch: its id, or its path outside the default."""
+    return the_batch.id if the_batch.root.parent == batches_dir() else str(the_batch.root)
 
 
 def parse_env(pairs: Sequence[str]) -> dict[str, str]:
@@ -230,22 +258,14 @@ def execute(the_batch: Batch, todo: list[int], scheduling: dict[str, Any]) -> No
         return
     in_queue = slurm.queued(the_batch)
     todo = [i for i in todo if i not in in_queue]
-    options = slurm.SlurmOptions(
-        cpus=scheduling.get("cpus"),
-        mem=scheduling.get("mem"),
-        time=scheduling.get("time_limit"),
-        gpus=scheduling.get("gpus"),
-        partition=scheduling.get("partition"),
-        account=scheduling.get("account"),
-        max_running=scheduling.get("jobs"),
-    )
+    options = slurm.SlurmOptions.model_validate(scheduling)
     if todo:
         submission = slurm.submit(the_batch, todo, options)
         err_console.print(
             f"submitted {len(todo)} task(s) as SLURM job array {submission.job_id}", soft_wrap=True
         )
     if not scheduling.get("wait"):
-        err_console.print(f"follow with: neurodesk batch status {the_batch.id}")
+        err_console.print(f"follow with: neurodesk batch status {ref(the_batch)}")
         return
     finish(the_batch, wait_for_slurm(the_batch))
 
@@ -332,7 +352,7 @@ def finish(the_batch: Batch, states: list[TaskState]) -> None:
         raise BatchFailedError(
             f"{len(failures)} of {len(states)} tasks of batch {the_batch.id} failed",
             hint="see the logs above; after fixing: "
-            f"neurodesk batch resubmit {the_batch.id} --failed",
+            f"neurodesk batch resubmit {ref(the_batch)} --failed",
         )
 
 
@@ -390,13 +410,6 @@ def logs(batch_ref: str, tasks: tuple[str, ...], failed: bool) -> None:
                 console.print(
                     path.read_text(errors="replace"), markup=False, end="", soft_wrap=True
                 )
-
-
-def find_task(states: list[TaskState], ref: str) -> TaskState:
-    for item in states:
-        if ref == item.label or (ref.isdigit() and int(ref) == item.index):
-            return item
-    raise ValidationError(f"no task '{ref}' in this batch", [], hint="give an index or a label")
 
 
 @batch.command()

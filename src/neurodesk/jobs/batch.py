@@ -168,6 +168,7 @@ def define_batch(
     gpu: bool = False,
     name: str | None = None,
     create: bool = True,
+    batches_root: Path | None = None,
 ) -> Batch:
     """Expand the command for every input and create (or find) the batch directory.
 
@@ -183,7 +184,7 @@ def define_batch(
         raise ValidationError(
             f"batch name '{batch_id}' has characters other than letters, digits, - _ .", []
         )
-    root = batches_dir() / batch_id
+    root = (batches_root.absolute() if batches_root else batches_dir()) / batch_id
     final_root = output_root or root / "outputs"
     tasks: list[TaskSpec] = []
     for index, item in enumerate(inputs):

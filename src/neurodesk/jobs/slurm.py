@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, Field
 
 from neurodesk import __version__
 from neurodesk.errors import MissingToolError, NeurodeskError
@@ -36,13 +36,15 @@ class SchedulerError(NeurodeskError):
 
 
 class SlurmOptions(BaseModel):
+    """The CLI's scheduling flags (other keys are ignored); ``jobs`` is the array throttle."""
+
     cpus: int | None = None
     mem: str | None = None
-    time: str | None = None
+    time: str | None = Field(None, validation_alias=AliasChoices("time", "time_limit"))
     gpus: str | None = None
     partition: str | None = None
     account: str | None = None
-    max_running: int | None = None  # array throttle, "%N"
+    max_running: int | None = Field(None, validation_alias=AliasChoices("max_running", "jobs"))
 
     def sbatch_args(self) -> list[str]:
         args = []

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from neurodesk.errors import ValidationError
 from neurodesk.jobs import slurm
 from neurodesk.jobs.batch import Batch
 from neurodesk.jobs.provenance import TaskRecord, is_complete
@@ -65,6 +66,14 @@ def task_states(
             )
         )
     return states
+
+
+def find_task(states: list[TaskState], ref: str) -> TaskState:
+    """A task by label or index."""
+    for item in states:
+        if ref == item.label or (ref.isdigit() and int(ref) == item.index):
+            return item
+    raise ValidationError(f"no task '{ref}' in this batch", [], hint="give an index or a label")
 
 
 def counts(states: list[TaskState]) -> dict[str, int]:
