@@ -425,13 +425,41 @@ def test_wrapper_arguments_and_bind_paths(tree: Tree, tmp_path: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def test_menu_entries_validate_and_resolve(trees: dict[str, Tree]) -> None:
-    """desktop-file-validate accepts every entry; the merged menu's relative AppDir finds them,
-    each category folder includes its entries, and the GUI entry's Exec runs the app."""
+MENU_CLIENT = """
+import json, sys
+import xdg.Menu
+
+def walk(menu):
+    out = []
+    for item in menu.getEntries():
+        if isinstance(item, xdg.Menu.Menu):
+            title = item.Directory.DesktopEntry.getName() if item.Directory else None
+            out.append({"menu": item.getName(), "title": title, "items": walk(item)})
+        elif isinstance(item, xdg.Menu.MenuEntry):
+            entry = item.DesktopEntry
+            out.append({"exec": entry.getExec(), "terminal": entry.getTerminal()})
+    return out
+
+print(json.dumps(walk(xdg.Menu.parse())))
+"""
+
+ROOT_MENU = """<!DOCTYPE Menu PUBLIC "-//freedesktop//DTD Menu 1.0//EN"
+ "http://www.freedesktop.org/standards/menu-spec/1.0/menu.dtd">
+<Menu><Name>Applications</Name><DefaultMergeDirs/></Menu>
+"""
+
+
+def test_menu_entries_validate_and_show_in_a_menu_client(
+    trees: dict[str, Tree], tmp_path: Path
+) -> None:
+    """desktop-file-validate accepts every entry; a desktop's root menu with the prefix's
+    etc/xdg on XDG_CONFIG_DIRS shows Neurodesk > category folders > entries (pyxdg's menu
+    parser, relative AppDir/DirectoryDir resolved); the GUI entry's Exec runs the app."""
+    import json
     import shlex
-    import xml.etree.ElementTree as ET
 
     need("desktop-file-validate")
+    pytest.importorskip("xdg.Menu")
     prefix = trees["in-place"].prefix
     files = [*prefix.glob("share/applications/*.desktop")]
     files += prefix.glob("share/desktop-directories/*.directory")
@@ -439,26 +467,28 @@ def test_menu_entries_validate_and_resolve(trees: dict[str, Tree]) -> None:
         ["desktop-file-validate", *map(str, files)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
-    menu_file = prefix / "etc/xdg/menus/applications-merged/neurodesk.menu"
-    root = ET.parse(menu_file).getroot()
-    app_dir = (menu_file.parent / root.findtext("AppDir", "")).resolve()
-    dir_dir = (menu_file.parent / root.findtext("DirectoryDir", "")).resolve()
-    entries = {
-        p.name: dict(line.split("=", 1) for line in p.read_text().splitlines() if "=" in line)
-        for p in app_dir.glob("*.desktop")
-    }
-    folders = root.findall("./Menu/Menu")
-    assert {f.findtext("Name") for f in folders} == {
-        "data organisation",
-        "image registration",
-        "visualization",
-    }
-    for folder in folders:
-        assert (dir_dir / folder.findtext("Directory", "")).is_file()
-        category = folder.findtext("./Include/Category")
-        members = [n for n, e in entries.items() if category in e["Categories"].split(";")]
-        assert members, category
-    gui = [e for e in entries.values() if e["Terminal"] == "false"]
-    assert [e["Name"] for e in gui] == ["ndview 2.1"]
-    proc = subprocess.run([*shlex.split(gui[0]["Exec"]), "x"], capture_output=True, text=True)
+    (tmp_path / "desktop" / "menus").mkdir(parents=True)
+    (tmp_path / "desktop" / "menus" / "applications.menu").write_text(ROOT_MENU)
+    env = dict(
+        os.environ,
+        XDG_CONFIG_DIRS=f"{tmp_path / 'desktop'}:{prefix / 'etc/xdg'}",
+        XDG_CONFIG_HOME=str(tmp_path / "none"),
+        XDG_DATA_DIRS=str(tmp_path / "none"),
+        XDG_DATA_HOME=str(tmp_path / "none"),
+        XDG_MENU_PREFIX="",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", MENU_CLIENT], capture_output=True, text=True, env=env, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    [top] = json.loads(proc.stdout)
+    assert (top["menu"], top["title"]) == ("Neurodesk", "Neurodesk")
+    folders = {f["title"]: f["items"] for f in top["items"]}
+    assert set(folders) == {"data organisation", "image registration", "visualization"}
+    assert all(folders.values())
+    gui = [e for e in folders["visualization"] if not e["terminal"]]
+    assert len(gui) == 1
+    proc = subprocess.run([*shlex.split(gui[0]["exec"]), "x"], capture_output=True, text=True)
     assert proc.stdout == "viewer x\n", proc.stderr
+    terminal = [e for e in folders["data organisation"] if e["terminal"]]
+    assert terminal[0]["exec"].endswith(f"/containers/{trees['in-place'].dcm2niix.id}/terminal")
