@@ -156,8 +156,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 CELL = (
-    "import nibabel, sys; print('NIBABEL', nibabel.__version__, sys.executable); "
-    "print(open('/etc/os-release').read()); print('IMAGE', open('/build.yaml').readline())"
+    "import sys, nibabel\n"
+    "print('NIBABEL', nibabel.__version__, sys.executable)\n"
+    "print(open('/etc/os-release').read())\n"
+    "print('IMAGE', open('/build.yaml').readline())"
 )
 
 
@@ -432,7 +434,24 @@ def test_kernel_via_rest_reports_the_container(server: Server) -> None:
     assert "VERSION_CODENAME=bookworm" in text and "NIBABEL 5.0." in text, text
 
 
-async def _execute(server: Server, kernel_id: str, code: str) -> str:
+def test_container_kernel_can_be_interrupted(server: Server) -> None:
+    """Interrupt (SIGINT to the kernel's process group) reaches Python inside the container."""
+    status, kernel, _ = server.request("api/kernels", "POST", {"name": KERNEL})
+    assert status == 201, kernel
+    try:
+        code = "import time\ntime.sleep(60)"
+        started = time.monotonic()
+        text = asyncio.run(_execute(server, kernel["id"], code, interrupt_after=3.0))
+        assert "KeyboardInterrupt" in text, text
+        assert time.monotonic() - started < 30
+        assert "still alive" in asyncio.run(_execute(server, kernel["id"], "print('still alive')"))
+    finally:
+        server.request(f"api/kernels/{kernel['id']}", "DELETE")
+
+
+async def _execute(
+    server: Server, kernel_id: str, code: str, interrupt_after: float | None = None
+) -> str:
     request = HTTPRequest(
         server.ws_url(f"api/kernels/{kernel_id}/channels"),
         headers={"Authorization": f"token {server.token}"},
@@ -449,6 +468,10 @@ async def _execute(server: Server, kernel_id: str, code: str) -> str:
     content = {"code": code, "silent": False}
     message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
     await conn.write_message(json.dumps({**message, "channel": "shell"}))
+    if interrupt_after is not None:
+        loop = asyncio.get_running_loop()
+        path = f"api/kernels/{kernel_id}/interrupt"
+        loop.call_later(interrupt_after, lambda: server.request(path, "POST", {}))
     out = []
     try:
         while True:
