@@ -163,7 +163,7 @@ CELL = (
 )
 
 
-def test_browser_panel_and_container_kernel(server: Server) -> None:
+def test_browser_panel_and_container_kernel(server: Server, dcm2niix_image: ImageRecord) -> None:
     need("chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -183,7 +183,7 @@ def test_browser_panel_and_container_kernel(server: Server) -> None:
             launcher.get_by_text("Neurodesk tools", exact=True).click()
             panel = page.frame_locator("iframe").first
             panel.locator("section.category").first.wait_for(timeout=30_000)
-            for tool in ("jupyter-neuro/0.1.0", "dcm2niix/1.0.20220720"):
+            for tool in ("jupyter-neuro/0.1.0", f"dcm2niix/{dcm2niix_image.version}"):
                 row = panel.locator(f'tr[data-tool="{tool}"]')
                 row.wait_for(timeout=10_000)
             kernel_row = panel.locator('tr[data-tool="jupyter-neuro/0.1.0"]')
