@@ -332,3 +332,68 @@ def test_menu_terminal_opens_a_shell_with_the_commands(image: ImageRecord, tmp_p
     assert "commands: tbextra tblink tbreg tbview" in proc.stdout
     assert "args=-i" in proc.stdout
     assert f"PATH={prefix}/containers/{image.id}/bin:/usr/bin:/bin" in proc.stdout
+
+
+def fake_bwrap_args(
+    image: ImageRecord, tmp_path: Path, env: dict[str, str], *args: str
+) -> list[str]:
+    """Run an installed wrapper with a ``bwrap`` that prints its arguments, NUL-separated."""
+    prefix = tmp_path / "prefix"
+    if not prefix.exists():
+        install_image(image, prefix)
+    fake = tmp_path / "fakebin"
+    fake.mkdir(exist_ok=True)
+    (fake / "bwrap").write_text("#!/bin/sh\nprintf '%s\\0' \"$@\"\n")
+    (fake / "bwrap").chmod(0o755)
+    wrapper = prefix / "containers" / image.id / "bin" / "tbreg"
+    proc = subprocess.run(
+        [str(wrapper), *args],
+        capture_output=True,
+        env={"PATH": f"{fake}:/usr/bin:/bin", **env},
+        cwd=env.get("PWD", "/"),
+        check=True,
+    )
+    return proc.stdout.decode().split("\0")[:-1]
+
+
+def binds(argv: list[str]) -> list[tuple[str, str, str]]:
+    return [
+        (argv[i], argv[i + 1], argv[i + 2])
+        for i in range(len(argv) - 2)
+        if argv[i] in ("--bind", "--ro-bind") and "/rootfs/" not in argv[i + 1]
+    ]
+
+
+# Bind sources must exist, and paths below /tmp count as bound already: use host directories.
+def test_wrapper_bind_paths_order_dedupe_and_ro(image: ImageRecord, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "sub").mkdir(parents=True)
+    env = {
+        "HOME": str(home),
+        "NEURODESK_BINDPATH": f"/usr/share:/in:ro,/does/not/exist,{home}/sub",
+        "APPTAINER_BINDPATH": "/etc::rw,/usr/share:/in",
+        "SINGULARITY_BINDPATH": ",/etc,",
+    }
+    argv = fake_bwrap_args(image, tmp_path, env, "a b", "", "*")
+    assert argv[-4:] == ["tbreg", "a b", "", "*"]  # the user's arguments, untouched
+    # /tmp and $HOME first; then the bind paths in the order given, a target bound once (the
+    # later wins), missing sources and paths already visible through $HOME dropped.
+    assert binds(argv) == [
+        ("--bind", "/tmp", "/tmp"),
+        ("--bind", "/var/tmp", "/var/tmp"),
+        ("--bind", str(home), str(home)),
+        ("--bind", "/usr/share", "/in"),
+        ("--bind", "/etc", "/etc"),
+    ]
+    env = {"HOME": str(home), "NEURODESK_BINDPATH": "/usr/share:/x:ro"}
+    assert ("--ro-bind", "/usr/share", "/x") in binds(fake_bwrap_args(image, tmp_path, env))
+
+
+def test_wrapper_binds_the_working_directory_last(image: ImageRecord, tmp_path: Path) -> None:
+    env = {"HOME": "/nonexistent-home", "PWD": "/opt", "NEURODESK_BINDPATH": "/etc"}
+    argv = fake_bwrap_args(image, tmp_path, env)
+    assert [b[1] for b in binds(argv)][-2:] == ["/etc", "/opt"]
+    assert argv[argv.index("--chdir") + 1] == "/opt"
+    # the image's environment, with DEPLOY_ENV_ applied, and a clean slate before it
+    assert argv.index("--clearenv") < argv.index("TOOLBOX_HOME")
+    assert "TOOLBOX_HOME" in argv and argv[argv.index("TOOLBOX_HOME") + 1] == "/opt/tb"
