@@ -84,7 +84,7 @@ def exec_(
     """Run COMMAND inside IMAGE (NAME[/VERSION[/DATE]]) as if it were a native program.
 
     \b
-    Examples:
+    Options go before IMAGE. Examples:
       neurodesk exec dcm2niix -- dcm2niix -o out dicom/
       neurodesk exec --bind /data:/data:ro fsl/6.0.7 -- bet t1.nii brain.nii
       neurodesk exec --runtime podman dcm2niix -- dcm2niix -h
@@ -94,7 +94,12 @@ def exec_(
     Exit codes, signals (Ctrl-C, SIGTERM), stdin/stdout/stderr and pipes behave as with the
     native program.
     """
-    _run(image, list(command), binds, envs, gpu, runtime, interactive=False)
+    argv = list(command)
+    if argv[:1] == ["--"]:  # click keeps the separator when it stops parsing at IMAGE
+        argv = argv[1:]
+    if not argv:
+        raise NeurodeskError("no command given", hint="write: neurodesk exec IMAGE -- COMMAND")
+    _run(image, argv, binds, envs, gpu, runtime, interactive=False)
 
 
 @click.command()

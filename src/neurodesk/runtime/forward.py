@@ -19,11 +19,12 @@ FORWARDED = ("INT", "TERM", "HUP", "QUIT", "USR1", "USR2", "WINCH", "ALRM", "CON
 
 FORWARDER = (
     r"""
-( trap - INT QUIT; exec setsid "$@" ) <&0 &
-nd_bwrap=$!
+nd_bwrap=
 nd_sig=
 nd_forward() {
   nd_sig=$1
+  nd_interrupted=1
+  if [ -z "$nd_bwrap" ]; then trap - "$1"; kill -s "$1" $$; fi
   nd_child=
   read -r nd_child _ 2>/dev/null < "/proc/$nd_bwrap/task/$nd_bwrap/children"
   kill -s "$1" "${nd_child:-$nd_bwrap}" 2>/dev/null
@@ -31,9 +32,13 @@ nd_forward() {
 """
     + "".join(f"trap 'nd_forward {s}' {s}\n" for s in FORWARDED)
     + r"""
+( trap - INT QUIT; exec setsid "$@" ) <&0 &
+nd_bwrap=$!
 while :; do
+  nd_interrupted=
   wait "$nd_bwrap"; nd_rc=$?
-  kill -0 "$nd_bwrap" 2>/dev/null || break
+  # A trap cut the wait short: wait again (bash keeps the status of a job that has ended).
+  [ -n "$nd_interrupted" ] || break
 done
 if [ -n "$nd_sig" ] && [ "$nd_rc" -gt 128 ] && [ "$(kill -l "$nd_rc")" = "$nd_sig" ]; then
   trap - "$nd_sig"; kill -s "$nd_sig" $$
