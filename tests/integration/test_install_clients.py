@@ -6,7 +6,9 @@ Trees (one session fixture, each with a hard-linked copy of the session store so
 - ``in-place``:       installed and used where it was installed;
 - ``moved``:          the prefix and its store moved together (the relative ``store`` link);
 - ``prefix-moved``:   only the prefix moved, the store stayed (wrappers fall back to the image's
-                      location at install time).
+                      location at install time);
+- ``read-only``:      the in-place tree and its store bind-mounted read-only elsewhere (as an
+                      NFS or CVMFS export would be): moved, and nothing can be written.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from tests.integration.slurm import SlurmCluster
 pytestmark = pytest.mark.integration
 
 LMOD_INIT = "/usr/share/lmod/lmod/init/bash"
-VARIANTS = ["in-place", "moved", "prefix-moved"]
+VARIANTS = ["in-place", "moved", "prefix-moved", "read-only"]
 
 # A second image with commands in a DEPLOY_PATH directory, a generic name to skip (ls), a GUI
 # app, a DEPLOY_ENV_ variable and two categories. Built on the session's cached base: seconds.
@@ -80,6 +82,7 @@ class Tree:
     prefix: Path
     dcm2niix: ImageRecord
     toolbox: ImageRecord
+    writable: Path  # the same prefix, where a test can add files (differs for read-only)
 
     @property
     def modules(self) -> Path:
@@ -109,11 +112,11 @@ def trees(
     dcm2niix_image: ImageRecord,
     toolbox_image: ImageRecord,
     tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, Tree]:
-    need("bwrap")
+) -> Iterator[dict[str, Tree]]:
+    need("bwrap", "mount", "umount")
     base = tmp_path_factory.mktemp("trees")
     out: dict[str, Tree] = {}
-    for variant in VARIANTS:
+    for variant in VARIANTS[:3]:
         home = base / f"{variant}-installed"
         store = _copy_store(dcm2niix_image.store_root, home)
         dcm = store.resolve(f"dcm2niix/{dcm2niix_image.version}/{dcm2niix_image.builddate}")
@@ -129,8 +132,22 @@ def trees(
         elif variant == "prefix-moved":
             prefix = prefix.rename(base / "prefix-alone")
             assert not (prefix / "store").exists()  # the relative link now leads nowhere
-        out[variant] = Tree(variant, prefix, dcm, tool)
-    return out
+        out[variant] = Tree(variant, prefix, dcm, tool, prefix)
+    source = out["in-place"]
+    mount = base / "read-only-mount"
+    mount.mkdir()
+    subprocess.run(["mount", "--bind", str(source.prefix.parent), str(mount)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(mount)], check=True)
+        store = Store(mount / "store")
+        dcm, tool = (
+            store.resolve(f"{r.name}/{r.version}/{r.builddate}")
+            for r in (source.dcm2niix, source.toolbox)
+        )
+        out["read-only"] = Tree("read-only", mount / "installs", dcm, tool, source.prefix)
+        yield out
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
 
 
 @pytest.fixture(params=VARIANTS)
@@ -393,8 +410,9 @@ def test_wrapper_arguments_and_bind_paths(tree: Tree, tmp_path: Path) -> None:
     need("bwrap")
     from neurodesk.install.wrapper import render_wrapper
 
-    bin_dir = tree.prefix / "containers" / tree.toolbox.id / "bin"
+    bin_dir = tree.writable / "containers" / tree.toolbox.id / "bin"
     extra = {name: bin_dir / name for name in ("printf", "sh")}
+    run_dir = tree.prefix / "containers" / tree.toolbox.id / "bin"
     data = tmp_path / "data"
     data.mkdir()
     (data / "f.txt").write_text("bound\n")
@@ -403,7 +421,7 @@ def test_wrapper_arguments_and_bind_paths(tree: Tree, tmp_path: Path) -> None:
             path.write_text(render_wrapper(tree.toolbox, name))
             path.chmod(0o755)
         proc = subprocess.run(
-            [str(extra["printf"]), "[%s]", *ODD_ARGS], capture_output=True, text=True, cwd="/"
+            [str(run_dir / "printf"), "[%s]", *ODD_ARGS], capture_output=True, text=True, cwd="/"
         )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout == "".join(f"[{a}]" for a in ODD_ARGS)
@@ -416,7 +434,7 @@ def test_wrapper_arguments_and_bind_paths(tree: Tree, tmp_path: Path) -> None:
             SINGULARITY_BINDPATH=f",{data}:/in:ro,",
         )
         proc = subprocess.run(
-            [str(extra["sh"]), "-c", script], capture_output=True, text=True, env=env, cwd="/"
+            [str(run_dir / "sh"), "-c", script], capture_output=True, text=True, env=env, cwd="/"
         )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.split() == ["bound", "ro", "1"]
