@@ -12,6 +12,7 @@ PACKAGES: dict[str, str] = {
     "buildah": "buildah",
     "debootstrap": "debootstrap",
     "mksquashfs": "squashfs-tools",
+    "unsquashfs": "squashfs-tools",
     "skopeo": "skopeo",
     "umoci": "umoci",
     "podman": "podman",
