@@ -171,7 +171,8 @@ def test_browser_panel_and_container_kernel(server: Server, dcm2niix_image: Imag
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
         )
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
         try:
             # reset: a fresh workspace, not whatever an earlier run left open
             page.goto(f"{server.base}lab?reset&token={server.token}")
@@ -191,6 +192,12 @@ def test_browser_panel_and_container_kernel(server: Server, dcm2niix_image: Imag
             categories = panel.locator("section.category h2").all_inner_texts()
             assert "programming" in [c.lower() for c in categories]
             page.screenshot(path=str(ARTIFACTS / "desktop-panel.png"))
+            # the whole panel, every category, as its own page (same session cookie)
+            whole = context.new_page()
+            whole.goto(f"{server.base}neurodesk/")
+            whole.locator('tr[data-tool="jupyter-neuro/0.1.0"]').wait_for(timeout=30_000)
+            whole.screenshot(path=str(ARTIFACTS / "desktop-panel-full.png"), full_page=True)
+            whole.close()
 
             # A notebook on the container kernel, from the launcher card of that kernel.
             # (the launcher closed when the panel opened from it: open a new one)
