@@ -37,7 +37,7 @@ def desktop(ip: str, port: int, root_dir: Path | None) -> None:
     What you get, at the printed URL (it carries the access token):
       - a "Neurodesk tools" launcher entry: tools by category, Install and Load buttons,
         and a browser desktop (TigerVNC + noVNC) for GUI tools;
-      - one kernel per installed image that has python3 + ipykernel, e.g.
+      - one kernel per image in the store that has python3 + ipykernel, e.g.
         "jupyter-neuro 0.1.0 (container)": notebook code runs inside that container;
       - terminals where installed tools run by name and our modules are on MODULEPATH.
 
