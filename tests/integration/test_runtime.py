@@ -259,3 +259,13 @@ def test_podman_runs_the_same_image_read_only(
     assert proc.returncode == 5, proc.stderr
     assert proc.stdout == f"{tmp_path}\ndata\n1\nro\n"
     assert sorted(os.listdir(dcm2niix_image.rootfs)) == before
+
+
+def test_shell_runs_the_image_shell(nd_home: Path, dcm2niix_image: ImageRecord) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "neurodesk", "shell", "dcm2niix"],
+        input="echo in $0; cat /build.yaml | head -1; exit 3\n",
+        capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, NEURODESK_HOME=str(nd_home)),
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (3, "in /bin/bash\nname: dcm2niix\n"), proc.stderr

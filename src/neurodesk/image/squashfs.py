@@ -60,7 +60,7 @@ def sif_objects(path: Path) -> list[SifObject]:
         if len(header) < SIF_HEADER.size or header[32:41] != SIF_MAGIC:
             raise ImageFormatError(f"{path} is not a SIF file")
         fields = SIF_HEADER.unpack(header)
-        total, descroff = fields[8], fields[10]
+        total, descroff = fields[8], fields[9]  # dtotal, descroff
         if not 0 < total <= 4096 or descroff + total * SIF_DESCRIPTOR.size > size:
             raise ImageFormatError(f"{path}: SIF descriptor table is malformed")
         handle.seek(descroff)
