@@ -199,13 +199,17 @@ def test_bwrap_argv_binds_cwd_data_files_and_devices(tmp_path: Path) -> None:
 
 
 def sample_spec(tmp_path: Path) -> RunSpec:
-    from neurodesk.runtime.spec import RunSpec
-
+    data = tmp_path / "data"
+    (data / "refs").mkdir(parents=True)
     return RunSpec(
         rootfs=tmp_path / "rootfs",
         argv=["bet", "in.nii", "out"],
         cwd="/data/sub-01",
-        binds=[Bind("/data", "/data"), Bind("/refs", "/refs", readonly=True)],
+        binds=[
+            Bind(str(data), "/data"),
+            Bind(str(data / "refs"), "/refs", readonly=True),
+            Bind("/nonexistent-on-this-host", "/gone"),  # skipped, as bwrap does
+        ],
         env={"HOME": "/home/u", "FSLDIR": "/opt/fsl", "PATH": "/opt/fsl/bin:/usr/bin"},
         gpu=True,
         image="fsl_6.0.7_20240101",
@@ -219,7 +223,7 @@ def test_apptainer_translation(tmp_path: Path) -> None:
     spec.writable_tmpfs = True
     assert apptainer_argv(spec, "/usr/bin/apptainer") == [
         "/usr/bin/apptainer", "exec", "--cleanenv", "--home", "/home/u",
-        "--bind", "/data:/data", "--bind", "/refs:/refs:ro",
+        "--bind", f"{tmp_path}/data:/data", "--bind", f"{tmp_path}/data/refs:/refs:ro",
         "--env", "FSLDIR=/opt/fsl", "--env", "PATH=/opt/fsl/bin:/usr/bin",
         "--nv", "--writable-tmpfs", "--pwd", "/data/sub-01", str(tmp_path / "rootfs"),
         "bet", "in.nii", "out",
@@ -235,12 +239,13 @@ def test_podman_and_docker_translation(tmp_path: Path) -> None:
     text = " ".join(podman)
     assert podman[:2] == ["podman", "run"]
     assert "--runtime runc --ulimit nofile=20000:20000 --ulimit nproc=1024:1024" in text
-    assert "-v /data:/data -v /refs:/refs:ro --device /dev/nvidia0" in text
+    assert f"-v {tmp_path}/data:/data -v {tmp_path}/data/refs:/refs:ro --device" in text
+    assert "/gone" not in text
     assert "-e FSLDIR=/opt/fsl" in text and "-w /data/sub-01" in text and "--read-only" in text
     assert podman[-4:] == [f"{tmp_path}/rootfs:O", "bet", "in.nii", "out"]
     docker = docker_argv(spec, "docker")
     assert docker[-4:] == ["neurodesk/fsl_6.0.7_20240101", "bet", "in.nii", "out"]
-    assert "--rootfs" not in docker and "-v /refs:/refs:ro" in " ".join(docker)
+    assert "--rootfs" not in docker and f"-v {tmp_path}/data/refs:/refs:ro" in " ".join(docker)
 
 
 def test_apptainerenv_variables_and_x11_binds(tmp_path: Path) -> None:

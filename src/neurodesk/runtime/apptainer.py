@@ -9,6 +9,8 @@ Apptainer forwards signals to the program itself.
 
 from __future__ import annotations
 
+import os
+
 from neurodesk.runtime.spec import RunSpec
 
 
@@ -19,6 +21,8 @@ def apptainer_argv(spec: RunSpec, program: str) -> list[str]:
     if home:
         args += ["--home", home]
     for bind in spec.binds:
+        if not os.path.exists(bind.src):
+            continue  # as with bwrap: a bind path that does not exist here is skipped
         args += ["--bind", f"{bind.src}:{bind.dst}" + (":ro" if bind.readonly else "")]
     for key, value in sorted(spec.env.items()):
         if key in ("HOME",):

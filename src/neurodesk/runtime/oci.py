@@ -31,6 +31,8 @@ def _common(spec: RunSpec, interactive_tty: bool) -> list[str]:
     if interactive_tty:
         args.append("-t")
     for bind in spec.binds:
+        if not os.path.exists(bind.src):
+            continue  # as with bwrap: a bind path that does not exist here is skipped
         args += ["-v", f"{bind.src}:{bind.dst}" + (":ro" if bind.readonly else "")]
     for device in spec.devices:
         args += ["--device", device]
