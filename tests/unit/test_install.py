@@ -397,3 +397,41 @@ def test_wrapper_binds_the_working_directory_last(image: ImageRecord, tmp_path: 
     # the image's environment, with DEPLOY_ENV_ applied, and a clean slate before it
     assert argv.index("--clearenv") < argv.index("TOOLBOX_HOME")
     assert "TOOLBOX_HOME" in argv and argv[argv.index("TOOLBOX_HOME") + 1] == "/opt/tb"
+
+
+def _killed_install(image: ImageRecord, prefix: Path, after: int, shared: bool) -> None:
+    """Child process: install, dying like ``kill -9`` after ``after`` files (no clean-up runs)."""
+    from neurodesk.install import installer
+
+    real_write = installer._write
+    calls = {"n": 0}
+
+    def dying_write(root: Path, files: installer.Files) -> None:
+        calls["n"] += 1
+        if shared == (calls["n"] > 1):  # the first call writes the container's files
+            real_write(root, dict(list(files.items())[:after]))
+            os._exit(9)
+        real_write(root, files)
+
+    installer._write = dying_write
+    install_image(image, prefix)
+    os._exit(0)
+
+
+@pytest.mark.parametrize(("after", "shared"), [(0, False), (3, False), (1, True), (2, True)])
+def test_an_install_killed_midway_is_completed_or_removed_later(
+    image: ImageRecord, tmp_path: Path, after: int, shared: bool
+) -> None:
+    import multiprocessing
+
+    prefix = tmp_path / "prefix"
+    child = multiprocessing.get_context("fork").Process(
+        target=_killed_install, args=(image, prefix, after, shared)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 9
+    install_image(image, prefix)  # no "not written by neurodesk" for its own leftovers
+    assert (prefix / "modules/toolbox/2.1.lua").is_file()
+    uninstall_image(prefix, "toolbox")
+    assert tree(prefix) == set()

@@ -138,12 +138,12 @@ def _owned_files(prefix: Path) -> set[str]:
 
 
 # -- the store link -------------------------------------------------------------------------------
-def _link_store(layout: Layout, store_root: Path) -> bool:
-    """Make ``PREFIX/store`` lead to ``store_root``; True when a link was created."""
+def _link_store(layout: Layout, store_root: Path) -> None:
+    """Make ``PREFIX/store`` lead to ``store_root``."""
     link = layout.store_link
     store = store_root.resolve()
     if link.exists() and link.resolve() == store:
-        return False
+        return
     if link.exists():
         if not link.is_symlink():
             raise InstallConflictError(
@@ -155,13 +155,16 @@ def _link_store(layout: Layout, store_root: Path) -> bool:
                 hint="install into another --prefix, or use that store (NEURODESK_HOME)",
             )
     # Otherwise: no link yet, a dangling one (the tree moved without its store), or a link to
-    # another store with nothing installed from it: (re)point it.
+    # another store with nothing installed from it: (re)point it, recorded as ours first so
+    # that an interrupted install cannot leave a link that the last uninstall would keep.
+    state = _read_json(layout.shared_state)
+    if not state.get("store_link"):
+        _write_state(layout, state.get("files") or [], store_link=True)
     # A link relative to the prefix survives moving the prefix and the store together.
     tmp = link.with_name(f".{link.name}.new")
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(os.path.relpath(store, layout.prefix.resolve()))
     tmp.replace(link)
-    return True
 
 
 # -- install / uninstall --------------------------------------------------------------------------
@@ -172,18 +175,29 @@ def _commands(record: ImageRecord, gui_commands: Iterable[str]) -> list[str]:
     return sorted({*commands, *extra})
 
 
-def _refresh_shared(layout: Layout, created_link: bool = False) -> None:
-    """Recompute the files shared by all containers of the prefix from their manifests."""
+def _write_state(layout: Layout, files: Iterable[str], store_link: bool) -> None:
+    data = {"files": sorted(set(files)), "store_link": store_link}
+    write_text(layout.shared_state, json.dumps(data, indent=2) + "\n")
+
+
+def _refresh_shared(layout: Layout) -> None:
+    """Recompute the files shared by all containers of the prefix from their manifests.
+
+    Every list is written before the files it names, so a kill at any point leaves nothing on
+    disk that no list claims (install would otherwise refuse to overwrite it).
+    """
     state = _read_json(layout.shared_state)
     old = set(state.get("files") or [])
+    link_ours = bool(state.get("store_link"))
     containers = installed(layout.prefix)
     files = shared_menu_files(c for i in containers for c in i.categories)
-    _write(layout.prefix, files)
-    _remove(layout.prefix, sorted(old - {str(p) for p in files}))
-    link_ours = bool(state.get("store_link")) or created_link
+    new = {str(p) for p in files}
     if containers:
-        data = {"files": sorted(str(p) for p in files), "store_link": link_ours}
-        write_text(layout.shared_state, json.dumps(data, indent=2) + "\n")
+        _write_state(layout, old | new, link_ours)
+    _write(layout.prefix, files)
+    _remove(layout.prefix, sorted(old - new))
+    if containers:
+        _write_state(layout, new, link_ours)
         return
     if link_ours and layout.store_link.is_symlink():
         layout.store_link.unlink()
@@ -217,26 +231,36 @@ def install_image(record: ImageRecord, prefix: Path) -> Installed:
         categories = [c for i in before.values() for c in i.categories]
         shared = shared_menu_files([*categories, *(app.categories or ["other"])])
         _check_free(layout.prefix, [*files, *shared, Layout.manifest_path(record.id)], owned)
-        created_link = _link_store(layout, record.store_root)
+        _link_store(layout, record.store_root)
         for old in replaced:
             _uninstall_locked(layout, old)
         previous = before.get(record.id)
-        try:
-            _write(layout.prefix, files)
-        except BaseException:
-            kept = set(previous.files) if previous else set()
-            _remove(layout.prefix, [p for p in files if str(p) not in kept])
-            raise
-        if previous:
-            _remove(layout.prefix, sorted(set(previous.files) - {str(p) for p in files}))
+        kept = set(previous.files) if previous else set()
+        new = {str(p) for p in files}
         manifest = {
             "image": record.to_json(),
             "commands": commands,
             "categories": app.categories or ["other"],
-            "files": sorted(str(p) for p in files),
+            # First everything that may be on disk until the files are written: a kill in
+            # between leaves an install that installing or uninstalling again completes.
+            "files": sorted(kept | new),
         }
+        old_manifest = manifest_path.read_text() if previous else None
+        _mkdirs(manifest_path.parent)
         write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
-        _refresh_shared(layout, created_link)
+        try:
+            _write(layout.prefix, files)
+        except BaseException:
+            _remove(layout.prefix, sorted(new - kept))
+            if old_manifest is None:
+                _remove(layout.prefix, [Layout.manifest_path(record.id)])
+            else:
+                write_text(manifest_path, old_manifest)
+            raise
+        _remove(layout.prefix, sorted(kept - new))
+        manifest["files"] = sorted(new)
+        write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
+        _refresh_shared(layout)
     return Installed(
         record.id,
         layout.prefix / Layout.container(record.id),
