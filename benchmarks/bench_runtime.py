@@ -10,8 +10,10 @@ call. Usage: python -m benchmarks.bench_runtime [--runs N] [--loops N]
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
+import subprocess
 import sys
 
 from benchmarks.common import ensure_image, interleaved, print_table
@@ -20,6 +22,16 @@ from neurodesk.runtime.bwrap import bwrap_argv
 from neurodesk.runtime.spec import build_runspec
 
 LOOP = "for i in $(seq 100); do dcm2niix -h >/dev/null; done"
+
+
+def cpu_ms(argv: list[str], runs: int) -> float:
+    """Mean CPU time (user + sys, children included) per run: what load does not inflate."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(runs):
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return used / runs * 1e3
 
 
 def main() -> int:
@@ -35,16 +47,18 @@ def main() -> int:
     bin_dir = install_image(record, paths.installs).bin_dir
     spec = build_runspec(record, ["dcm2niix", "-h"], cwd="/tmp")
     nd = [sys.executable, "-m", "neurodesk", "exec", record.name, "--", "dcm2niix", "-h"]
-    single = interleaved(
-        {
-            "native (apt)": [native, "-h"],
-            "wrapper (sh + bwrap)": [str(bin_dir / "dcm2niix"), "-h"],
-            "bwrap alone": bwrap_argv(spec),
-            "neurodesk exec (python + bwrap)": nd,
-        },
-        args.runs,
-    )
+    variants = {
+        "native (apt)": [native, "-h"],
+        "wrapper (sh + bwrap)": [str(bin_dir / "dcm2niix"), "-h"],
+        "bwrap alone": bwrap_argv(spec),
+        "neurodesk exec (python + bwrap)": nd,
+    }
+    single = interleaved(variants, args.runs)
     print_table(f"dcm2niix -h, one call, {args.runs} runs each", single, "native (apt)")
+    cpu = {name: cpu_ms(argv, args.runs) for name, argv in variants.items()}
+    base = cpu["native (apt)"]
+    for name, value in cpu.items():
+        print(f"CPU time per call, {name}: {value:.2f} ms ({value - base:+.2f} ms)")
     loops = interleaved(
         {
             "native loop": ["sh", "-c", f"PATH=/usr/bin:$PATH; {LOOP}"],
