@@ -60,3 +60,15 @@ def test_first_sentence_skips_headings_and_templates() -> None:
     readme = "## tool/{{ context.version }}\n\nTool converts things.\n\nExample:\n"
     assert first_sentence(readme) == "Tool converts things."
     assert first_sentence("# Only a heading\n") == "Only a heading"
+
+
+def test_recipe_commands_come_from_deploy_bins_anywhere() -> None:
+    from neurodesk.catalog.collect import _deploy_bins
+
+    directives = [
+        {"install": "x"},
+        {"deploy": {"bins": ["/opt/x/bin/xconv", "xview"]}},
+        {"group": [{"deploy": {"bins": ["inner"], "path": ["/opt/bin"]}}]},
+        {"deploy": {"bins": ["{{ context.name }}"]}},
+    ]
+    assert _deploy_bins(directives, ["top"]) == ["inner", "top", "xconv", "xview"]

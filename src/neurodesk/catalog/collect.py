@@ -189,6 +189,22 @@ def store_offers(paths: Paths, detail: bool = False) -> list[Offer]:
     return offers
 
 
+def _deploy_bins(directives: list[Any], top: list[str]) -> list[str]:
+    """Commands a recipe names in ``deploy: bins`` (top level, in directives and groups); the
+    ``deploy: path`` directories are only known once the image is built."""
+    bins = list(top)
+    for directive in directives:
+        if not isinstance(directive, dict):
+            continue
+        deploy = directive.get("deploy")
+        if isinstance(deploy, dict):
+            bins += [str(b) for b in deploy.get("bins") or [] if isinstance(b, str)]
+        group = directive.get("group")
+        if isinstance(group, list):
+            bins += _deploy_bins(group, [])
+    return sorted({b.rsplit("/", 1)[-1] for b in bins if "{{" not in b})
+
+
 def recipe_offers() -> list[Offer]:
     offers = []
     for path in shipped_recipes():
@@ -209,7 +225,7 @@ def recipe_offers() -> list[Offer]:
                 "",
                 "recipes",
                 list(recipe.categories),
-                [],
+                _deploy_bins(recipe.build.directives, recipe.deploy.bins),
                 description or first_sentence(readme),
                 readme,
                 [c.license or c.name or "" for c in recipe.copyright if c.license or c.name],
