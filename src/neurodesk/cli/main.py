@@ -9,6 +9,7 @@ import click
 from neurodesk import __version__
 from neurodesk.cli import (
     base,
+    batch,
     build,
     catalog,
     demo,
@@ -50,10 +51,11 @@ for module in (
     run,
     publish,
     mirror,
-    catalog,
-    desktop,
     base,
     testcmd,
+    batch,
+    catalog,
+    desktop,
 ):
     module.register(cli)
 
