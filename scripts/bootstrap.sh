@@ -59,7 +59,7 @@ case "$mode" in
     python_venv
     echo ">> ruff"; .venv/bin/ruff check src tests benchmarks; .venv/bin/ruff format --check src tests benchmarks
     echo ">> mypy"; .venv/bin/mypy src
-    echo ">> pytest"; exec .venv/bin/python -m pytest -q
+    echo ">> pytest"; exec .venv/bin/python -m pytest -q --durations=20
     ;;
   *)
     echo "usage: $0 demo|test|setup" >&2
