@@ -142,7 +142,7 @@ def test_stalled_mirror_times_out_and_the_next_mirror_is_used(
     stalled, slow = FaultProxy(good.port), FaultProxy(good.port)
     try:
         stalled.cut_after, stalled.faults, stalled.stall = 200_000, 100, True
-        slow.delay = 0.2  # answers, but later: the probe ranks the stalling mirror first
+        slow.delay = 0.5  # answers, but later: the probe ranks the stalling mirror first
         home = tmp_path / "home"
         write_config(home, [f"{slow.address}/ns", f"{stalled.address}/ns"], timeout=1, retries=1)
         start = time.monotonic()
