@@ -7,26 +7,15 @@ import sys
 import click
 
 from neurodesk import __version__
-from neurodesk.cli import (
-    base,
-    batch,
-    build,
-    catalog,
-    demo,
-    desktop,
-    images,
-    install,
-    mirror,
-    publish,
-    recipe,
-    run,
-    testcmd,
-)
+from neurodesk.cli.lazy import LazyGroup
 from neurodesk.cli.output import err_console
 from neurodesk.errors import ExternalCommandError, NeurodeskError, ValidationError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "--version", "-V", prog_name="neurodesk")
 def cli() -> None:
     """Neuroimaging tools in containers that behave like native programs.
@@ -40,24 +29,6 @@ def cli() -> None:
 
     All state lives under $NEURODESK_HOME (default: the user data directory).
     """
-
-
-for module in (
-    demo,
-    build,
-    images,
-    install,
-    recipe,
-    run,
-    publish,
-    mirror,
-    base,
-    testcmd,
-    batch,
-    catalog,
-    desktop,
-):
-    module.register(cli)
 
 
 def report(exc: NeurodeskError) -> int:
