@@ -4,7 +4,7 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -
 ENV LANG="C.UTF-8" \
     MPLBACKEND="Agg"
 ENV DEPLOY_PATH=""
-ENV DEPLOY_BINS="dipy_fit_dti:dipy_median_otsu:dipy_denoise_nlmeans:dipy_info:dipy_mask:dipy_reconst_csd:dipy_track:python3"
+ENV DEPLOY_BINS="dipy_fit_dti:dipy_median_otsu:dipy_denoise_nlmeans:dipy_info:dipy_mask:dipy_fit_csd:dipy_track:python3"
 COPY README.md /README.md
 COPY build.yaml /build.yaml
 RUN mkdir -p /afm01 /afm02 /cvmfs /90days /30days /QRISdata /RDS /data /short /proc_temp /TMPDIR /nvme /neurodesktop-storage /local /gpfs1 /working /winmounts /state /tmp /autofs /cluster /local_mount /scratch /clusterdata /nvmescratch /home
