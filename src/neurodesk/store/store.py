@@ -228,19 +228,8 @@ class Store:
         with self.lock():
             image_dir = self.image_dir(digest)
             if not image_dir.is_dir():
-                work = self._tmpdir()
-                try:
-                    (work / "rootfs").mkdir()
-                    say("unpacking the root filesystem")
-                    config = fill(work / "rootfs")
-                    write_text(work / "image.json", json.dumps(config, indent=2))
-                    say("sharing files already in the store")
-                    dedupe_tree(work / "rootfs", self.files_dir)
-                    image_dir.parent.mkdir(parents=True, exist_ok=True)
-                    work.replace(image_dir)
-                except BaseException:
-                    _rmtree_writable(work)
-                    raise
+                say("unpacking the root filesystem")
+                self._make_image_dir(image_dir, fill, say)
             config = json.loads((image_dir / "image.json").read_text())
             env, labels = _env_labels(config)
             record = ImageRecord(
@@ -294,11 +283,27 @@ class Store:
         )
 
     def _unpack(self, manifest: ImageManifest, image_dir: Path) -> None:
+        def fill(rootfs: Path) -> dict[str, Any]:
+            unpack_layers([self.blob_path(d.digest) for d in manifest.layers], rootfs)
+            return manifest.config_json
+
+        self._make_image_dir(image_dir, fill)
+
+    def _make_image_dir(
+        self,
+        image_dir: Path,
+        fill: Callable[[Path], dict[str, Any]],
+        say: Progress | None = None,
+    ) -> None:
+        """Build ``image_dir`` (rootfs filled by ``fill``, its config, files shared) under tmp/
+        and publish it with one rename, so readers never see a half-made image."""
         work = self._tmpdir()
         try:
             (work / "rootfs").mkdir()
-            unpack_layers([self.blob_path(d.digest) for d in manifest.layers], work / "rootfs")
-            write_text(work / "image.json", json.dumps(manifest.config_json, indent=2))
+            config = fill(work / "rootfs")
+            write_text(work / "image.json", json.dumps(config, indent=2))
+            if say:
+                say("sharing files already in the store")
             dedupe_tree(work / "rootfs", self.files_dir)
             image_dir.parent.mkdir(parents=True, exist_ok=True)
             work.replace(image_dir)
