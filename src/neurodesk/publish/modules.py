@@ -7,17 +7,9 @@ when mounted or copied elsewhere, and puts the container's wrapper directory on 
 from __future__ import annotations
 
 from neurodesk.catalog.imageinfo import ImageInfo
+from neurodesk.install.templating import lua_long_string as _lua_string
 from neurodesk.runtime.spec import DEPLOY_ENV_PREFIX
 from neurodesk.store import ImageRecord
-
-
-def _lua_string(text: str) -> str:
-    """A Lua long string that cannot be closed by the text itself."""
-    level = 0
-    while f"]{'=' * level}]" in text:
-        level += 1
-    eq = "=" * level
-    return f"[{eq}[{text}]{eq}]"
 
 
 def render_lua(record: ImageRecord, info: ImageInfo, commands: list[str]) -> str:
