@@ -82,8 +82,17 @@ def rootfs_in_store(record: ImageRecord) -> str | None:
     return os.path.relpath(record.rootfs, record.store_root)
 
 
-def render_wrapper(record: ImageRecord, command: str, wrapper_dir: Path | None = None) -> str:
-    """The wrapper for ``command``. ``wrapper_dir`` is unused: every path is relative."""
+def render_wrapper(
+    record: ImageRecord,
+    command: str,
+    wrapper_dir: Path | None = None,
+    root_beside: str | None = None,
+) -> str:
+    """The wrapper for ``command``. ``wrapper_dir`` is unused: every path is relative.
+
+    ``root_beside`` places the image's root filesystem relative to the wrapper's own directory
+    (a published tree keeps the sandbox next to its wrappers) instead of in the store.
+    """
     # The image's own variables first; host variables passed through come later and win.
     static_env = container_env(record, {})
     env_words = [w for k, v in sorted(static_env.items()) for w in ("--setenv", k, v)]
@@ -97,6 +106,7 @@ def render_wrapper(record: ImageRecord, command: str, wrapper_dir: Path | None =
         neurodesk_version=__version__,
         up_to_prefix=UP_TO_PREFIX,
         store_link=STORE_LINK,
+        root_beside=root_beside,
         rootfs_in_store=rootfs_in_store(record),
         rootfs_at_install=str(record.rootfs),
         image_args=" \\\n    ".join(

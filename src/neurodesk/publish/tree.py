@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shlex
 import shutil
 import subprocess
 import uuid
@@ -115,15 +114,7 @@ def _tree_wrapper(placed: ImageRecord, command: str, sandbox: Path) -> str:
     Install wrappers refer to an image used in place by its absolute path; in a tree the
     sandbox sits next to the wrapper, so the tree keeps working wherever it is mounted.
     """
-    text = render_wrapper(placed, command, sandbox.parent)
-    line = f"nd_root={shlex.quote(str(sandbox))}\n"
-    if line not in text:
-        raise NeurodeskError(
-            "cannot make the wrapper relative: the wrapper template no longer sets nd_root "
-            "to the image path on one line",
-            hint="update neurodesk.publish.tree._tree_wrapper to match install/wrapper.py",
-        )
-    text = text.replace(line, f'nd_root="$nd_here"/{shlex.quote(sandbox.name)}\n')
+    text = render_wrapper(placed, command, root_beside=sandbox.name)
     if str(sandbox.parent) in text:
         raise NeurodeskError(f"the wrapper for {command} still names the staging directory")
     return text
