@@ -44,3 +44,13 @@ def test_missing_bubblewrap_stops_the_demo_before_any_work(home: Path) -> None:
     proc = run_cli(["demo"], home, env={"PATH": str(Path(sys.executable).parent)})
     assert_one_line_error(proc, "'bwrap' is not installed", "apt-get install bubblewrap")
     assert not (home / "buildah").exists()
+
+
+def test_a_single_recipe_problem_is_shown_not_just_counted(home: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "build.yaml"
+    recipe.write_text(
+        "name: x\nversion: '1'\nbuild: {kind: neurodocker, base-image: 'debian:bookworm', "
+        "pkg-manager: apt}\ncategories: [astrology]\n"
+    )
+    proc = run_cli(["recipe", "check", str(recipe)], home)
+    assert_one_line_error(proc, "1 problem(s) found", f"{recipe}: categories", "astrology")

@@ -33,7 +33,8 @@ def cli() -> None:
 
 def report(exc: NeurodeskError) -> int:
     err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-    if isinstance(exc, ValidationError) and len(exc.problems) > 1:
+    # Every problem is listed unless the one-line message already is that single problem.
+    if isinstance(exc, ValidationError) and exc.problems != [exc.message]:
         for problem in exc.problems:
             err_console.print(f"  {problem}", soft_wrap=True)
     if isinstance(exc, ExternalCommandError) and exc.log_tail:
