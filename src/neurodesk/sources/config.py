@@ -15,6 +15,9 @@ Example::
         mirrors: [http://files.lab/neurodesk/]
     timeout: 10                         # seconds before a stalled mirror is given up
     retries: 3                          # attempts per mirror before failing over
+    low_speed_limit: 1024               # bytes/s: a transfer slower than this ...
+    low_speed_time: 30                  # ... over this many seconds is abandoned (next mirror)
+    deadline: 21600                     # seconds one request to one mirror may take in all
 
 Sources are tried by kind (local store, trees, registries, HTTP), in file order within a kind.
 """
@@ -29,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from neurodesk.errors import NeurodeskError
 from neurodesk.errors import ValidationError as NdValidationError
+from neurodesk.sources.http import HttpSettings
 
 Kind = Literal["tree", "registry", "http"]
 KIND_ORDER: dict[str, int] = {"store": 0, "tree": 1, "registry": 2, "http": 3}
@@ -61,6 +65,9 @@ class Config(BaseModel):
     sources: list[SourceConfig] = Field(default_factory=list)
     timeout: float = Field(default=10.0, gt=0)
     retries: int = Field(default=3, ge=1, le=20)
+    low_speed_limit: int = Field(default=1024, ge=0)
+    low_speed_time: float = Field(default=30.0, gt=0)
+    deadline: float = Field(default=21600.0, gt=0)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -69,6 +76,14 @@ class Config(BaseModel):
         if duplicates:
             raise ValueError(f"source names must be unique: {', '.join(duplicates)}")
         return self
+
+    def http_settings(self) -> HttpSettings:
+        return HttpSettings(
+            timeout=self.timeout,
+            low_speed_limit=self.low_speed_limit,
+            low_speed_time=self.low_speed_time,
+            deadline=self.deadline,
+        )
 
     def ordered(self) -> list[SourceConfig]:
         return sorted(self.sources, key=lambda s: KIND_ORDER[s.kind])

@@ -46,10 +46,20 @@ def make_source(config: SourceConfig, settings: Config) -> Source:
         return TreeSource(config.name, config.mirrors)
     if config.kind == "registry":
         return RegistrySource(
-            config.name, config.mirrors, config.insecure, settings.timeout, settings.retries
+            config.name,
+            config.mirrors,
+            config.insecure,
+            settings.timeout,
+            settings.retries,
+            settings.http_settings(),
         )
     return LayoutSource(
-        config.name, config.mirrors, config.insecure, settings.timeout, settings.retries
+        config.name,
+        config.mirrors,
+        config.insecure,
+        settings.timeout,
+        settings.retries,
+        settings.http_settings(),
     )
 
 
@@ -71,7 +81,12 @@ def source_from_location(
     kind: Kind
     if first.endswith(".tar"):
         layout = unpack_archive(
-            first, paths, settings.timeout, insecure, progress or NullProgress()
+            first,
+            paths,
+            settings.timeout,
+            insecure,
+            progress or NullProgress(),
+            settings.http_settings(),
         )
         mirrors, kind = [str(layout)], "http"
     elif first.startswith(("http://", "https://")):

@@ -32,8 +32,11 @@ def parse_manifest(raw: bytes) -> tuple[Descriptor, list[Descriptor]]:
     try:
         data = json.loads(raw)
         config = Descriptor.from_json(data["config"])
-        layers = [Descriptor.from_json(layer) for layer in data.get("layers") or []]
-    except (ValueError, KeyError, TypeError) as exc:
+        listed = data.get("layers") or []
+        if not isinstance(listed, list):
+            raise TypeError("'layers' is not a list")
+        layers = [Descriptor.from_json(layer) for layer in listed]
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise ImageFormatError(f"malformed image manifest: {exc}") from None
     for descriptor in (config, *layers):
         _ = descriptor.hex  # only sha256, and no path tricks in a digest
