@@ -12,7 +12,9 @@ probe) and everything else according to ``mode``:
 * ``garbage-manifest`` — a JSON object of the manifest type that is no manifest;
 * ``wrong-shape`` — JSON of the wrong shape (a list where an object is due, tags as numbers).
 
-Every connection ends after ``max_seconds`` at the latest, and :meth:`close` stops the server.
+With ``target``, only paths containing it are attacked; the rest is proxied to ``upstream``
+unchanged. Every connection ends after ``max_seconds`` at the latest; :meth:`close` stops the
+server.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ class HostileServer:
         mode: str,
         upstream: str | None = None,
         html_everywhere: bool = False,
+        target: str = "",
         max_seconds: float = 20.0,
         trickle_delay: float = 0.2,
     ) -> None:
         self.mode = mode
         self.upstream = upstream
         self.html_everywhere = html_everywhere
+        self.target = target
         self.max_seconds = max_seconds
         self.trickle_delay = trickle_delay
         self.requests: list[str] = []
@@ -116,6 +120,10 @@ class HostileServer:
             self._send(h, 200, b"{}", "application/json")
             return
         mode = self.mode
+        if self.target and self.target not in path:
+            status, body, headers = self._upstream(h)
+            self._send(h, status, body, headers.pop("content-type", ""), headers)
+            return
         if mode == "html":
             self._send(h, 200, HTML, "text/html; charset=utf-8")
         elif mode == "garbage-json":

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shell": ("run", "shell"),
     "test": ("testcmd", "test"),
     "uninstall": ("install", "uninstall"),
+    "verify": ("verify", "verify"),
 }
 
 

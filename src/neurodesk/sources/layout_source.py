@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from neurodesk.errors import NeurodeskError
+from neurodesk.image.archive import extract_archive
 from neurodesk.image.oci import MANIFEST_TYPES, Descriptor, ImageFormatError, sha256_file
 from neurodesk.paths import Paths
 from neurodesk.sources.http import (
@@ -230,9 +231,8 @@ def unpack_archive(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            with tarfile.open(tar_path) as archive:
-                archive.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError) as exc:
+            extract_archive(tar_path, tmp)
+        except (NeurodeskError, OSError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise SourceError(f"{location} is not a readable OCI archive: {exc}") from None
         shutil.rmtree(out, ignore_errors=True)
