@@ -153,7 +153,11 @@ class Registry:
     def catalog(self) -> list[str]:
         repos: list[str] = []
         url = "/v2/_catalog?n=1000"
+        seen: set[str] = set()
         while url:
+            if url in seen or len(seen) > MAX_LISTING // 100:
+                raise BadAnswerError(f"{self}: the repository listing does not end")
+            seen.add(url)
             answer = self.request("GET", url, scope="registry:catalog:*")
             body = json_object(answer)
             repos += field(body, "repositories", list, str(self), answer.what, [], each=str)

@@ -179,10 +179,18 @@ def import_path(
     return store.import_rootfs(digest, fill_sif, *ident, source="sif", progress=say)
 
 
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
 def _layout_identity(layout: OCILayout) -> Identity:
-    index = json.loads((layout.root / "index.json").read_text())
-    for entry in index.get("manifests") or []:
-        ref = (entry.get("annotations") or {}).get("org.opencontainers.image.ref.name")
-        if ref:
+    try:
+        index = json.loads((layout.root / "index.json").read_bytes())
+    except (ValueError, UnicodeDecodeError, OSError):
+        raise ImageFormatError(f"{layout.root}/index.json is not readable JSON") from None
+    entries = index.get("manifests") if isinstance(index, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        annotations = entry.get("annotations") if isinstance(entry, dict) else None
+        ref = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+        if isinstance(ref, str) and ref:
             return guess_identity(ref)
     return Identity()
