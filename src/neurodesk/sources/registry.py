@@ -17,10 +17,12 @@ import httpx
 
 from neurodesk.sources.http import (
     JSON_TYPES,
+    STATIC_TYPES,
     Answer,
     BadAnswerError,
     HttpSettings,
     expect_status,
+    expect_type,
     field,
     json_object,
     make_client,
@@ -147,8 +149,8 @@ class Registry:
     def ping(self) -> None:
         answer = self.request("GET", "/v2/")
         expect_status(answer, 200, 401)
-        if answer.status == 200:
-            json_object(answer)  # a registry answers JSON ({}); a web server answers HTML
+        if answer.status == 200:  # a registry answers JSON ({} or true); a web server HTML
+            expect_type(answer, JSON_TYPES | STATIC_TYPES)
 
     def catalog(self) -> list[str]:
         repos: list[str] = []
