@@ -162,7 +162,7 @@ class Registry:
             seen.add(url)
             answer = self.request("GET", url, scope="registry:catalog:*")
             body = json_object(answer)
-            repos += field(body, "repositories", list, str(self), answer.what, [], each=str)
+            repos += field(body, "repositories", list, str(self), answer.what, each=str)
             link = answer.headers.get("Link", "")
             match = re.match(r"<([^>]+)>", link)
             url = match.group(1) if match else ""
