@@ -28,6 +28,7 @@ from neurodesk.image.archive import (
     is_docker_archive,
     is_oci_archive,
 )
+from neurodesk.image.limits import UnpackLimits
 from neurodesk.image.oci import ImageFormatError, OCILayout
 from neurodesk.image.sandbox import image_config, looks_like_rootfs
 from neurodesk.image.squashfs import (
@@ -156,7 +157,7 @@ def import_path(
         digest = digest_range(path)
 
         def fill_sqfs(root: Path) -> dict[str, Any]:
-            unsquash(path, root)
+            unsquash(path, root, limits=UnpackLimits.load(store.root.parent / "config.yaml"))
             return image_config(root)
 
         return store.import_rootfs(digest, fill_sqfs, *ident, source="squashfs", progress=say)
@@ -166,7 +167,12 @@ def import_path(
     raw_labels = sif_labels(path)
 
     def fill_sif(root: Path) -> dict[str, Any]:
-        unsquash(path, root, offset=partition.offset)
+        unsquash(
+            path,
+            root,
+            offset=partition.offset,
+            limits=UnpackLimits.load(store.root.parent / "config.yaml"),
+        )
         labels: dict[str, str] = {}
         if raw_labels:
             try:
