@@ -101,7 +101,10 @@ class HttpSettings:
 
 def mirror_name(url: str | httpx.URL) -> str:
     """``host[:port]`` of a URL: how a mirror is named in messages by default."""
-    parsed = httpx.URL(str(url))
+    try:
+        parsed = httpx.URL(str(url))
+    except httpx.InvalidURL:
+        return str(url)[:80]
     return f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host or str(url)
 
 
@@ -224,7 +227,10 @@ def open_stream(
     (default: the URL's ``host:port``)."""
     settings = settings or _settings_of(client)
     mirror = mirror or mirror_name(url)
-    what = f"{method} {httpx.URL(url).path}"
+    try:
+        what = f"{method} {httpx.URL(url).path}"
+    except httpx.InvalidURL as exc:
+        raise BadAnswerError(f"{mirror}: '{url[:80]}' is not a usable URL: {exc}") from None
     start = time.monotonic()
     try:
         with client.stream(
