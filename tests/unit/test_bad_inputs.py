@@ -89,3 +89,12 @@ def test_batch_output_that_is_a_file_leaves_no_batch(
     )
     assert_one_line_error(proc, output, "not a directory")
     assert not (home / "batches").exists() or not any((home / "batches").iterdir())
+
+
+def test_paths_that_cannot_be_directories_are_one_line(home: Path, sandbox: Path) -> None:
+    assert (
+        run_cli(["import", str(sandbox), "--name", "tool", "--version", "1"], home).returncode == 0
+    )
+    assert_one_line_error(run_cli(["publish", "tool", "--tree", "/etc/passwd/t"], home), "tree")
+    assert_one_line_error(run_cli(["verify", "/etc/passwd"], home), "container directory")
+    assert_one_line_error(run_cli(["verify", "--tree", str(sandbox)], home), "containers/")
