@@ -4,7 +4,7 @@ Everything a server sends is untrusted (DESIGN.md, Trust). This module gives eve
 publisher the same behaviour:
 
 * :func:`make_client` — an ``httpx.Client`` with connect/read timeouts, a bounded number of
-  redirects, TLS verification unless ``insecure``, and the proxies of ``HTTPS_PROXY`` /
+  redirects (never from https down to plain http), TLS verification unless ``insecure``, and the proxies of ``HTTPS_PROXY`` /
   ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` from the environment;
 * :func:`open_stream` — one request whose body is read under a **low-speed limit** (fewer than
   ``low_speed_limit`` bytes/s averaged over ``low_speed_time`` seconds abandons it) and an
@@ -236,6 +236,8 @@ def open_stream(
         with client.stream(
             method, url, headers=dict(headers or {}), content=content, params=params
         ) as response:
+            if url.startswith("https://") and response.url.scheme != "https":
+                raise BadAnswerError(f"{mirror}: {what}: redirected from https to plain http")
             yield Stream(response, mirror, what, settings, start)
     except (httpx.TransportError, httpx.StreamError, httpx.TooManyRedirects) as exc:
         raise _transport_error(mirror, what, exc) from None
