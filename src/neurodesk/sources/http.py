@@ -4,8 +4,9 @@ Everything a server sends is untrusted (DESIGN.md, Trust). This module gives eve
 publisher the same behaviour:
 
 * :func:`make_client` — an ``httpx.Client`` with connect/read timeouts, a bounded number of
-  redirects (never from https down to plain http), TLS verification unless ``insecure``, and the proxies of ``HTTPS_PROXY`` /
-  ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` from the environment;
+  redirects (never from https down to plain http), TLS verification unless ``insecure``, and
+  the proxies of ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` from the
+  environment;
 * :func:`open_stream` — one request whose body is read under a **low-speed limit** (fewer than
   ``low_speed_limit`` bytes/s averaged over ``low_speed_time`` seconds abandons it) and an
   overall **deadline**, so a trickling or stalling mirror cannot hold an install for ever;
