@@ -143,6 +143,11 @@ def _transport_error(mirror: str, what: str, exc: Exception) -> SourceError:
     if isinstance(exc, httpx.UnsupportedProtocol):
         return BadAnswerError(f"{mirror}: {what}: redirected to an unsupported address")
     detail = str(exc).splitlines()[0] if str(exc) else "connection lost"
+    if "CERTIFICATE_VERIFY_FAILED" in detail or "WRONG_VERSION_NUMBER" in detail:
+        return BadAnswerError(
+            f"{mirror}: {what}: TLS failed: {detail}",
+            hint="check the address; use --insecure (or insecure: true) only for a trusted mirror",
+        )
     return TransientError(f"{mirror}: {what}: {type(exc).__name__}: {detail}")
 
 
