@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from neurodesk.cli.output import console, emit_json, err_console, json_option_help, print_table
+from neurodesk.cli.output import (
+    console,
+    emit_json,
+    err_console,
+    json_option_help,
+    print_table,
+    short_digest,
+)
 from neurodesk.paths import Paths
 from neurodesk.store import Store
 from neurodesk.store.imports import import_path
@@ -40,7 +47,7 @@ def images(as_json: bool) -> None:
     print_table(
         None,
         ["NAME", "VERSION", "BUILD DATE", "SOURCE", "DIGEST"],
-        [(r.name, r.version, r.builddate, r.source, r.digest[:19]) for r in records],
+        [(r.name, r.version, r.builddate, r.source, short_digest(r.digest)) for r in records],
     )
 
 
