@@ -219,7 +219,10 @@ def launch(path: Path) -> subprocess.Popen[bytes]:
         argv = [*TERMINAL, "-T", title, "-e", *argv]
     if not shutil.which(argv[0]) and not Path(argv[0]).is_file():
         raise FileNotFoundError(f"{argv[0]} (from {path}) is not installed")
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    # A wrapper execs bwrap --die-with-parent: its parent must outlive this launcher, so a
+    # small sh waits for the program (xterm does the same for terminal entries).
+    keeper = ["sh", "-c", '"$@"; exit $?', "sh"]
+    return subprocess.Popen([*keeper, *argv], stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def main(argv: list[str]) -> int:
