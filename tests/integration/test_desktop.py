@@ -710,6 +710,28 @@ def _windows(server: Server, display: str) -> str:
     return proc.stdout
 
 
+def _root_width(server: Server, display: str) -> int:
+    env = dict(os.environ, XAUTHORITY=str(server.home / "desktop" / "vnc" / "Xauthority"))
+    out = subprocess.run(
+        ["xwininfo", "-root", "-display", display],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=10,
+    ).stdout
+    found = re.search(r"Width: (\d+)", out)
+    return int(found.group(1)) if found else 0
+
+
+def _point_and_click(page: Any, x: float, y: float) -> None:
+    """Move there first and let the menu see it: jgmenu selects by pointer motion."""
+    page.mouse.move(x - 20, y, steps=4)
+    page.mouse.move(x, y, steps=4)
+    time.sleep(0.6)
+    page.mouse.click(x, y)
+
+
 def _click_panel_button(page: Any, frame: Any, x: float) -> None:
     box = frame.bounding_box()
     page.mouse.click(box["x"] + x, box["y"] + box["height"] - 17)
@@ -791,11 +813,11 @@ def test_browser_desktop_menu_gui_app_and_panel_actions(
                     time.sleep(0.3)
                 time.sleep(0.5)
                 page.screenshot(path=str(ARTIFACTS / "desktop-menu.png"))
-                page.mouse.click(x0 + 60, item_y(len(titles) - 1 - index))  # Visualization
+                _point_and_click(page, x0 + 60, item_y(len(titles) - 1 - index))  # Visualization
                 time.sleep(1.0)
                 page.screenshot(path=str(ARTIFACTS / "desktop-menu-category.png"))
                 xeyes = entries.index(f"xeyes {gui_image.version}")
-                page.mouse.click(x0 + 240 + 60, item_y(len(entries) - 1 - xeyes))
+                _point_and_click(page, x0 + 240 + 60, item_y(len(entries) - 1 - xeyes))
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline and not started:
                     started = '"xeyes"' in _windows(server, display)
@@ -808,6 +830,23 @@ def test_browser_desktop_menu_gui_app_and_panel_actions(
             with_app = canvas.evaluate(COVERAGE_JS, list(BACKGROUND))
             page.screenshot(path=str(ARTIFACTS / "desktop-gui-app.png"))
             assert with_app > blank + 0.02, (blank, with_app)  # a window, not a blank screen
+
+            # A GUI app from the panel's button lands on the same desktop.
+            row.locator('button[data-action="gui"]', has_text="xclock").click()
+            deadline = time.monotonic() + 60
+            while '"xclock"' not in _windows(server, display) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert '"xclock"' in _windows(server, display), _windows(server, display)
+
+            # Resize: the X screen follows the browser tab.
+            width_before = _root_width(server, display)
+            page.set_viewport_size({"width": 1100, "height": 760})
+            deadline = time.monotonic() + 30
+            while _root_width(server, display) == width_before and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert _root_width(server, display) < width_before, width_before
+            time.sleep(2)
+            page.screenshot(path=str(ARTIFACTS / "desktop-resized.png"))
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "desktop-failure.png"))
             raise
