@@ -20,6 +20,8 @@ TEST_PACKAGES=(dcm2niix squashfs-tools squashfuse skopeo umoci podman runc lmod 
   docker-registry desktop-file-utils parallel hyperfine chromium chromium-driver xvfb
   tcl less procps  # tcl, less, procps: environment-modules' modulecmd.tcl, unpacked by the tests
   tigervnc-standalone-server xauth novnc)  # neurodesk desktop's browser desktop for GUI tools
+# the desktop session in that browser desktop: window manager, panel, menu, terminal, root colour
+TEST_PACKAGES+=(openbox tint2 jgmenu xterm x11-utils x11-xserver-utils xclip)
 
 apt_install() {
   local missing=()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from neurodesk.build.build import build_recipe
+from neurodesk.desktop.xmenu import read_menu
 from neurodesk.paths import Paths
 from neurodesk.recipe import find_recipe
 from neurodesk.store import ImageRecord
@@ -40,6 +42,7 @@ pytestmark = pytest.mark.integration
 ARTIFACTS = REPO / "test-artifacts"
 HOST_NIBABEL = "5.4.2"  # the venv's; the image's (Debian bookworm) is 5.0.x
 KERNEL = "nd-jupyter-neuro-0.1.0"
+GUI_RECIPE = Path(__file__).parent / "recipes" / "x11-apps" / "build.yaml"
 
 
 @dataclass
@@ -91,10 +94,20 @@ def kernel_image(nd_home: Path) -> ImageRecord:
 
 
 @pytest.fixture(scope="module")
+def gui_image(nd_home: Path) -> ImageRecord:
+    """tests/integration/recipes/x11-apps (xeyes, xclock): a small GUI tool, marked draft."""
+    started = time.monotonic()
+    record = build_recipe(GUI_RECIPE, Paths(nd_home)).record
+    print(f"x11-apps built in {time.monotonic() - started:.1f} s")
+    return record
+
+
+@pytest.fixture(scope="module")
 def server(
     nd_home: Path,
     kernel_image: ImageRecord,
     dcm2niix_image: ImageRecord,
+    gui_image: ImageRecord,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Server]:
     need("bwrap")
@@ -102,6 +115,7 @@ def server(
     root = tmp_path_factory.mktemp("notebooks")
     env = dict(os.environ, NEURODESK_HOME=str(nd_home), NEURODESK_RECIPES=str(REPO / "recipes"))
     env.pop("NEURODESK_DESKTOP_TOKEN", None)
+    env["LMOD_PAGER"] = "less"  # a user's pager choice: terminals and kernels must not stall in it
     process = subprocess.Popen(
         [sys.executable, "-m", "neurodesk", "desktop", "--port", "0", "--root-dir", str(root)],
         stdout=subprocess.PIPE,
@@ -180,30 +194,44 @@ def test_browser_panel_and_container_kernel(server: Server, dcm2niix_image: Imag
             launcher.wait_for(timeout=60_000)
             _dismiss_news_question(page)
 
-            # The launcher card opens the tools panel in a tab.
+            # The launcher card opens the tools panel: JupyterLab's left sidebar.
             launcher.get_by_text("Neurodesk tools", exact=True).click()
-            panel = page.frame_locator("iframe").first
-            panel.locator("section.category").first.wait_for(timeout=30_000)
-            for tool in ("jupyter-neuro/0.1.0", f"dcm2niix/{dcm2niix_image.version}"):
-                row = panel.locator(f'tr[data-tool="{tool}"]')
-                row.wait_for(timeout=10_000)
+            panel = page.frame_locator("#neurodesk-tools iframe")
+            panel.locator("li.tool").first.wait_for(timeout=30_000)
+            for name in ("jupyter-neuro", "dcm2niix", "mrtrix3"):  # built, built, a recipe
+                panel.locator(f'li.tool[data-name="{name}"]').wait_for(timeout=10_000)
+            labels = panel.locator("#filters button").all_inner_texts()
+            assert "Programming" in labels and "Data organisation" in labels, labels
+            assert not any(label.islower() for label in labels), labels
+            # one entry per tool; the draft test image only when asked for
+            assert panel.locator('li.tool[data-name="dcm2niix"]').count() == 1
+            assert panel.locator('li.tool[data-name="x11-apps"]').count() == 0
+            # search as you type: by description word and by command
+            panel.locator("#search").fill("dicom")
+            shown = panel.locator("li.tool").evaluate_all("e => e.map(x => x.dataset.name)")
+            assert "dcm2niix" in shown and "jupyter-neuro" not in shown, shown
+            panel.locator("#search").fill("")
+            panel.locator('#filters button[data-category="programming"]').click()
+            shown = panel.locator("li.tool").evaluate_all("e => e.map(x => x.dataset.name)")
+            assert "jupyter-neuro" in shown and "dcm2niix" not in shown, shown
+            panel.locator('li.tool[data-name="jupyter-neuro"] .summary').click()
             kernel_row = panel.locator('tr[data-tool="jupyter-neuro/0.1.0"]')
             assert "kernel" in kernel_row.inner_text()
-            categories = panel.locator("section.category h2").all_inner_texts()
-            assert "programming" in [c.lower() for c in categories]
+            details = panel.locator('li.tool[data-name="jupyter-neuro"] .details').inner_text()
+            assert "BSD-3-Clause" in details and "recipes" in details and "README" in details
             page.screenshot(path=str(ARTIFACTS / "desktop-panel.png"))
-            # the whole panel, every category, as its own page (same session cookie)
+            panel.locator('#filters button[data-category="programming"]').click()  # filter off
+            # the same panel as its own page (same session cookie)
             whole = context.new_page()
             whole.goto(f"{server.base}neurodesk/")
-            whole.locator('tr[data-tool="jupyter-neuro/0.1.0"]').wait_for(timeout=30_000)
+            whole.locator('li.tool[data-name="jupyter-neuro"]').wait_for(timeout=30_000)
             whole.screenshot(path=str(ARTIFACTS / "desktop-panel-full.png"), full_page=True)
             whole.close()
 
-            # A notebook on the container kernel, from the launcher card of that kernel.
-            # (the launcher closed when the panel opened from it: open a new one)
-            page.locator(".lm-TabBar-addButton:not(.lm-mod-hidden)").first.click()
-            notebook_card = launcher.locator(
-                '.jp-LauncherCard[data-category="Notebook"]',
+            # A notebook on the container kernel, from the launcher card of that kernel (the
+            # launcher stays open beside the sidebar).
+            notebook_card = page.locator(
+                '.jp-Launcher:visible .jp-LauncherCard[data-category="Notebook"]',
                 has_text="jupyter-neuro 0.1.0 (container)",
             )
             notebook_card.click()
@@ -258,6 +286,9 @@ HTTP_ENDPOINTS = [
     ("POST", "neurodesk/api/install"),
     ("GET", "neurodesk/api/jobs/1"),
     ("POST", "neurodesk/api/load"),
+    ("POST", "neurodesk/api/unload"),
+    ("POST", "neurodesk/api/uninstall"),
+    ("GET", "neurodesk/api/icon/dcm2niix.svg"),
     ("GET", "neurodesk/api/desktop"),
     ("POST", "neurodesk/api/desktop"),
     ("DELETE", "neurodesk/api/desktop"),
@@ -360,20 +391,30 @@ async def _terminal_run(server: Server, name: str, command: str, until: str) -> 
     return out
 
 
-def test_install_from_the_panel_then_a_terminal_runs_it_by_name(
-    server: Server, dcm2niix_image: ImageRecord
-) -> None:
+def _job(server: Server, action: str, name: str, version: str) -> dict[str, Any]:
     status, job, _ = server.request(
-        "neurodesk/api/install", "POST", {"name": "dcm2niix", "version": dcm2niix_image.version}
+        f"neurodesk/api/{action}", "POST", {"name": name, "version": version}
     )
     assert status == 202, job
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while job["state"] == "running" and time.monotonic() < deadline:
         time.sleep(0.5)
         job = server.request(f"neurodesk/api/jobs/{job['id']}")[1]
     assert job["state"] == "done", job
-    tools = server.request("neurodesk/api/tools")[1]
-    row = next(t for t in tools["categories"]["data organisation"] if t["name"] == "dcm2niix")
+    return dict(job)
+
+
+def _version(server: Server, name: str, version: str) -> dict[str, Any]:
+    tools = server.request("neurodesk/api/tools")[1]["tools"]
+    tool = next(t for t in tools if t["name"] == name)
+    return dict(next(v for v in tool["versions"] if v["version"] == version))
+
+
+def test_install_from_the_panel_then_a_terminal_runs_it_by_name(
+    server: Server, dcm2niix_image: ImageRecord
+) -> None:
+    _job(server, "install", "dcm2niix", dcm2niix_image.version)
+    row = _version(server, "dcm2niix", dcm2niix_image.version)
     assert row["state"] == "installed" and row["loaded"] and "dcm2niix" in row["commands"]
 
     status, terminal, _ = server.request("api/terminals", "POST", {})
@@ -564,3 +605,324 @@ def test_refuses_to_run_when_a_jupyter_config_switches_authentication_off(
     proc = run_cli(["desktop", "--port", "0"], nd_home, env=env, cwd=tmp_path, timeout=120)
     assert_one_line_error(proc, "without the token")
     assert "Traceback" not in proc.stdout
+
+
+# -- terminals and host kernels: Lmod -------------------------------------------------------------
+def test_terminal_module_avail_prints_instead_of_paging_and_load_stays_in_that_terminal(
+    server: Server, dcm2niix_image: ImageRecord
+) -> None:
+    """The server runs with LMOD_PAGER=less (fixture): a terminal must still not stall in it."""
+    _job(server, "install", "dcm2niix", dcm2niix_image.version)
+    first = server.request("api/terminals", "POST", {})[1]
+    second = server.request("api/terminals", "POST", {})[1]
+    try:
+        out = asyncio.run(
+            _terminal_run(
+                server,
+                first["name"],
+                "module avail 2>&1 | cat >/dev/null; module avail; echo PAGER=$LMOD_PAGER; "
+                'module load dcm2niix; echo "LOADED=$LOADEDMODULES"; echo DONE-$((6*7))',
+                "DONE-42",
+            )
+        )
+        other = asyncio.run(
+            _terminal_run(server, second["name"], 'echo "OTHER=[$LOADEDMODULES]"', "OTHER=")
+        )
+    finally:
+        for terminal in (first, second):
+            server.request(f"api/terminals/{terminal['name']}", "DELETE")
+    assert f"dcm2niix/{dcm2niix_image.version}" in out and "PAGER=none" in out, out
+    assert "DONE-42" in out, out  # module avail returned: no pager waited for a key
+    assert f"LOADED=dcm2niix/{dcm2niix_image.version}" in out, out
+    assert "OTHER=[]" in other, other  # the other terminal did not load it
+
+
+def test_host_kernel_can_module_load_a_tool(server: Server, dcm2niix_image: ImageRecord) -> None:
+    _job(server, "install", "dcm2niix", dcm2niix_image.version)
+    server.request("neurodesk/api/unload", "POST", {"name": "dcm2niix"})
+    status, kernel, _ = server.request("api/kernels", "POST", {"name": "python3"})
+    assert status == 201, kernel
+    code = (
+        "import os, shutil, subprocess\n"
+        "print('BEFORE', shutil.which('dcm2niix'))\n"
+        "%module load dcm2niix\n"
+        "print('AFTER', shutil.which('dcm2niix'), os.environ['LOADEDMODULES'])\n"
+        "print(subprocess.run(['dcm2niix', '-h'], capture_output=True, text=True).stdout[:80])"
+    )
+    try:
+        text = asyncio.run(_execute(server, kernel["id"], code))
+    finally:
+        server.request(f"api/kernels/{kernel['id']}", "DELETE")
+    installs = str(server.home / "installs")
+    before = re.search(r"BEFORE (\S+)", text)
+    assert before and not before.group(1).startswith(installs), text  # None, or the host's
+    assert re.search(rf"AFTER {re.escape(installs)}/containers/\S+/bin/dcm2niix dcm2niix/", text)
+    assert "Chris Rorden" in text, text  # run from the container through the wrapper
+
+
+# -- the noVNC page opened directly ---------------------------------------------------------------
+def test_novnc_page_opened_directly_with_the_cookie_is_served(server: Server) -> None:
+    """A bookmark or a typed URL has the session cookie but no Referer: no 403."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect)
+    with opener.open(f"{server.base}lab?token={server.token}", timeout=30) as resp:
+        assert resp.status == 200
+    assert any(c.name.startswith("username-") for c in jar)
+    for path in ("neurodesk/desktop/novnc/vnc.html", "neurodesk/static/panel.js"):
+        with opener.open(server.base + path, timeout=30) as resp:  # cookie, no Referer
+            assert resp.status == 200, path
+    # without the cookie it is still refused, and a write without the XSRF token too
+    assert server.request("neurodesk/desktop/novnc/vnc.html", token=None)[0] in (302, 401, 403)
+    request = urllib.request.Request(
+        server.base + "neurodesk/api/desktop", data=b"{}", method="POST"
+    )
+    try:
+        opener.open(request, timeout=30)
+        raise AssertionError("a POST with only the cookie must be refused")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 403
+
+
+# -- the desktop in the browser: menu, a GUI app, the panel's install/load/unload ---------------
+BACKGROUND = (0x36, 0x50, 0x6B)
+COVERAGE_JS = """(canvas, [r, g, b]) => {
+  const ctx = canvas.getContext('2d');
+  const h = canvas.height - 40;  // above the panel
+  const data = ctx.getImageData(0, 0, canvas.width, h).data;
+  let other = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.abs(data[i] - r) + Math.abs(data[i + 1] - g) + Math.abs(data[i + 2] - b) > 30) other++;
+  }
+  return other / (canvas.width * h);
+}"""
+
+
+def _windows(server: Server, display: str) -> str:
+    env = dict(os.environ, XAUTHORITY=str(server.home / "desktop" / "vnc" / "Xauthority"))
+    proc = subprocess.run(
+        ["xwininfo", "-root", "-tree", "-display", display],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=10,
+    )
+    return proc.stdout
+
+
+def _root_width(server: Server, display: str) -> int:
+    env = dict(os.environ, XAUTHORITY=str(server.home / "desktop" / "vnc" / "Xauthority"))
+    out = subprocess.run(
+        ["xwininfo", "-root", "-display", display],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=10,
+    ).stdout
+    found = re.search(r"Width: (\d+)", out)
+    return int(found.group(1)) if found else 0
+
+
+def _point_and_click(page: Any, x: float, y: float) -> None:
+    """Move there first and let the menu see it: jgmenu selects by pointer motion."""
+    page.mouse.move(x - 20, y, steps=4)
+    page.mouse.move(x, y, steps=4)
+    time.sleep(0.6)
+    page.mouse.click(x, y)
+
+
+def _click_panel_button(page: Any, frame: Any, x: float) -> None:
+    box = frame.bounding_box()
+    page.mouse.click(box["x"] + x, box["y"] + box["height"] - 17)
+
+
+def test_browser_desktop_menu_gui_app_and_panel_actions(
+    server: Server, gui_image: ImageRecord
+) -> None:
+    need("chromium", "openbox", "tint2", "jgmenu", "xwininfo")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    tool = f"x11-apps/{gui_image.version}"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        try:
+            page.goto(f"{server.base}lab?reset&token={server.token}")
+            launcher = page.locator(".jp-Launcher")
+            launcher.wait_for(timeout=60_000)
+            _dismiss_news_question(page)
+
+            # The Desktop card starts the session and opens it in a tab.
+            launcher.locator(".jp-LauncherCard", has_text="Desktop").first.click()
+            frame_el = page.locator("#neurodesk-desktop iframe")
+            frame_el.wait_for(timeout=30_000)
+            desktop = page.frame_locator("#neurodesk-desktop iframe")
+            desktop.locator("canvas").wait_for(timeout=30_000)
+            display = server.request("neurodesk/api/desktop")[1]["display"]
+            deadline = time.monotonic() + 30
+            while "tint2" not in _windows(server, display) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(3)  # the panel redraws once after the browser resizes the screen
+            canvas = desktop.locator("canvas")
+            blank = canvas.evaluate(COVERAGE_JS, list(BACKGROUND))
+            page.screenshot(path=str(ARTIFACTS / "desktop-blank.png"))
+            assert blank < 0.01, blank
+
+            # The panel (sidebar): show test images, find the GUI tool, install, load, unload.
+            page.locator('.jp-SideBar [data-id="neurodesk-tools"]').first.click()
+            panel = page.frame_locator("#neurodesk-tools iframe")
+            panel.locator("li.tool").first.wait_for(timeout=30_000)
+            panel.locator("#show-drafts").check()
+            panel.locator("#search").fill("xeyes")  # a command of the tool
+            panel.locator('li.tool[data-name="x11-apps"] .summary').click()
+            row = panel.locator(f'tr[data-tool="{tool}"]')
+            row.locator('button[data-action="install"]').click()
+            row.locator('button[data-action="uninstall"]').wait_for(timeout=180_000)
+            row.locator('button[data-action="unload"]').wait_for(timeout=10_000)  # loaded
+            row.locator('button[data-action="unload"]').click()
+            row.locator('button[data-action="load"]').wait_for(timeout=10_000)
+            assert not _version(server, "x11-apps", gui_image.version)["loaded"]
+            row.locator('button[data-action="load"]').click()
+            row.locator('button[data-action="unload"]').wait_for(timeout=10_000)
+            page.screenshot(path=str(ARTIFACTS / "desktop-panel-installed.png"))
+
+            # The application menu: categories, then the tool's GUI app. jgmenu (menurc of
+            # neurodesk.desktop.session) stacks 26+3 px items bottom-up from above the panel,
+            # a submenu beside its parent with the same bottom line.
+            folders = read_menu(server.home / "installs")
+            titles = [f.title for f in folders]
+            assert "Visualization" in titles, titles
+            index = titles.index("Visualization")
+            entries = [e.name for e in folders[index].entries]
+            box = frame_el.bounding_box()
+            x0, bottom = box["x"] + 60, box["y"] + box["height"] - 34 - 22
+
+            def item_y(from_bottom: int) -> float:
+                return bottom - 29 * from_bottom
+
+            started = False
+            for _attempt in range(3):
+                _click_panel_button(page, frame_el, 60)  # "Applications"
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    if canvas.evaluate(COVERAGE_JS, list(BACKGROUND)) > blank + 0.005:
+                        break
+                    time.sleep(0.3)
+                time.sleep(0.5)
+                page.screenshot(path=str(ARTIFACTS / "desktop-menu.png"))
+                _point_and_click(page, x0 + 60, item_y(len(titles) - 1 - index))  # Visualization
+                time.sleep(1.0)
+                page.screenshot(path=str(ARTIFACTS / "desktop-menu-category.png"))
+                xeyes = entries.index(f"xeyes {gui_image.version}")
+                _point_and_click(page, x0 + 240 + 60, item_y(len(entries) - 1 - xeyes))
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not started:
+                    started = '"xeyes"' in _windows(server, display)
+                    time.sleep(0.5)
+                if started:
+                    break
+                page.keyboard.press("Escape")
+            assert started, _windows(server, display)
+            time.sleep(2)
+            with_app = canvas.evaluate(COVERAGE_JS, list(BACKGROUND))
+            page.screenshot(path=str(ARTIFACTS / "desktop-gui-app.png"))
+            assert with_app > blank + 0.02, (blank, with_app)  # a window, not a blank screen
+
+            # A GUI app from the panel's button lands on the same desktop.
+            row.locator('button[data-action="gui"]', has_text="xclock").click()
+            deadline = time.monotonic() + 60
+            while '"xclock"' not in _windows(server, display) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert '"xclock"' in _windows(server, display), _windows(server, display)
+
+            # Resize: the X screen follows the browser tab.
+            width_before = _root_width(server, display)
+            page.set_viewport_size({"width": 1100, "height": 760})
+            deadline = time.monotonic() + 30
+            while _root_width(server, display) == width_before and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert _root_width(server, display) < width_before, width_before
+            time.sleep(2)
+            page.screenshot(path=str(ARTIFACTS / "desktop-resized.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "desktop-failure.png"))
+            raise
+        finally:
+            browser.close()
+            server.request("neurodesk/api/desktop", "DELETE")
+    # the panel's uninstall takes it out of the desktop's menu
+    _job(server, "uninstall", "x11-apps", gui_image.version)
+    assert "Visualization" not in [f.title for f in read_menu(server.home / "installs")]
+
+
+def test_clipboard_goes_both_ways_between_the_browser_and_the_desktop(server: Server) -> None:
+    """noVNC's clipboard panel ↔ the X CLIPBOARD selection of the session (Xvnc does it)."""
+    need("chromium", "xclip")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    status, session, _ = server.request("neurodesk/api/desktop", "POST", {})
+    assert status == 200 and session["running"], session
+    env = dict(
+        os.environ,
+        DISPLAY=session["display"],
+        XAUTHORITY=str(server.home / "desktop" / "vnc" / "Xauthority"),
+    )
+    from_x, from_browser = f"from-x-{uuid.uuid4().hex[:8]}", f"from-web-{uuid.uuid4().hex[:8]}"
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+            )
+            page = browser.new_context(viewport={"width": 1024, "height": 700}).new_page()
+            try:
+                page.goto(f"{server.base}lab?token={server.token}")  # the session cookie
+                page.goto(f"{server.base}neurodesk/{session['url']}")
+                page.locator("canvas").wait_for(timeout=30_000)
+                page.wait_for_function(
+                    "() => document.documentElement.classList.contains('noVNC_connected')",
+                    timeout=30_000,
+                )
+                time.sleep(1)
+                # X → browser
+                subprocess.run(
+                    ["xclip", "-selection", "clipboard"],
+                    input=from_x,
+                    text=True,
+                    env=env,
+                    check=True,
+                    timeout=10,
+                )
+                page.wait_for_function(
+                    f"() => document.getElementById('noVNC_clipboard_text').value === '{from_x}'",
+                    timeout=20_000,
+                )
+                # browser → X
+                page.evaluate(
+                    """(text) => {
+                      const area = document.getElementById('noVNC_clipboard_text');
+                      area.value = text;
+                      area.dispatchEvent(new Event('change'));
+                    }""",
+                    from_browser,
+                )
+                deadline = time.monotonic() + 20
+                seen = ""
+                while time.monotonic() < deadline:
+                    seen = subprocess.run(
+                        ["xclip", "-o", "-selection", "clipboard"],
+                        capture_output=True,
+                        text=True,
+                        env=env,
+                        check=False,
+                        timeout=10,
+                    ).stdout
+                    if seen == from_browser:
+                        break
+                    time.sleep(0.5)
+                assert seen == from_browser, seen
+            finally:
+                browser.close()
+    finally:
+        server.request("neurodesk/api/desktop", "DELETE")

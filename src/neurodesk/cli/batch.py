@@ -386,7 +386,8 @@ def status(batch_ref: str, as_json: bool) -> None:
 @click.argument("batch_ref", metavar="BATCH")
 @click.argument("tasks", nargs=-1)
 @click.option("--failed", is_flag=True, help="the logs of every failed task")
-def logs(batch_ref: str, tasks: tuple[str, ...], failed: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="the tasks and their log paths, as JSON")
+def logs(batch_ref: str, tasks: tuple[str, ...], failed: bool, as_json: bool) -> None:
     """Print the logs of TASKS (index or label), or of every failed task with --failed."""
     the_batch = load_batch(batch_ref)
     states = current_states(the_batch)
@@ -395,6 +396,11 @@ def logs(batch_ref: str, tasks: tuple[str, ...], failed: bool) -> None:
     elif tasks:
         chosen = [find_task(states, t) for t in tasks]
     else:
+        chosen = states
+    if as_json:
+        emit_json([s.to_json() for s in chosen])
+        return
+    if not failed and not tasks:
         print_table(
             None,
             ["TASK", "LABEL", "STATE", "LOG"],

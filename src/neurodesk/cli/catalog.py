@@ -7,7 +7,14 @@ import click
 from neurodesk.catalog.categories import CATEGORIES
 from neurodesk.catalog.collect import Catalog, Tool, build_catalog
 from neurodesk.catalog.search import search as search_tools
-from neurodesk.cli.output import console, emit_json, err_console, json_option_help, print_table
+from neurodesk.cli.output import (
+    console,
+    emit_json,
+    err_console,
+    json_option_help,
+    print_table,
+    shorten,
+)
 from neurodesk.errors import NotFoundError
 from neurodesk.paths import Paths
 
@@ -22,11 +29,6 @@ def _warn(catalog: Catalog) -> None:
         err_console.print(f"[yellow]warning:[/] skipped {problem}", soft_wrap=True)
 
 
-def _short(text: str, width: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _rows(tools: list[Tool]) -> list[tuple[str, str, str, str, str]]:
     return [
         (
@@ -34,7 +36,7 @@ def _rows(tools: list[Tool]) -> list[tuple[str, str, str, str, str]]:
             ", ".join(t.versions),
             ", ".join(t.categories),
             ", ".join(t.sources),
-            _short(t.description),
+            shorten(t.description),
         )
         for t in tools
     ]

@@ -35,11 +35,14 @@ def desktop(ip: str, port: int, root_dir: Path | None) -> None:
 
     \b
     What you get, at the printed URL (it carries the access token):
-      - a "Neurodesk tools" launcher entry: tools by category, Install and Load buttons,
-        and a browser desktop (TigerVNC + noVNC) for GUI tools;
+      - the "Neurodesk tools" sidebar: search, categories, one entry per tool with its
+        versions, README, citation and licence; install / load / unload / uninstall;
+      - "Desktop" in the launcher: a desktop in the browser (Openbox, a panel, an
+        Applications menu of the installed tools by category; GUI apps open as windows);
       - one kernel per image in the store that has python3 + ipykernel, e.g.
         "jupyter-neuro 0.1.0 (container)": notebook code runs inside that container;
-      - terminals where installed tools run by name and our modules are on MODULEPATH.
+        in the host "Python 3" kernel, %module load NAME brings a tool onto its PATH;
+      - terminals where installed tools run by name and 'module load NAME' works.
 
     \b
     A new random token is made each time; set $NEURODESK_DESKTOP_TOKEN to choose one

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from neurodesk.cli.output import console, emit_json, err_console, json_option_help, print_table
+from neurodesk.cli.output import (
+    console,
+    emit_json,
+    err_console,
+    json_option_help,
+    print_table,
+    short_digest,
+)
 from neurodesk.paths import Paths
 from neurodesk.sources.pull import clean_fetch_cache
 from neurodesk.store import Store
@@ -41,7 +48,7 @@ def images(as_json: bool) -> None:
     print_table(
         None,
         ["NAME", "VERSION", "BUILD DATE", "SOURCE", "DIGEST"],
-        [(r.name, r.version, r.builddate, r.source, r.digest[:19]) for r in records],
+        [(r.name, r.version, r.builddate, r.source, short_digest(r.digest)) for r in records],
     )
 
 

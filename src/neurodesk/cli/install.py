@@ -69,6 +69,18 @@ def install(
     An image missing from the store is fetched from the configured sources (or --from).
     Every path in the tree is relative, so it can be moved (with its 'store' link) or shared
     read-only, e.g. an administrator installs into /opt/neurodesk and users only 'module use'.
+
+    \b
+    A site tree for every user (build state stays out of it):
+      NEURODESK_HOME=/var/lib/neurodesk-build neurodesk build NAME
+      NEURODESK_HOME=/var/lib/neurodesk-build neurodesk publish NAME --tree /srv/nd-images
+      NEURODESK_HOME=/opt/neurodesk neurodesk install NAME --from /srv/nd-images \\
+          --prefix /opt/neurodesk
+    then, once, for every login shell:
+      echo /opt/neurodesk/modules >> /etc/lmod/modulespath        (Lmod)
+    or /etc/profile.d/neurodesk.sh with
+      export MODULEPATH=/opt/neurodesk/modules${MODULEPATH:+:$MODULEPATH}
+    Build storage (buildah/), caches and logs stay under the build home.
     """
     paths = Paths.from_env()
     # Not in the store (or --from): fetch it from the sources of $NEURODESK_HOME/config.yaml.

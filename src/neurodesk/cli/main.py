@@ -45,14 +45,22 @@ def report(exc: NeurodeskError) -> int:
     return exc.exit_code
 
 
+def report_click(exc: click.ClickException) -> int:
+    """A usage error as one ``error:`` line, with where to read the usage, like our own errors."""
+    message = "; ".join(line.strip() for line in exc.format_message().splitlines() if line.strip())
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if isinstance(ctx, click.Context) else ""
+    err_console.print(f"error: {message}{hint}", markup=False, soft_wrap=True)
+    return exc.exit_code
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="neurodesk", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(report_click(exc))
     except click.exceptions.Abort:
         err_console.print("aborted")
         sys.exit(130)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurodesk.desktop.catalog import list_tools
+from neurodesk.desktop.lmod import LMOD_CMD
 from neurodesk.errors import NeurodeskError
 from neurodesk.paths import Paths
 from neurodesk.store.atomic import write_text
@@ -104,6 +105,19 @@ def tool_path(paths: Paths) -> list[str]:
     return [t.bin_dir for t in reversed(list_tools(paths)) if t.bin_dir]
 
 
+def lmod_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """Lmod settings for everything the server starts (terminals, kernels, GUI apps).
+
+    No pager: ``module avail``/``spider``/``help`` print and return instead of waiting in
+    ``less`` (a kernel or a script has no one to press q). LMOD_CMD lets a host kernel's
+    ``%module`` find Lmod.
+    """
+    env = {"LMOD_PAGER": "none"}
+    if "LMOD_CMD" not in environ and LMOD_CMD.is_file():
+        env["LMOD_CMD"] = str(LMOD_CMD)
+    return env
+
+
 def server_env(
     paths: Paths, dirs: DesktopDirs, token: str, environ: Mapping[str, str]
 ) -> dict[str, str]:
@@ -117,6 +131,7 @@ def server_env(
     env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
         [str(dirs.config), *filter(None, environ.get("JUPYTER_CONFIG_PATH", "").split(os.pathsep))]
     )
+    env.update(lmod_env(environ))
     modules = str(modules_dir(paths))
     others = [p for p in environ.get("MODULEPATH", "").split(":") if p and p != modules]
     env["MODULEPATH"] = ":".join([modules, *others])
@@ -136,6 +151,9 @@ def _bashrc(paths: Paths) -> str:
         f"[ -f {shlex.quote(str(LMOD_INIT))} ] && . {shlex.quote(str(LMOD_INIT))}",
         'export PATH="$nd_path" MODULEPATH="$nd_modulepath"',
         "unset nd_path nd_modulepath",
+        # Lmod in a terminal: no pager unless the user's rc chose one; messages on stdout so
+        # 'module avail | grep x' works.
+        'export LMOD_PAGER="${LMOD_PAGER:-none}" LMOD_REDIRECT="${LMOD_REDIRECT:-yes}"',
         "",
     ]
     return "\n".join(lines)

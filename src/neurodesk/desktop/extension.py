@@ -5,10 +5,14 @@ redirect to the login page, the API and websockets answer 403 without the token 
 
     neurodesk/                       the tools panel (static/panel.html)
     neurodesk/static/...             its script and style
-    neurodesk/api/tools              GET: tools by category, kernels, loaded state
-    neurodesk/api/install            POST {name, version}: build if needed, install; a job
-    neurodesk/api/jobs/<id>          GET: the job's state
+    neurodesk/api/tools              GET: one entry per tool (versions, states, README,
+                                     citation, licence, sources), the categories, the desktop
+    neurodesk/api/install            POST {name, version}: build or fetch if needed, install; a job
+    neurodesk/api/uninstall          POST {name, version}: remove the install; a job
+    neurodesk/api/jobs/<id>          GET: the job's state and progress
     neurodesk/api/load               POST {name, version}: first on PATH of new terminals
+    neurodesk/api/unload             POST {name}: off the PATH again
+    neurodesk/api/icon/<name>.svg    GET: the tool's badge
     neurodesk/api/desktop            GET: the VNC session; POST: start it; DELETE: stop it
     neurodesk/api/gui                POST {name, version, app}: a tool's GUI app on the desktop
     neurodesk/desktop/novnc/...      Debian's noVNC client
@@ -36,11 +40,21 @@ from tornado import web
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler
 
-from neurodesk.desktop import vnc
-from neurodesk.desktop.actions import Jobs, find_tool, gui_argv, load_tool, loaded_dirs
-from neurodesk.desktop.catalog import by_category, list_tools
+from neurodesk.catalog.collect import build_catalog
+from neurodesk.desktop import session, vnc
+from neurodesk.desktop.actions import (
+    Jobs,
+    find_tool,
+    gui_argv,
+    load_tool,
+    loaded_dirs,
+    unload_tool,
+)
+from neurodesk.desktop.catalog import panel_tools
 from neurodesk.desktop.environment import DesktopDirs, modules_dir
+from neurodesk.desktop.icons import tool_svg
 from neurodesk.desktop.kernels import write_kernelspecs
+from neurodesk.desktop.labels import category_label
 from neurodesk.errors import NeurodeskError, NotFoundError
 from neurodesk.paths import Paths
 
@@ -82,6 +96,18 @@ class TrustedFiles(AuthenticatedFileHandler):
 
     auth_resource = AUTH_RESOURCE
 
+    def check_xsrf_cookie(self) -> None:
+        """Reading needs the token or cookie, like every route; no Referer check on top.
+
+        Jupyter's file handler also refuses a cookie-authenticated GET without a same-origin
+        Referer, which keeps other sites from including a user's files (XSSI). These files are
+        code everyone has (our panel, Debian's noVNC), not user data, and the noVNC page opened
+        directly (bookmark, typed URL, new window) has no Referer: it was refused with 403
+        "Blocking request from unknown origin". Writes still need the XSRF token.
+        """
+        if self.request.method not in ("GET", "HEAD"):
+            super().check_xsrf_cookie()
+
     @property
     def content_security_policy(self) -> str:
         return JupyterHandler.content_security_policy.fget(self)  # type: ignore[attr-defined,no-any-return]
@@ -114,32 +140,51 @@ class ToolsHandler(_Api):
     def get(self) -> None:
         state = _state(self)
         state.kernels = write_kernelspecs(state.paths, state.dirs.kernels)
-        tools = list_tools(state.paths, kernels=state.kernels)
-        on_path = set(loaded_dirs(os.environ))
-        categories = {
-            category: [{**t.to_json(), "loaded": t.bin_dir in on_path} for t in group]
-            for category, group in by_category(tools).items()
-        }
+        catalog = build_catalog(state.paths)
+        tools = panel_tools(
+            state.paths, catalog.tools, kernels=state.kernels, loaded=set(loaded_dirs(os.environ))
+        )
+        categories = sorted({c for t in tools for c in t.categories}, key=str.lower)
         self.finish(
             {
-                "categories": categories,
+                "tools": [t.to_json() for t in tools],
+                "categories": [{"id": c, "label": category_label(c)} for c in categories],
+                "unreachable": catalog.unreachable,
                 "modulepath": str(modules_dir(state.paths)),
                 "desktop": {"available": vnc.available(), **_session_json(state)},
             }
         )
 
 
+class IconHandler(JupyterHandler):
+    """A tool's badge (an image: not JSON, so not an APIHandler)."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @web.authenticated
+    @authorized
+    def get(self, name: str) -> None:
+        self.set_header("Content-Type", "image/svg+xml")
+        self.finish(tool_svg(name))
+
+
 class InstallHandler(_Api):
+    action = "install"
+
     @web.authenticated
     @authorized
     def post(self) -> None:
         wanted = self.body()
         try:
-            job = _state(self).jobs.start(wanted["name"], wanted["version"])
+            job = _state(self).jobs.start(wanted["name"], wanted["version"], self.action)
         except NeurodeskError as exc:
             return self.fail(exc)
         self.set_status(202)
         self.finish(job.to_json())
+
+
+class UninstallHandler(InstallHandler):
+    action = "uninstall"
 
 
 class JobHandler(_Api):
@@ -162,6 +207,15 @@ class LoadHandler(_Api):
         except NeurodeskError as exc:
             return self.fail(exc)
         self.finish({"loaded": f"{tool.name}/{tool.version}", "bin_dir": tool.bin_dir})
+
+
+class UnloadHandler(_Api):
+    @web.authenticated
+    @authorized
+    def post(self) -> None:
+        wanted = self.body()
+        removed = unload_tool(_state(self).paths, wanted["name"], os.environ)
+        self.finish({"unloaded": wanted["name"], "bin_dirs": removed})
 
 
 def _session_json(state: DesktopState) -> dict[str, Any]:
@@ -233,6 +287,18 @@ class GuiHandler(_Api):
 def _ensure_session(state: DesktopState) -> vnc.VncSession:
     if state.session is None or not state.session.running():
         state.session = vnc.start_session(state.dirs.vnc)
+        env = session.session_env(
+            os.environ,
+            state.session.display_name,
+            state.session.xauthority,
+            [state.paths.installs],
+            state.dirs.vnc,
+            state.dirs.bashrc,
+        )
+        log = state.dirs.vnc / f"session-{state.session.display}.log"
+        state.session.children = session.start(
+            state.dirs.vnc / "session", env, state.dirs.bashrc, log
+        )
         # GUI tools started from terminals opened from now on draw on this desktop.
         os.environ["DISPLAY"] = state.session.display_name
         os.environ["XAUTHORITY"] = str(state.session.xauthority)
@@ -306,6 +372,9 @@ def _load_jupyter_server_extension(serverapp: ServerApp) -> None:
         (base + "/static/(.*)", TrustedFiles, {"path": str(STATIC)}),
         (base + "/api/tools", ToolsHandler),
         (base + "/api/install", InstallHandler),
+        (base + "/api/uninstall", UninstallHandler),
+        (base + "/api/unload", UnloadHandler),
+        (base + r"/api/icon/([^/]+)\.svg", IconHandler),
         (base + r"/api/jobs/(\d+)", JobHandler),
         (base + "/api/load", LoadHandler),
         (base + "/api/desktop", DesktopHandler),

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from neurodesk.desktop.catalog import newest_images
+from neurodesk.desktop.icons import tool_svg
 from neurodesk.paths import Paths
 from neurodesk.store import ImageRecord, Store
 from neurodesk.store.atomic import write_text
@@ -99,6 +100,7 @@ def write_kernelspecs(paths: Paths, kernels_dir: Path) -> dict[str, str]:
         name = kernel_name(record)
         spec = json.dumps(kernelspec(record, python, paths.home), indent=2) + "\n"
         write_text(kernels_dir / name / "kernel.json", spec)
+        write_text(kernels_dir / name / "logo-svg.svg", tool_svg(record.name))  # launcher icon
         written[record.id] = name
     keep = set(written.values())
     for spec_dir in kernels_dir.glob(f"{KERNEL_PREFIX}*"):

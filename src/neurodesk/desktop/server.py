@@ -27,6 +27,7 @@ from neurodesk.desktop.environment import (
     server_env,
     write_config,
 )
+from neurodesk.desktop.hostkernel import write_host_kernelspec
 from neurodesk.desktop.kernels import write_kernelspecs
 from neurodesk.errors import MissingToolError
 from neurodesk.paths import Paths
@@ -101,6 +102,7 @@ def prepare(paths: Paths) -> tuple[DesktopDirs, dict[str, str]]:
     dirs = DesktopDirs.of(paths)
     write_config(paths, dirs)
     install_labextension(dirs)
+    write_host_kernelspec(dirs.kernels)
     return dirs, write_kernelspecs(paths, dirs.kernels)
 
 

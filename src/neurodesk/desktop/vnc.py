@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from neurodesk.errors import ExternalCommandError, MissingToolError
@@ -53,6 +53,8 @@ class VncSession:
     socket: Path
     xauthority: Path
     process: subprocess.Popen[bytes]
+    # the window manager and panel running on it (see neurodesk.desktop.session)
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def display_name(self) -> str:
@@ -62,6 +64,9 @@ class VncSession:
         return self.process.poll() is None
 
     def stop(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.terminate()
         if self.running():
             self.process.terminate()
             try:
