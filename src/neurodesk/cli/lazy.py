@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "base": ("base", "base"),
     "batch": ("batch", "batch"),
     "build": ("build", "build"),
+    "cite": ("cite", "cite"),
     "demo": ("demo", "demo"),
     "desktop": ("desktop", "desktop"),
     "du": ("images", "du"),
