@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "publish": ("publish", "publish"),
     "recipe": ("recipe", "recipe"),
     "rm": ("images", "rm"),
+    "sbom": ("sbom", "sbom"),
     "search": ("catalog", "search"),
     "shell": ("run", "shell"),
     "sync": ("lock", "sync"),
