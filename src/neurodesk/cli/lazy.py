@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mirror": ("mirror", "mirror"),
     "publish": ("publish", "publish"),
     "recipe": ("recipe", "recipe"),
+    "rerun": ("rerun", "rerun_cmd"),
     "rm": ("images", "rm"),
     "sbom": ("sbom", "sbom"),
     "search": ("catalog", "search"),
