@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "desktop": ("desktop", "desktop"),
     "du": ("images", "du"),
     "exec": ("run", "exec_"),
+    "exec-lock": ("lock", "exec_lock"),
     "gc": ("images", "gc"),
     "images": ("images", "images"),
     "import": ("images", "import_"),

@@ -118,6 +118,50 @@ def sync(
     console.print(f"synced {len(done)} tool(s) from {lockfile}{where}", soft_wrap=True)
 
 
+@click.command(
+    "exec-lock",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.argument("lockfile", type=click.Path(dir_okay=False, path_type=Path), metavar="LOCKFILE")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--tool", metavar="NAME", help="which tool of the lock (when it has several)")
+@click.option("--insecure", is_flag=True, help="the lock's source speaks plain HTTP (no TLS)")
+def exec_lock(lockfile: Path, command: tuple[str, ...], tool: str | None, insecure: bool) -> None:
+    """Run COMMAND in exactly the image LOCKFILE pins (synced first when it is not here).
+
+    \b
+    The call format for DataLad: the dataset keeps the lock file as its container "image",
+    so its history pins the digest, and a fresh clone fetches exactly that image:
+      neurodesk lock dcm2niix -o dcm2niix.lock
+      datalad containers-add dcm2niix --url dcm2niix.lock \\
+          --call-fmt 'neurodesk exec-lock {img} -- {cmd}'
+      datalad containers-run -n dcm2niix --input dicom --output nifti \\
+          'dcm2niix -o nifti dicom'
+    """
+    from neurodesk.cli.lazy import load_command
+    from neurodesk.errors import NeurodeskError
+    from neurodesk.repro.sync import sync_tool
+
+    argv = list(command)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        raise NeurodeskError("no command given", hint="write: neurodesk exec-lock LOCKFILE -- CMD")
+    locked = load_lock(lockfile)
+    tools = [t for t in locked.tools if tool is None or t.name == tool]
+    if len(tools) != 1:
+        names = ", ".join(t.name for t in locked.tools)
+        raise NeurodeskError(
+            f"{lockfile} pins {len(tools) if tool else len(locked.tools)} matching tool(s)",
+            hint=f"choose one with --tool NAME ({names})",
+        )
+    sync_tool(Paths.from_env(), tools[0], insecure)  # present, or fetched and verified
+    load_command("exec").main(
+        args=[tools[0].spec, "--", *argv], prog_name="neurodesk", standalone_mode=False
+    )
+
+
 def register(group: click.Group) -> None:
     group.add_command(lock)
     group.add_command(sync)
+    group.add_command(exec_lock)
