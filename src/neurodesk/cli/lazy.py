@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "demo"),
     "desktop": ("desktop", "desktop"),
     "du": ("images", "du"),
+    "examples": ("examples", "examples"),
     "exec": ("run", "exec_"),
     "exec-lock": ("lock", "exec_lock"),
     "gc": ("images", "gc"),
