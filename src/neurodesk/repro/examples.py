@@ -179,13 +179,16 @@ def run_example(
         allow_errors=False,
     )
     started = time.monotonic()
-    try:
-        client.execute()
-        outcome.status = "passed"
-    except (CellExecutionError, CellTimeoutError, DeadKernelError, RuntimeError) as exc:
-        outcome.status = "failed"
-        first = str(exc).strip().splitlines()
-        outcome.reason = _first_error(notebook) or (first[-1] if first else type(exc).__name__)
+    kernel_log = paths.logs / "examples" / f"{example.name}.kernel.log"
+    kernel_log.parent.mkdir(parents=True, exist_ok=True)
+    with kernel_log.open("wb") as log:  # the kernel's own chatter, kept out of the report
+        try:
+            client.execute(stdout=log, stderr=log)
+            outcome.status = "passed"
+        except (CellExecutionError, CellTimeoutError, DeadKernelError, RuntimeError) as exc:
+            outcome.status = "failed"
+            first = str(exc).strip().splitlines()
+            outcome.reason = _first_error(notebook) or (first[-1] if first else type(exc).__name__)
     outcome.seconds = time.monotonic() - started
     outcome.cells = sum(1 for c in notebook.cells if c.cell_type == "code")
     _render(notebook, site / outcome.page)
