@@ -4,6 +4,8 @@ leading out of it; CycloneDX and SPDX documents that their own validators accept
 from __future__ import annotations
 
 import json
+import sqlite3
+import struct
 from pathlib import Path
 
 import pytest
@@ -55,12 +57,13 @@ def fake_image(root: Path, outside: Path) -> Path:
                 "license": "Zlib",
             }
         ),
-        "var/lib/rpm/rpmdb.sqlite": "",
     }
     for rel, text in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    rpmdb(root / "var/lib/rpm/rpmdb.sqlite", {1000: "tinyrpm", 1001: "1.2.3", 1002: "4",
+                                              1022: "noarch", 1014: "MIT"})  # fmt: skip
     # Hostile: metadata that is a link to a host file, a site dir that is a link out of the image.
     outside.mkdir()
     (outside / "METADATA").write_text("Name: HOSTSECRET\nVersion: 6.6.6\n")
@@ -71,6 +74,24 @@ def fake_image(root: Path, outside: Path) -> Path:
     (site / "climb-1.dist-info").symlink_to("../../../../../../../../.." + str(outside))
     (root / "opt" / "hostconda").symlink_to(outside.parent)
     return root
+
+
+def rpm_header(tags: dict[int, str]) -> bytes:
+    """An rpm header as rpm >= 4.16 stores it in rpmdb.sqlite: counts, index, data."""
+    index, data = b"", b""
+    for tag, value in tags.items():
+        index += struct.pack(">iiii", tag, 6, len(data), 1)  # 6: RPM_STRING_TYPE
+        data += value.encode() + b"\0"
+    return struct.pack(">ii", len(tags), len(data)) + index + data
+
+
+def rpmdb(path: Path, tags: dict[int, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB)")
+        db.execute("INSERT INTO Packages (blob) VALUES (?)", (rpm_header(tags),))
+        db.execute("INSERT INTO Packages (blob) VALUES (?)", (b"\xff" * 7,))  # junk: ignored
+    db.close()
 
 
 @pytest.fixture
@@ -90,9 +111,10 @@ def test_packages_of_every_kind_and_nothing_from_outside(tmp_path: Path) -> None
         "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12",
         "pkg:pypi/numpy@1.24.2",
         "pkg:pypi/old-pkg@0.3",
+        "pkg:rpm/debian/tinyrpm@1.2.3-4?arch=noarch&distro=debian-12",
     ]
     assert not any("HOSTSECRET" in p.name for p in found.packages)
-    assert found.notes and "rpm database" in found.notes[0]
+    assert found.notes == []
 
 
 def test_cyclonedx_document_is_valid(image_home: Path) -> None:
@@ -105,9 +127,9 @@ def test_cyclonedx_document_is_valid(image_home: Path) -> None:
     bom = json.loads(proc.stdout)
     assert bom["metadata"]["component"]["type"] == "container"
     names = {c["name"] for c in bom["components"]}
-    assert names == {"libc6", "dcm2niix", "numpy", "Old_Pkg", "zlib"}
+    assert names == {"libc6", "dcm2niix", "numpy", "Old_Pkg", "zlib", "tinyrpm"}
     (root_deps,) = [d for d in bom["dependencies"] if d["ref"].startswith("pkg:oci/")]
-    assert len(root_deps["dependsOn"]) == 5
+    assert len(root_deps["dependsOn"]) == 6
 
 
 def test_spdx_document_parses_and_validates(image_home: Path, tmp_path: Path) -> None:
@@ -131,8 +153,16 @@ def test_info_packages_table_and_json(image_home: Path) -> None:
         next(p for p in data["packages"] if p["name"] == "dcm2niix").items()
     )
     table = run_cli(["info", "fake", "--packages"], image_home)
-    assert "fake_1.0_20260101: 5 package(s)" in table.stdout
-    assert "rpm database" in table.stdout
+    assert "fake_1.0_20260101: 6 package(s)" in table.stdout
+    assert "tinyrpm" in table.stdout
+
+
+def test_an_rpm_database_of_another_format_is_noted(tmp_path: Path) -> None:
+    (tmp_path / "var/lib/rpm").mkdir(parents=True)
+    (tmp_path / "var/lib/rpm/Packages").write_bytes(b"\0" * 64)  # BerkeleyDB: not read
+    found = inventory(ImageFiles(tmp_path))
+    assert found.packages == []
+    assert found.notes == ["/var/lib/rpm/Packages: this rpm database format is not read"]
 
 
 def test_sbom_errors_are_one_line(home: Path) -> None:

@@ -23,10 +23,9 @@ def sbom(name: str, fmt: str, output: Path | None) -> None:
     """A software bill of materials of an image in the store: every package inside it.
 
     \b
-    Read from the image's files, never by running it: dpkg's status database, Python
-    packages (dist-info and egg-info in site-/dist-packages), conda environments
-    (conda-meta). An rpm database is noted, not listed yet. Links leading out of the
-    image are not followed.
+    Read from the image's files, never by running it: dpkg's status database, rpm's
+    (sqlite format), Python packages (dist-info and egg-info in site-/dist-packages),
+    conda environments (conda-meta). Links leading out of the image are not followed.
 
     \b
     Examples:

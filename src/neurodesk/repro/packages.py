@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+import struct
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
+from pathlib import Path
 
 from packageurl import PackageURL
 
@@ -21,7 +25,12 @@ FIELD_LIMIT = 512
 # Python installations looked at (globbed one level where '*' appears)
 PYTHON_ROOTS = ("/usr/lib", "/usr/local/lib", "/opt/conda/lib", "/opt/*/lib", "/usr/lib64")
 CONDA_ROOTS = ("/opt/conda", "/opt/*", "/usr/local", "/opt/conda/envs/*")
-RPM_DATABASES = ("/var/lib/rpm/rpmdb.sqlite", "/var/lib/rpm/Packages", "/usr/lib/sysimage/rpm")
+RPM_DIRS = ("/var/lib/rpm", "/usr/lib/sysimage/rpm")
+RPM_OTHER_FORMATS = ("Packages", "Packages.db")  # BerkeleyDB (RHEL <= 8), ndb (SUSE)
+# rpm header tags and types (rpmtag.h)
+RPM_TAGS = {1000: "name", 1001: "version", 1002: "release", 1003: "epoch", 1014: "license",
+            1020: "url", 1022: "arch"}  # fmt: skip
+RPM_INT32, RPM_STRING, RPM_I18NSTRING = 4, 6, 9
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,10 @@ class Package:
 
     @property
     def purl(self) -> str:
-        namespace = {"deb": self.qualifier("distro_id") or "debian"}.get(self.ecosystem)
+        namespace = {
+            "deb": self.qualifier("distro_id") or "debian",
+            "rpm": self.qualifier("distro_id") or None,
+        }.get(self.ecosystem)
         name = self.name
         if self.ecosystem == "pypi":
             name = re.sub(r"[-_.]+", "-", name).lower()
@@ -225,6 +237,81 @@ def conda_packages(files: ImageFiles) -> list[Package]:
     return out
 
 
+# -- rpm ------------------------------------------------------------------------------------------
+def parse_rpm_header(blob: bytes) -> dict[str, str]:
+    """The tags we list from one rpm header as stored in the database (no lead, no magic):
+    entry count and data length, then 16-byte index entries, then the data; big-endian."""
+    if len(blob) < 8:
+        return {}
+    count, size = struct.unpack(">ii", blob[:8])
+    if count <= 0 or size < 0 or 8 + 16 * count + size > len(blob):
+        return {}
+    data = blob[8 + 16 * count : 8 + 16 * count + size]
+    out: dict[str, str] = {}
+    for i in range(count):
+        tag, kind, offset, _n = struct.unpack(">iiii", blob[8 + 16 * i : 24 + 16 * i])
+        key = RPM_TAGS.get(tag)
+        if key is None or not 0 <= offset < len(data):
+            continue
+        if kind in (RPM_STRING, RPM_I18NSTRING):
+            end = data.find(b"\0", offset)
+            out[key] = _cut(data[offset : end if end >= 0 else None].decode("utf-8", "replace"))
+        elif kind == RPM_INT32 and offset + 4 <= len(data):
+            out[key] = str(struct.unpack(">i", data[offset : offset + 4])[0])
+    return out
+
+
+def rpm_packages(files: ImageFiles, distro: str, notes: list[str]) -> list[Package]:
+    """Packages of an rpm database in sqlite format (rpm >= 4.16: Fedora, RHEL 9, ...).
+
+    The database (and its write-ahead log) is copied out of the image, each file read inside
+    the root, and opened there: the image is never written to, and nothing in it is run.
+    """
+    for directory in RPM_DIRS:
+        if files.resolve(f"{directory}/rpmdb.sqlite") is None:
+            others = [n for n in RPM_OTHER_FORMATS if files.resolve(f"{directory}/{n}")]
+            if others:
+                notes.append(f"{directory}/{others[0]}: this rpm database format is not read")
+            continue
+        with tempfile.TemporaryDirectory(prefix="nd-rpmdb-") as scratch:
+            for name in ("rpmdb.sqlite", "rpmdb.sqlite-wal"):
+                data = files.read_bytes(f"{directory}/{name}")
+                if data is not None:
+                    (Path(scratch) / name).write_bytes(data)
+            try:
+                with sqlite3.connect(Path(scratch) / "rpmdb.sqlite") as db:
+                    rows = db.execute("SELECT blob FROM Packages").fetchall()
+            except sqlite3.Error as exc:
+                notes.append(f"{directory}/rpmdb.sqlite could not be read: {exc}")
+                continue
+        out = []
+        for (blob,) in rows:
+            tags = parse_rpm_header(bytes(blob)) if isinstance(blob, bytes) else {}
+            if not tags.get("name") or tags["name"] == "gpg-pubkey":
+                continue
+            version = tags.get("version", "")
+            if tags.get("release"):
+                version += f"-{tags['release']}"
+            out.append(
+                Package(
+                    "rpm",
+                    tags["name"],
+                    version,
+                    arch=tags.get("arch", ""),
+                    license=tags.get("license", ""),
+                    homepage=tags.get("url", ""),
+                    source=f"{directory}/rpmdb.sqlite",
+                    qualifiers=(
+                        ("distro_id", distro.split("-")[0]),
+                        ("distro", distro),
+                        ("epoch", tags.get("epoch", "")),
+                    ),
+                )
+            )
+        return out
+    return []
+
+
 # -- everything -----------------------------------------------------------------------------------
 def inventory(files: ImageFiles) -> Inventory:
     os_id, os_version = os_release(files)
@@ -233,10 +320,5 @@ def inventory(files: ImageFiles) -> Inventory:
     result.packages += dpkg_packages(files, distro)
     result.packages += pip_packages(files)
     result.packages += conda_packages(files)
-    for database in RPM_DATABASES:
-        if files.resolve(database) is not None or files.is_dir(database):
-            result.notes.append(
-                f"an rpm database ({database}) is present: its packages are not listed yet"
-            )
-            break
+    result.packages += rpm_packages(files, distro, result.notes)
     return result
