@@ -134,3 +134,23 @@ def test_generated_by_names_a_resolvable_reference(
     served = f"reg.lab:5000/nd/tool_1.2:20260101@{DIGEST}"
     remember_reference(Paths(tmp_path), served)
     assert generated_by(batch)["Container"]["URI"] == served
+
+
+def test_default_set_is_what_is_installed_or_loaded(tmp_path: Path) -> None:
+    from neurodesk.repro.lock import installed_or_loaded
+
+    def install(prefix: Path, name: str, version: str) -> Path:
+        directory = prefix / "containers" / f"{name}_{version}_20260101"
+        (directory / "bin").mkdir(parents=True)
+        image = {"name": name, "version": version, "builddate": "20260101"}
+        (directory / "install.json").write_text(json.dumps({"image": image, "files": []}))
+        return directory / "bin"
+
+    paths = Paths(tmp_path / "home")
+    install(paths.installs, "dcm2niix", "1.0")
+    site_bin = install(tmp_path / "site", "mrtrix3", "3.0.4")  # another prefix, loaded
+    found = installed_or_loaded(paths, path_env=f"/usr/bin:{site_bin}:/bin")
+    assert [(s.spec, s.why) for s in found] == [
+        ("mrtrix3/3.0.4/20260101", "loaded"),
+        ("dcm2niix/1.0/20260101", "installed"),
+    ]
