@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def test_lock_then_sync_reproduces_the_exact_image_elsewhere(
     configure(elsewhere, registry, "locked")
     synced = run_cli(["sync", str(lockfile), "--json"], elsewhere)
     assert synced.returncode == 0, synced.stderr
-    assert json.loads(synced.stdout)[0]["how"] == "fetched from lab"
+    how = json.loads(synced.stdout)[0]["how"]
+    assert how == f"fetched by digest from {registry.address}/locked"
     assert Store(Paths(elsewhere).store).resolve("tiny/1.0/20260101").digest == digest
     wrapper = elsewhere / "installs" / "containers" / "tiny_1.0_20260101" / "bin" / "tinytool"
     assert wrapper.is_file()
@@ -82,7 +84,7 @@ def test_lock_then_sync_reproduces_the_exact_image_elsewhere(
     assert json.loads(relock.stdout)["tools"] == [locked]
 
 
-def test_sync_fails_loudly_when_the_digest_can_no_longer_be_had(
+def test_a_moved_tag_still_syncs_by_digest_and_a_lost_digest_fails_loudly(
     registry: RegistryServer, tmp_path: Path
 ) -> None:
     origin = home_with(tmp_path, registry, "moved")
@@ -90,10 +92,22 @@ def test_sync_fails_loudly_when_the_digest_can_no_longer_be_had(
                     "--insecure"], origin).returncode == 0  # fmt: skip
     lockfile = tmp_path / "neurodesk.lock"
     assert run_cli(["lock", "tiny", "-o", str(lockfile)], origin).returncode == 0
-    # The tag is pushed again with other content: the locked digest is gone from the registry.
+    locked = json.loads(lockfile.read_text())["tools"][0]["digest"]
+    # The tag is pushed again with other content; the locked manifest is still there by digest.
     other = home_with(tmp_path / "other", registry, "moved", seed=1)
     assert run_cli(["publish", "tiny", "--registry", f"{registry.address}/moved",
                     "--insecure"], other).returncode == 0  # fmt: skip
+    first = tmp_path / "first"
+    configure(first, registry, "moved")
+    proc = run_cli(["sync", str(lockfile), "--json"], first)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["how"].startswith("fetched by digest from ")
+    assert Store(Paths(first).store).resolve("tiny").digest == locked
+
+    # Then the registry loses the locked manifest (deleted, garbage-collected): only the
+    # tag's other image is left, and that is not what the lock pins.
+    revisions = registry.storage / "docker/registry/v2/repositories/moved/tiny_1.0/_manifests"
+    shutil.rmtree(revisions / "revisions" / "sha256" / locked.removeprefix("sha256:"))
     elsewhere = tmp_path / "elsewhere"
     configure(elsewhere, registry, "moved")
     proc = run_cli(["sync", str(lockfile)], elsewhere)
