@@ -131,7 +131,35 @@ def _from_catalog(paths: Paths, name: str) -> dict[str, Any]:
         citation = _clean(getattr(holder, "citation", ""))
         if citation:
             return {"citation": citation, "licenses": list(tool.licenses)}
+    if "upstream" in tool.sources:
+        facts = _upstream_recipe(paths, name)
+        if facts:
+            return facts
     return {"licenses": list(tool.licenses)}
+
+
+def _upstream_recipe(paths: Paths, name: str) -> dict[str, Any]:
+    """Upstream's recipe facts (``catalog.recipefacts``, fetched once and cached), if this
+    neurodesk has them; anything going wrong means no facts, never an error."""
+    import importlib
+
+    try:
+        module = importlib.import_module("neurodesk.catalog.recipefacts")
+        from neurodesk.sources.config import load_config
+
+        settings = load_config(paths.config_file)
+        url = str(getattr(settings, "recipe_url", "") or "")
+        facts = module.recipe_facts(paths.home, name, url, min(settings.timeout, 5.0))
+    except Exception:  # an optional, remote, best-effort source
+        return {}
+    if facts is None:
+        return {}
+    url = str(getattr(facts, "documentation", "") or "")
+    return {
+        "citation": _clean(getattr(facts, "citation", "")),
+        "licenses": [str(x) for x in getattr(facts, "licenses", []) or []],
+        "url": url if url.startswith(("https://", "http://")) else "",
+    }
 
 
 def describe(
