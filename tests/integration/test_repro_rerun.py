@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,18 @@ def test_rerun_through_a_moved_install_tree(
     moved.parent.mkdir()
     shutil.move(first, moved)
     result = rerun(task_record, nd_home, "--prefix", str(moved))
+    assert result["identical"] is True and len(result["same"]) == 2  # type: ignore[arg-type]
+
+    # The whole home (store and an install tree inside it) moved elsewhere: a hard-linked copy,
+    # used from its new place only, the old one out of reach of the wrappers' fallback.
+    home = tmp_path / "elsewhere" / "ndhome"
+    home.parent.mkdir()
+    subprocess.run(["cp", "-al", str(nd_home), str(home)], check=True)
+    installs = home / "installs"
+    assert run_cli(["install", "dcm2niix", "--prefix", str(installs)], home).returncode == 0
+    relocated = tmp_path / "relocated"
+    shutil.move(home, relocated)
+    result = rerun(task_record, relocated, "--prefix", str(relocated / "installs"))
     assert result["identical"] is True and len(result["same"]) == 2  # type: ignore[arg-type]
 
 
