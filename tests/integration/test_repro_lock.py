@@ -83,6 +83,13 @@ def test_lock_then_sync_reproduces_the_exact_image_elsewhere(
     assert relock.returncode == 0, relock.stderr
     assert json.loads(relock.stdout)["tools"] == [locked]
 
+    # exec-lock (DataLad's call format) in a fresh home fetches exactly the pinned image first.
+    # (The tiny image has no shell to run its tool; what matters here is what got fetched.)
+    fresh = tmp_path / "fresh"
+    configure(fresh, registry, "locked")
+    run_cli(["exec-lock", str(lockfile), "--", "/usr/bin/tinytool"], fresh)
+    assert Store(Paths(fresh).store).resolve("tiny/1.0/20260101").digest == digest
+
 
 def test_a_moved_tag_still_syncs_by_digest_and_a_lost_digest_fails_loudly(
     registry: RegistryServer, tmp_path: Path
