@@ -120,6 +120,12 @@ def test_records_that_cannot_be_rerun_here_say_why(
     changed[next(iter(changed))] = "sha256:" + "3" * 64
     assert_one_line_error(run_cli(["rerun", str(forged(inputs=changed))], nd_home),
                           "has changed since the record was made")  # fmt: skip
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    proc = run_cli(["rerun", str(task_record), "--output", str(full)], nd_home)
+    assert_one_line_error(proc, "is not empty")
+    assert sorted(p.name for p in full.iterdir()) == ["keep.txt"]
     junk = tmp_path / "junk.json"
     junk.write_text('{"hello": 1}')
     assert_one_line_error(run_cli(["rerun", str(junk)], nd_home), "is not a neurodesk task record")
