@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 # What the demo needs: build (buildah, debootstrap), run (bubblewrap), Python venv.
 CORE_PACKAGES=(bubblewrap buildah debootstrap uidmap python3 python3-venv python3-pip ca-certificates tar)
 # What the whole test suite and the benchmarks need on top: the real clients and servers.
-TEST_PACKAGES=(dcm2niix squashfs-tools squashfuse skopeo umoci podman runc lmod slurm-wlm munge
+TEST_PACKAGES=(dcm2niix git-annex rpm squashfs-tools squashfuse skopeo umoci podman runc lmod slurm-wlm munge
   docker-registry desktop-file-utils parallel hyperfine chromium chromium-driver xvfb
   tcl less procps  # tcl, less, procps: environment-modules' modulecmd.tcl, unpacked by the tests
   tigervnc-standalone-server xauth novnc)  # neurodesk desktop's browser desktop for GUI tools

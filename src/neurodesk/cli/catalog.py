@@ -104,9 +104,15 @@ def _size(size: int | None) -> str:
 @click.argument("name")
 @local_option
 @json_option
-def info(name: str, local: bool, as_json: bool) -> None:
+@click.option("--packages", is_flag=True, help="the packages inside the store's image instead")
+def info(name: str, local: bool, as_json: bool, packages: bool) -> None:
     """Everything known about tool NAME: versions, categories, commands, README, licence, size
     and which sources have it."""
+    if packages:  # the software inside NAME[/VERSION] (see 'neurodesk sbom')
+        from neurodesk.cli.sbom import show_packages
+
+        show_packages(name, as_json)
+        return
     catalog = build_catalog(Paths.from_env(), remote=not local, detail=True, only=name)
     _warn(catalog)
     tool = catalog.tools.get(name)

@@ -27,6 +27,7 @@ from neurodesk.jobs import template
 from neurodesk.jobs.inputs import Input
 from neurodesk.jobs.provenance import ImageInfo, TaskRecord, is_complete
 from neurodesk.paths import Paths
+from neurodesk.repro.reference import best_reference
 from neurodesk.store import ImageRecord, Store
 from neurodesk.store.atomic import write_text
 
@@ -69,6 +70,7 @@ def image_info(record: ImageRecord) -> ImageInfo:
         builddate=record.builddate,
         id=record.id,
         digest=record.digest,
+        reference=best_reference(Paths.from_env(), record.id, record.digest),
     )
 
 

@@ -15,7 +15,10 @@ from typing import Any
 from neurodesk import __version__
 from neurodesk.errors import ValidationError
 from neurodesk.jobs.batch import Batch
+from neurodesk.jobs.provenance import ImageInfo
 from neurodesk.jobs.status import TaskState, counts
+from neurodesk.paths import Paths
+from neurodesk.repro.reference import best_reference, is_registry_reference
 from neurodesk.store.atomic import write_text
 
 BIDS_VERSION = "1.8.0"
@@ -40,6 +43,15 @@ def summary(batch: Batch, states: list[TaskState]) -> dict[str, Any]:
     }
 
 
+def container_uri(image: ImageInfo) -> str:
+    """A reference that resolves to the image: a registry serving its digest when one is known
+    (now or when the batch was defined), else the catalog id plus digest."""
+    now = best_reference(Paths.from_env(), image.id, image.digest)
+    if is_registry_reference(now) or not image.reference:
+        return now
+    return image.reference
+
+
 def generated_by(batch: Batch) -> dict[str, Any]:
     image = batch.spec.image
     command = shlex.join(batch.spec.command)
@@ -50,7 +62,7 @@ def generated_by(batch: Batch) -> dict[str, Any]:
         "Container": {
             "Type": "oci",
             "Tag": f"{image.name}_{image.version}:{image.builddate}",
-            "URI": f"{image.name}_{image.version}@{image.digest}",
+            "URI": container_uri(image),
         },
     }
 

@@ -26,6 +26,8 @@ class ImageInfo(BaseModel):
     builddate: str
     id: str
     digest: str
+    # resolvable: HOST/NS/<name>_<version>:<date>@sha256:... or <id>@sha256:... (repro.reference)
+    reference: str = ""
 
 
 class RuntimeInfo(BaseModel):
