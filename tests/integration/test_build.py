@@ -33,6 +33,7 @@ build:
   kind: neurodocker
   base-image: ubuntu:22.04
   pkg-manager: apt
+  add-default-template: false
   directives:
     - run:
         - printf '#!/usr/bin/nosuchinterp\\necho hi\\n' > /usr/local/bin/badscript
@@ -71,6 +72,7 @@ build:
   kind: neurodocker
   base-image: debian:bookworm
   pkg-manager: apt
+  add-default-template: false
   directives:
     - run:
         - echo first step works

@@ -34,6 +34,7 @@ build:
   kind: neurodocker
   base-image: debian:bookworm
   pkg-manager: apt
+  add-default-template: false
   directives:
     - workdir: /opt/feature
     - copy: tool.sh /opt/feature/bin/tool

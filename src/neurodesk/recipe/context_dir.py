@@ -77,6 +77,9 @@ def _place(source: ContextFile, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     if source.data is not None:
         dest.write_bytes(source.data)
+    elif source.path is not None and source.path.is_dir():
+        shutil.copytree(source.path, dest, symlinks=True, dirs_exist_ok=True)
+        return
     elif source.path is not None:
         shutil.copyfile(source.path, dest)
     else:
@@ -131,5 +134,9 @@ def write_build_context(
             line = f"{recipe_path}: {relative}: escapes the build context"
             raise ValidationError(line, [line])
         _place(source, target)
+    for relative, directory in sorted(plan.local_dirs.items()):
+        if not directory.is_dir():
+            raise NotFoundError(f"--local directory {directory} does not exist")
+        shutil.copytree(directory, dest / relative, symlinks=True, dirs_exist_ok=True)
     (dest / "README.md").write_text(render_readme(recipe, RenderContext(recipe, ctx.arch)))
     (dest / "Singularity").write_text(render_apptainer(recipe, RenderContext(recipe, ctx.arch)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from neurodesk.recipe.context import RenderContext
+from neurodesk.recipe.context import LOCALS_DIR, RenderContext
 from neurodesk.recipe.model import Recipe
 from neurodesk.recipe.plan import (
     MOUNT_POINTS,
@@ -87,7 +87,11 @@ class DockerfileRenderer:
             return ["RUN " + install_line(plan.pkg_manager, step.packages)]
         if isinstance(step, Run):
             body = join_commands(step.commands)
-            return ["RUN " + "\n    ".join(body)] if body else []
+            mounts = "".join(
+                f"--mount=type=bind,source=local/{key},target={LOCALS_DIR}/{key},readonly "
+                for key in step.locals
+            )
+            return ["RUN " + mounts + "\n    ".join(body)] if body else []
         if isinstance(step, Env):
             return [_env(step.items)]
         if isinstance(step, Workdir):

@@ -21,6 +21,7 @@ build:
   kind: neurodocker
   base-image: debian:bookworm
   pkg-manager: apt
+  add-default-template: false
   directives:
     # Debian packages (check names with `apt-cache policy NAME`).
     - install: {package}
