@@ -52,13 +52,13 @@ def yaml_type(value: Any) -> str:
     return type(value).__name__
 
 
-def closest(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
+def closest(word: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
     """The valid choices nearest to ``word`` (case-insensitive), best first."""
     pool = list(dict.fromkeys(str(c) for c in choices))
     lowered = {c.lower(): c for c in pool}
     if word.lower() in lowered:
         return [lowered[word.lower()]]
-    found = difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=0.6)
+    found = difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=cutoff)
     return [lowered[f] for f in found]
 
 
