@@ -366,7 +366,7 @@ class Planner:
     def _template(self, d: dict[str, Any], value: Any, where: str, local: dict[str, Any]) -> None:
         body = {k: self._render(v, f"{where}.{k}", local) for k, v in value.items()}
         try:
-            out = render_template(body, self.plan.pkg_manager)
+            out = render_template(body, self.plan.pkg_manager, self.ctx.arch)
         except TemplateProblem as exc:
             raise _fail(self.ctx, f"{where}.{exc.key}", exc.reason) from None
         except NotFoundError:
