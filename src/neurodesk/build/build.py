@@ -25,12 +25,12 @@ from neurodesk.build.base import ensure_base
 from neurodesk.build.builder import Builder
 from neurodesk.build.select import choose_builder
 from neurodesk.build.steps import directive_of_steps, instructions
-from neurodesk.catalog.appsjson import CatalogFiles, Release
+from neurodesk.catalog.appsjson import CatalogFiles, Release, release_file_version
 from neurodesk.errors import ExternalCommandError, NotFoundError
 from neurodesk.image.oci import OCILayout
 from neurodesk.paths import Paths
 from neurodesk.recipe import Recipe, load_recipe
-from neurodesk.recipe.context import RenderContext
+from neurodesk.recipe.context import RenderContext, host_arch
 from neurodesk.recipe.context_dir import write_build_context
 from neurodesk.recipe.render_docker import render_dockerfile
 from neurodesk.store import ImageRecord, Store
@@ -91,7 +91,9 @@ def with_base(recipe: Recipe, base_override: str | None) -> Recipe:
     return recipe.model_copy(update={"build": build})
 
 
-def prepare_context(recipe: Recipe, recipe_path: Path, dest: Path) -> str:
+def prepare_context(
+    recipe: Recipe, recipe_path: Path, dest: Path, locals_: dict[str, str] | None = None
+) -> str:
     """Write the build context (Dockerfile, README.md, build.yaml, the recipe's files, the
     Apptainer definition) into ``dest``; return the recipe digest.
 
@@ -102,7 +104,7 @@ def prepare_context(recipe: Recipe, recipe_path: Path, dest: Path) -> str:
     dest.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=".stage-", dir=dest.parent))
     try:
-        ctx = RenderContext(recipe)
+        ctx = RenderContext(recipe, locals_=locals_)
         raw = recipe_path.read_bytes()
         (staged / "Dockerfile").write_text(render_dockerfile(recipe, ctx))
         (staged / "README.md").write_text(ctx.render(recipe.readme, "readme") + "\n")
@@ -195,6 +197,7 @@ def build_recipe(
     on_step: StepHook | None = None,
     base_override: str | None = None,
     releases: Path | None = None,
+    locals_: dict[str, str] | None = None,
 ) -> BuildResult:
     """Build the recipe at ``recipe_path`` into the store; write its release files.
 
@@ -228,7 +231,7 @@ def build_recipe(
     base_source = ensure_base(builder, base, paths, log, say)
     lap("base")
     context = paths.cache / "build" / recipe.name / recipe.version
-    digest = prepare_context(recipe, recipe_path, context)
+    digest = prepare_context(recipe, recipe_path, context, locals_)
     steps = directive_of_steps(recipe)
     if len(steps) != len(instructions((context / "Dockerfile").read_text())):
         steps = []  # the renderer did something we cannot attribute; show plain steps
@@ -259,14 +262,21 @@ def build_recipe(
     lap("store")
 
     files = CatalogFiles(releases) if releases else CatalogFiles.default(paths.home)
+    arch = host_arch()
     release = Release.for_build(
         recipe.name,
         recipe.version,
         builddate,
         recipe.categories,
         [(app.name, app.exec) for app in recipe.gui_apps],
+        apptainer_args=recipe.apptainer_args,
+        architecture=arch,
+        show_in_menu=recipe.show_in_menu,
+        show_in_applist=recipe.show_in_applist,
     )
-    release_path = files.write_release(recipe.name, recipe.version, release)
+    release_path = files.write_release(
+        recipe.name, release_file_version(recipe.version, arch, None), release
+    )
     files.regenerate()
     lap("release")
     return BuildResult(

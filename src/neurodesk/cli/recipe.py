@@ -62,7 +62,7 @@ def recipe() -> None:
     """
 
 
-def _parse_locals(pairs: tuple[str, ...]) -> dict[str, str]:
+def parse_locals(pairs: tuple[str, ...]) -> dict[str, str]:
     chosen: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -160,7 +160,7 @@ def check(
     if not names:
         raise click.UsageError("name a recipe (or a path to one) or pass --all")
     chosen = _parse_options(options)
-    local = _parse_locals(locals_)
+    local = parse_locals(locals_)
     problems: list[str] = []
     accepted = refused = crashed = 0
     for name in names:
@@ -222,7 +222,7 @@ def render(
         arch, selector = build.arch, build.selector
     chosen = _parse_options(options)
     loaded = loaded.with_options(chosen) if chosen else loaded
-    ctx = RenderContext(loaded, arch=arch, variant=selector, locals_=_parse_locals(locals_))
+    ctx = RenderContext(loaded, arch=arch, variant=selector, locals_=parse_locals(locals_))
     click.echo(FORMATS[fmt](loaded, ctx), nl=False)
 
 
