@@ -268,7 +268,7 @@ tests:
     validate:
       - output_exists: ${{output_dir}}/phantom.nii
       - is_3d: ${{output_dir}}/phantom.nii
-      - same_dimensions: [${{output_dir}}/phantom.nii, ${{output_dir}}/phantom.nii]
+      - same_dimensions: ["${{output_dir}}/phantom.nii", "${{output_dir}}/phantom.nii"]
       - output_dir_not_empty: ${{output_dir}}
   - name: sidecar
     depends_on: convert
@@ -306,6 +306,7 @@ def test_every_feature_against_the_dcm2niix_image(
         capture_output=True, text=True, env=env, timeout=600, check=False,
     )  # fmt: skip
     assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.startswith("{"), proc.stderr
     report = json.loads(proc.stdout)
     got = {t["name"]: (t["status"], t["detail"]) for t in report["tests"]}
     assert proc.returncode == 1  # "after a failure" fails on purpose
