@@ -413,7 +413,8 @@ class _Checker:
             if runner:
                 suite.script_runner = f"{runner} {runtime.get('path', '')}".strip()
                 suite.script_ext = ".m"
-        suite.variables = variables
+        # As upstream's runner: the suite's name and version are variables too ($name, ${version}).
+        suite.variables = {"name": name, "version": version, **variables}
         return suite
 
     def datasets(self, value: Any) -> list[Dataset]:
