@@ -11,6 +11,7 @@ from neurodesk.cli.output import console, emit_json, err_console, json_option_he
 from neurodesk.errors import NeurodeskError, NotFoundError, ValidationError
 from neurodesk.recipe import Recipe, find_recipe, load_recipe
 from neurodesk.recipe.context import RenderContext
+from neurodesk.recipe.context_dir import render_readme
 from neurodesk.recipe.fulltest import load_fulltest
 from neurodesk.recipe.load import recipes_dir, shipped_recipes
 from neurodesk.recipe.render_apptainer import render_apptainer
@@ -94,6 +95,10 @@ def _check_one(name: str, options: dict[str, bool], local: dict[str, str] | None
                 render(chosen, ctx)
             except ValidationError as exc:
                 problems.extend(f"{p} (rendering {fmt}, {label})" for p in exc.problems)
+        try:
+            render_readme(chosen, RenderContext(chosen, arch=arch, variant=selector))
+        except ValidationError as exc:
+            problems.extend(f"{p} (rendering the README, {label})" for p in exc.problems)
     try:
         load_tests(path.parent)
     except ValidationError as exc:

@@ -90,10 +90,19 @@ def _place(source: ContextFile, dest: Path) -> None:
 
 
 def render_readme(recipe: Recipe, ctx: RenderContext | None = None) -> str:
-    """The ``/README.md`` text: ``readme`` (Jinja), else built from ``structured_readme``."""
+    """The ``/README.md`` text: ``readme`` (Jinja), else the recipe directory's README.md (as
+    upstream's builder does), else built from ``structured_readme``."""
     ctx = ctx or RenderContext(recipe)
     if recipe.readme.strip():
         return ctx.render(recipe.readme, "readme").rstrip("\n") + "\n"
+    beside = recipe.source_dir / "README.md"
+    if recipe.source is not None and beside.is_file():
+        try:
+            text = beside.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        if text.strip():
+            return ctx.render(text, "README.md").rstrip("\n") + "\n"
     parts = [f"## {recipe.name}/{recipe.version}"]
     sr = recipe.structured_readme
     if sr is not None:
