@@ -126,6 +126,7 @@ def test_shipped_recipe_builds_and_passes_its_tests(
     assert release["apps"][f"{name} {built['version']}"] == {
         "version": built["builddate"],
         "exec": "",
+        "apptainer_args": [],
     }
     assert name in json.loads((catalog / "apps.json").read_text())
     log_line = f"{name}_{built['version']}_{built['builddate']} categories:"

@@ -254,7 +254,7 @@ def new(
     license_id: str,
     directory: Path | None,
 ) -> None:
-    """Scaffold recipes/NAME/build.yaml and test.yaml; they pass `recipe check` as written."""
+    """Scaffold recipes/NAME/build.yaml and fulltest.yaml; they pass `recipe check` as written."""
     target = directory or recipes_dir() / name
     written = scaffold(target, name, version, package, command, category, license_id)
     _check_one(str(target), {})
