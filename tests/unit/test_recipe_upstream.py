@@ -57,6 +57,7 @@ def test_top_level_keys_are_accepted(tmp_path: Path, top: dict[str, Any], expect
         ({"auto_update": {"method": "github_release", "repo": "nope"}}, "auto_update.repo",
          "OWNER/REPOSITORY"),
         ({"show_in_menu": "sometimes"}, "show_in_menu", "expected true or false, got a string"),
+        ({"readme_url": "ftp://x/README"}, "readme_url", "is not an http(s) URL"),
         ({"copyright": [{"license": "mit"}]}, "copyright[0].license", "did you mean 'MIT'"),
         ({"copyright": [{"license": " "}]}, "copyright[0].license", "empty licence"),
         ({"variants": {"Bad Name": {}}}, "variants", "lowercase letters"),

@@ -261,6 +261,13 @@ class Recipe(_Strict):
             str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
         )
 
+    @field_validator("readme_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://", "{{")):
+            raise ValueError(f"'{value}' is not an http(s) URL")
+        return value
+
     @field_validator("categories")
     @classmethod
     def _known_categories(cls, value: list[str]) -> list[str]:
