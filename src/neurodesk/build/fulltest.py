@@ -100,7 +100,7 @@ class _Runner:
         path.chmod(0o755)
         return path
 
-    def _prologue(self, env_setup: str | None) -> list[str]:
+    def prologue(self, env_setup: str | None) -> list[str]:
         lines = [f"export {k}={shlex.quote(v)}" for k, v in self.suite.env.items()]
         setup = self.suite.env_setup if env_setup is None else env_setup
         if setup:
@@ -141,7 +141,7 @@ class _Runner:
     def run_test(self, test: FullTest) -> TestResult:
         started = time.monotonic()
         timeout = test.timeout or self.suite.default_timeout
-        lines = ["#!/usr/bin/env bash", *self._prologue(test.env_setup)]
+        lines = ["#!/usr/bin/env bash", *self.prologue(test.env_setup)]
         if test.is_script:
             body = substitute(test.command, self.variables)
             script = self._script_file(body, self.suite.script_ext)
@@ -286,7 +286,7 @@ def run_suite(
         if code != 0:
             failure = f"setup.host_script exited {code}: {' / '.join(_tail(output)[-3:])}"
     if not failure and suite.setup_script:
-        body = "\n".join(["#!/usr/bin/env bash", *runner._prologue(None), suite.setup_script])
+        body = "\n".join(["#!/usr/bin/env bash", *runner.prologue(None), suite.setup_script])
         code, output, timed_out = runner.in_image(substitute(body, variables), HOST_TIMEOUT)
         if code != 0:
             reason = "timed out" if timed_out else f"exited {code}"
