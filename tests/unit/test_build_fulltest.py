@@ -12,7 +12,7 @@ import pytest
 from neurodesk.build.datasets import DatasetSource, provide_datasets
 from neurodesk.build.fulltest import select_tests, suite_variables, validate
 from neurodesk.build.junit import junit_xml
-from neurodesk.build.testing import TestResult
+from neurodesk.build.testing import TestResult as Result
 from neurodesk.errors import ValidationError
 from neurodesk.recipe.fulltest import (
     Dataset,
@@ -214,9 +214,9 @@ def test_output_checks_on_the_host(tmp_path: Path) -> None:
 
 def test_junit_report() -> None:
     results = [
-        TestResult("ok", "pass", 1.5, "", ["out"]),
-        TestResult("bad", "fail", 0.5, "exit 2", ["line \x01"]),
-        TestResult("later", "skip", 0.0, "depends on bad"),
+        Result("ok", "pass", 1.5, "", ["out"]),
+        Result("bad", "fail", 0.5, "exit 2", ["line \x01"]),
+        Result("later", "skip", 0.0, "depends on bad"),
     ]
     root = ET.fromstring(junit_xml([("tool_1.0_20260101", results)]))
     node = root.find("testsuite")
