@@ -238,3 +238,24 @@ def test_upstream_template_arguments(tmp_path: Path) -> None:
                                              "libtiff_pkg": "x"}}]),
     )  # fmt: skip
     assert any("takes no 'libtiff_pkg'" in p for p in found), found
+
+
+def test_a_variant_build_is_named_after_its_variant(tmp_path: Path) -> None:
+    from neurodesk.build.build import build_recipe, prepare_context
+    from neurodesk.errors import NotFoundError
+    from neurodesk.paths import Paths
+
+    data = recipe_text(
+        [{"run": ["echo {{ context.name }} {{ context.variant }} {{ context.options.gpu }}"]}],
+        options={"gpu": {"default": False, "version_suffix": "-cuda"}},
+        variants={"gpu": {"options": {"gpu": True}}},
+    )
+    path = write(tmp_path, data)
+    recipe = load_recipe(path)
+    chosen = select(recipe, "gpu", "x86_64")
+    gpu = recipe.with_variant(chosen.variant, dict(chosen.options))
+    assert (gpu.image_name, gpu.tag_name) == ("tool_gpu", "tool_gpu_1.0-cuda")
+    prepare_context(gpu, path, tmp_path / "ctx")
+    assert "echo tool_gpu gpu True" in (tmp_path / "ctx" / "Dockerfile").read_text()
+    with pytest.raises(NotFoundError, match="no build 'cuda'"):
+        build_recipe(path, Paths(tmp_path / "home"), variant="cuda")

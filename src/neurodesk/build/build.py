@@ -33,6 +33,7 @@ from neurodesk.recipe import Recipe, load_recipe
 from neurodesk.recipe.context import RenderContext, host_arch
 from neurodesk.recipe.context_dir import write_build_context
 from neurodesk.recipe.render_docker import render_dockerfile
+from neurodesk.recipe.variants import select
 from neurodesk.store import ImageRecord, Store
 
 __all__ = ["BuildResult", "build_recipe", "choose_builder", "today"]
@@ -122,7 +123,7 @@ def image_labels(
 ) -> dict[str, str]:
     """The OCI labels of every image we build."""
     return {
-        "org.opencontainers.image.title": recipe.name,
+        "org.opencontainers.image.title": recipe.image_name,
         "org.opencontainers.image.version": recipe.version,
         "org.opencontainers.image.created": builddate,
         "org.opencontainers.image.base.name": base,
@@ -198,6 +199,7 @@ def build_recipe(
     base_override: str | None = None,
     releases: Path | None = None,
     locals_: dict[str, str] | None = None,
+    variant: str | None = None,
 ) -> BuildResult:
     """Build the recipe at ``recipe_path`` into the store; write its release files.
 
@@ -207,6 +209,12 @@ def build_recipe(
     """
     say = say or (lambda _m: None)
     recipe = with_base(load_recipe(recipe_path), base_override)
+    if variant:
+        try:
+            chosen = select(recipe, variant, host_arch())
+        except ValueError as exc:
+            raise NotFoundError(str(exc)) from None
+        recipe = recipe.with_variant(chosen.variant, dict(chosen.options))
     builder = builder or choose_builder(paths)
     builddate = today()
     image_id = f"{recipe.tag_name}_{builddate}"
@@ -230,7 +238,7 @@ def build_recipe(
 
     base_source = ensure_base(builder, base, paths, log, say)
     lap("base")
-    context = paths.cache / "build" / recipe.name / recipe.version
+    context = paths.cache / "build" / recipe.image_name / recipe.version
     digest = prepare_context(recipe, recipe_path, context, locals_)
     steps = directive_of_steps(recipe)
     if len(steps) != len(instructions((context / "Dockerfile").read_text())):
@@ -253,18 +261,18 @@ def build_recipe(
         raise NotFoundError(f"{builder.name} reported success but has no image {tag}")
 
     store = Store(paths.store)
-    exported = stored_config_digest(store, recipe.name, recipe.version, builddate) != built
+    exported = stored_config_digest(store, recipe.image_name, recipe.version, builddate) != built
     if exported:
         record = _export(builder, store, tag, recipe, builddate, paths, log, say, before, built)
     else:
         say("unchanged: the store already holds this image")
-        record = store.resolve(f"{recipe.name}/{recipe.version}/{builddate}")
+        record = store.resolve(f"{recipe.image_name}/{recipe.version}/{builddate}")
     lap("store")
 
     files = CatalogFiles(releases) if releases else CatalogFiles.default(paths.home)
     arch = host_arch()
     release = Release.for_build(
-        recipe.name,
+        recipe.image_name,
         recipe.version,
         builddate,
         recipe.categories,
@@ -273,9 +281,10 @@ def build_recipe(
         architecture=arch,
         show_in_menu=recipe.show_in_menu,
         show_in_applist=recipe.show_in_applist,
+        variant=recipe.variant or None,
     )
     release_path = files.write_release(
-        recipe.name, release_file_version(recipe.version, arch, None), release
+        recipe.image_name, release_file_version(recipe.version, arch, recipe.variant), release
     )
     files.regenerate()
     lap("release")
@@ -303,7 +312,7 @@ def _export(
         say("exporting the image")
         builder.export_oci(tag, export, log)
         return store.import_layout(
-            OCILayout(export), recipe.name, recipe.version, builddate, progress=say
+            OCILayout(export), recipe.image_name, recipe.version, builddate, progress=say
         )
     except BaseException:
         if before != built:  # leave no tag the store does not know

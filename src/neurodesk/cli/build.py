@@ -41,6 +41,11 @@ from neurodesk.recipe import find_recipe
     metavar="KEY=PATH",
     help="a host directory the recipe reads with get_local(KEY) (has_local(KEY) is then true)",
 )
+@click.option(
+    "--variant",
+    default=None,
+    help="build a variant the recipe declares (e.g. gpu): the image is <name>_<variant>",
+)
 @click.option("--json", "as_json", is_flag=True, help=json_option_help)
 def build(
     recipe: str,
@@ -48,6 +53,7 @@ def build(
     base_override: str | None,
     releases: Path | None,
     locals_: tuple[str, ...],
+    variant: str | None,
     as_json: bool,
 ) -> None:
     """Build the image of RECIPE (a name under recipes/ or a path) into the local store.
@@ -81,6 +87,7 @@ def build(
             base_override=base_override,
             releases=releases,
             locals_=local,
+            variant=variant,
         )
         reporter.done(result.record.id + ("" if result.exported else " (unchanged)"))
     if as_json:

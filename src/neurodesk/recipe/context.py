@@ -118,13 +118,13 @@ class RenderContext:
         arch: str | None = None,
         parallel_jobs: int | None = None,
         *,
-        variant: str = "",
+        variant: str | None = None,
         locals_: Mapping[str, str] | None = None,
     ) -> None:
         self.recipe = recipe
         self.arch = arch or host_arch()
         self.parallel_jobs = parallel_jobs or default_parallel_jobs()
-        self.variant = variant
+        self.variant = recipe.variant if variant is None else variant
         # --local KEY=PATH: host directories a recipe may use (has_local/get_local).
         self.locals: dict[str, str] = dict(locals_ or {})
         self.used_locals: list[str] = []
@@ -132,11 +132,11 @@ class RenderContext:
         self.files: dict[str, FileSpec] = {f.name: f for f in recipe.files}
         self._where_prefix = f"{recipe.source}: " if recipe.source is not None else ""
         self._context: dict[str, Any] = {
-            "name": image_name(recipe.name, variant),
+            "name": image_name(recipe.name, self.variant),
             "version": recipe.version,
             "original_version": recipe.base_version,
             "arch": self.arch,
-            "variant": variant,
+            "variant": self.variant,
             "parallel_jobs": self.parallel_jobs,
             "options": dict(recipe.option_values),
             "has_local": self.has_local,

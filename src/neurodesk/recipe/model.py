@@ -252,6 +252,8 @@ class Recipe(_Strict):
 
     _source: Path | None = PrivateAttr(default=None)
     _selected: dict[str, bool] = PrivateAttr(default_factory=dict)
+    # The concrete build chosen with with_variant(): '' (default x86_64), 'arm64', 'gpu', ...
+    _variant: str = PrivateAttr(default="")
 
     @field_validator("base_version", mode="before")
     @classmethod
@@ -343,7 +345,23 @@ class Recipe(_Strict):
         copy = self.model_copy()
         copy._source = self._source
         copy._selected = {**self._selected, **chosen}
+        copy._variant = self._variant
         return copy
+
+    def with_variant(self, selector: str, options: dict[str, bool]) -> Recipe:
+        """A copy for one concrete build (see recipe.variants): its options and its name."""
+        copy = self.with_options(options) if options else self.with_options({})
+        copy._variant = selector
+        return copy
+
+    @property
+    def variant(self) -> str:
+        return self._variant
+
+    @property
+    def image_name(self) -> str:
+        """The published name: ``<name>`` or, for a variant, ``<name>_<variant>``."""
+        return f"{self.name}_{self._variant}" if self._variant else self.name
 
     @property
     def version(self) -> str:
@@ -355,8 +373,8 @@ class Recipe(_Strict):
 
     @property
     def tag_name(self) -> str:
-        """The image repository name, ``<name>_<version>``."""
-        return f"{self.name}_{self.version}"
+        """The image repository name, ``<image name>_<version>``."""
+        return f"{self.image_name}_{self.version}"
 
     @property
     def source(self) -> Path | None:
