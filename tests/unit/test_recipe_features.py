@@ -168,8 +168,8 @@ def test_options_change_version_tag_and_context(tmp_path: Path) -> None:
     assert (on.version, on.tag_name) == ("1.0-gpu", "tool_1.0-gpu")
     assert "cuda-tools" in render_dockerfile(on)
     assert render_readme(on) == "tool 1.0-gpu\n"
-    with pytest.raises(ValidationError, match="unknown option"):
-        recipe.with_options({"cpu": True})
+    with pytest.raises(ValidationError, match="unknown option 'gpus'; did you mean 'gpu'"):
+        recipe.with_options({"gpus": True})
 
 
 def test_include_with_variables(tmp_path: Path) -> None:

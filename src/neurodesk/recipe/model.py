@@ -340,8 +340,14 @@ class Recipe(_Strict):
 
         unknown = sorted(set(chosen) - set(self.options))
         if unknown:
-            line = f"{self.source or 'recipe'}: options: unknown option(s) {unknown}"
-            raise ValidationError(line, [line], hint=f"known: {sorted(self.options) or 'none'}")
+            lines = [
+                f"{self.source or 'recipe'}: options: unknown option '{name}'"
+                + did_you_mean(name, self.options)
+                for name in unknown
+            ]
+            raise ValidationError(
+                lines[0], lines, hint=f"known: {', '.join(sorted(self.options)) or 'none'}"
+            )
         copy = self.model_copy()
         copy._source = self._source
         copy._selected = {**self._selected, **chosen}
