@@ -97,7 +97,7 @@ def validate_data(data: Any, path: Path) -> Recipe:
 
     if not isinstance(data, dict):
         line = f"{path}: (top level): a recipe is a YAML mapping"
-        raise ValidationError(line, [line], hint="see the recipe format in DESIGN.md")
+        raise ValidationError(line, [line], hint="see docs/recipe-format.md")
     recipe: Recipe | None = None
     try:
         recipe = Recipe.model_validate(data)
@@ -115,7 +115,7 @@ def validate_data(data: Any, path: Path) -> Recipe:
         raise ValidationError(
             f"{path}: {len(problems)} problem(s): " + "; ".join(problems[:2]),
             problems,
-            hint="see the recipe format in DESIGN.md",
+            hint="see docs/recipe-format.md",
         )
     recipe._source = path
     return recipe

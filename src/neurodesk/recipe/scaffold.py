@@ -9,7 +9,7 @@ from neurodesk.errors import NeurodeskError, ValidationError
 from neurodesk.recipe.model import NAME_PATTERN, VERSION_PATTERN
 
 BUILD_YAML = """\
-# Recipe for {name}: see DESIGN.md ("Recipe") for every key and directive.
+# Recipe for {name}: docs/recipe-format.md describes every key and directive.
 name: {name}
 version: "{version}"
 architectures:
