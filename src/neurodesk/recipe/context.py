@@ -156,8 +156,7 @@ class RenderContext:
             raise _GetFileError(
                 f"get_local({key!r}): no such local directory (given with --local: {known})"
             )
-        if key not in self.used_locals:
-            self.used_locals.append(key)
+        self.used_locals.append(key)  # every use: a plan made again must see it again
         return f"{LOCALS_DIR}/{key}"
 
     def get_file(self, name: Any) -> str:

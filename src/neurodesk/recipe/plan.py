@@ -257,7 +257,7 @@ class Planner:
     def _run(self, d: dict[str, Any], value: Any, where: str, local: dict[str, Any]) -> None:
         used_before = len(self.ctx.used_locals)
         commands = [c for c in self._strings(value, where, local) if c.strip()]
-        used = tuple(self.ctx.used_locals[used_before:])
+        used = tuple(dict.fromkeys(self.ctx.used_locals[used_before:]))
         for key in used:
             self.plan.local_dirs[f"local/{key}"] = Path(self.ctx.locals[key])
         if commands:
