@@ -46,7 +46,7 @@ def test_test_all_reports_unbuilt_recipes(home: Path, tmp_path: Path) -> None:
     (root / "good" / "build.yaml").write_text(yaml.safe_dump(data))
     proc = run_cli(["test", "--all", "--recipes", str(root)], home)
     assert proc.returncode == 0, proc.stderr
-    assert "1 recipes: 0 passed, 0 failed, 1 not built, 0 tracebacks" in proc.stdout
+    assert "1 recipes: 0 passed, 0 failed, 0 refused, 1 not built, 0 tracebacks" in proc.stdout
     assert "not built: " in proc.stderr
 
 

@@ -172,7 +172,7 @@ def test(
             sys.exit(1)
         return
     outcomes: list[Outcome] = []
-    passed = failed = unbuilt = crashed = 0
+    passed = failed = refused = unbuilt = crashed = 0
     for name in names:
         try:
             outcome = run_recipe_tests(name, opts)
@@ -181,7 +181,7 @@ def test(
             err_console.print(f"not built: {name}: {exc}", markup=False, soft_wrap=True)
             continue
         except NeurodeskError as exc:
-            failed += 1
+            refused += 1
             err_console.print(f"refused: {name}: {exc}", markup=False, soft_wrap=True)
             continue
         except Exception as exc:  # a bug of ours: count it and go on with the others
@@ -193,11 +193,11 @@ def test(
         passed += not outcome.failed
     _report(outcomes, as_json, junit)
     summary = (
-        f"{len(names)} recipes: {passed} passed, {failed} failed, {unbuilt} not built,"
-        f" {crashed} tracebacks"
+        f"{len(names)} recipes: {passed} passed, {failed} failed, {refused} refused,"
+        f" {unbuilt} not built, {crashed} tracebacks"
     )
     (err_console if as_json else console).print(summary, markup=False)
-    if failed or crashed:
+    if failed or refused or crashed:
         sys.exit(1)
 
 
