@@ -82,13 +82,11 @@ class _Runner:
         suite: Suite,
         work: Path,
         variables: dict[str, str],
-        on_result: Callable[[TestResult], None] | None,
     ) -> None:
         self.record = record
         self.suite = suite
         self.work = work
         self.variables = variables
-        self.on_result = on_result
         self.counter = 0
         self.lock = threading.Lock()
 
@@ -256,7 +254,7 @@ def run_suite(
     out = SuiteRun(suite.name, record.id)
     tests = select_tests(suite, tags or [], include_manual)
     variables = suite_variables(suite, work)
-    runner = _Runner(record, suite, work, variables, on_result)
+    runner = _Runner(record, suite, work, variables)
 
     def report(result: TestResult) -> None:
         out.results.append(result)
