@@ -256,6 +256,11 @@ def test_url_files_are_downloaded_once_and_verified(
     assert hits == ["/tool.bin"], "the second build must use the cache"
     cached = list((tmp_path / "home" / "cache" / "files").iterdir())
     assert len(cached) == 1
+    files[0]["refresh"] = True  # upstream's refresh: download again although cached
+    refreshed = load_recipe(write(tmp_path, recipe_text([], files=files)))
+    write_build_context(refreshed, path, tmp_path / "ctx-refresh")
+    assert hits == ["/tool.bin", "/tool.bin"]
+    files[0].pop("refresh")
 
     files[0]["sha256"] = "0" * 64  # a wrong checksum is an error, and nothing is cached
     files[0]["url"] = f"{base}/tool.bin?v=2"
