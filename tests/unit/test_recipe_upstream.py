@@ -259,3 +259,23 @@ def test_a_variant_build_is_named_after_its_variant(tmp_path: Path) -> None:
     assert "echo tool_gpu gpu True" in (tmp_path / "ctx" / "Dockerfile").read_text()
     with pytest.raises(NotFoundError, match="no build 'cuda'"):
         build_recipe(path, Paths(tmp_path / "home"), variant="cuda")
+
+
+def test_epoch_rebuilds_every_step_and_steps_stay_named(tmp_path: Path) -> None:
+    from neurodesk.build.steps import directive_of_steps, instructions
+
+    data = recipe_text([{"install": "jq"}, {"run": ["true"]}], epoch=3)
+    del data["build"]["add-default-template"]  # on: a prologue and an entrypoint around them
+    recipe = load_recipe(write(tmp_path, data))
+    text = render_dockerfile(recipe, RenderContext(recipe, arch="x86_64"))
+    assert text.splitlines()[1:3] == ["FROM debian:bookworm", 'LABEL org.neurodesk.epoch="3"']
+    assert "org.neurodesk.epoch 3" in render_apptainer(recipe, RenderContext(recipe))
+    labels = directive_of_steps(recipe)
+    steps = instructions(text)
+    assert len(labels) == len(steps)
+    named = dict(zip(steps, labels, strict=True))
+    assert named[next(s for s in steps if "install -y -q --no-install-recommends jq" in s)] == (
+        "build.directives[0].install"
+    )
+    assert named[next(s for s in steps if s.startswith("RUN true"))] == "build.directives[1].run"
+    assert named['ENTRYPOINT ["/neurodocker/startup.sh"]'] == "epilogue"

@@ -123,4 +123,6 @@ def render_apptainer(recipe: Recipe, ctx: RenderContext | None = None) -> str:
         f"    org.opencontainers.image.title {recipe.name}",
         f"    org.opencontainers.image.version {recipe.version}",
     ]
+    if recipe.epoch is not None:
+        out.append(f"    org.neurodesk.epoch {recipe.epoch}")
     return "\n".join(out) + "\n"

@@ -65,6 +65,9 @@ class DockerfileRenderer:
     def render(self) -> str:
         plan = make_plan(self.recipe, self.ctx)
         lines = [HEADER, f"FROM {plan.base_image}"]
+        if self.recipe.epoch is not None:
+            # Bumping the epoch must rebuild every step: a label first changes them all.
+            lines.append(f'LABEL org.neurodesk.epoch="{self.recipe.epoch}"')
         if plan.add_tzdata and plan.pkg_manager == "apt":
             lines.append(_env([("DEBIAN_FRONTEND", "noninteractive"), ("TZ", "UTC")]))
             lines.append("RUN " + install_line("apt", ["tzdata"]))
