@@ -280,6 +280,7 @@ def list_recipes(as_json: bool) -> None:
                     "path": r.deploy.path,
                     "gui_apps": [g.model_dump() for g in r.gui_apps],
                     "options": sorted(r.options),
+                    "variants": sorted(r.variants),
                     "recipe": str(path),
                 }
                 for path, r in loaded
