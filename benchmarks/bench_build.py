@@ -51,6 +51,7 @@ MRTRIX3_FALLBACK = {
         "kind": "neurodocker",
         "base-image": BASE,
         "pkg-manager": "apt",
+        "add-default-template": False,
         "directives": [{"install": "mrtrix3"}, {"environment": {"LANG": "C.UTF-8"}}],
     },
     "deploy": {"bins": ["mrconvert", "mrinfo"]},

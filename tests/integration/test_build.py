@@ -33,6 +33,7 @@ build:
   kind: neurodocker
   base-image: ubuntu:22.04
   pkg-manager: apt
+  add-default-template: false
   directives:
     - run:
         - printf '#!/usr/bin/nosuchinterp\\necho hi\\n' > /usr/local/bin/badscript
@@ -71,6 +72,7 @@ build:
   kind: neurodocker
   base-image: debian:bookworm
   pkg-manager: apt
+  add-default-template: false
   directives:
     - run:
         - echo first step works
@@ -124,6 +126,7 @@ def test_shipped_recipe_builds_and_passes_its_tests(
     assert release["apps"][f"{name} {built['version']}"] == {
         "version": built["builddate"],
         "exec": "",
+        "apptainer_args": [],
     }
     assert name in json.loads((catalog / "apps.json").read_text())
     log_line = f"{name}_{built['version']}_{built['builddate']} categories:"

@@ -34,6 +34,7 @@ build:
   kind: neurodocker
   base-image: debian:bookworm
   pkg-manager: apt
+  add-default-template: false
   directives:
     - workdir: /opt/feature
     - copy: tool.sh /opt/feature/bin/tool
@@ -129,3 +130,61 @@ def test_shipped_dcm2niix_tests_pass_in_its_image(
     proc = run_cli(["test", "dcm2niix", "--json"], nd_home)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "converts a generated DICOM series" in proc.stdout
+
+
+UPSTREAM_FEATURES = """\
+name: upfeat
+version: "2.0"
+copyright:
+  - license: NOASSERTION
+categories: [fetal imaging]
+description: today's upstream keys, built for real
+apptainer_args: [--cleanenv]
+options:
+  gpu: {default: false, version_suffix: "-gpu"}
+variants:
+  gpu: {options: {gpu: true}}
+variables:
+  who: "{{ context.name }}"
+files:
+  - name: never.txt
+    contents: never
+    condition: arch == 'sparc'
+build:
+  kind: neurodocker
+  base-image: debian:bookworm
+  pkg-manager: apt
+  add-default-template: false
+  directives:
+    - run:
+        - mkdir -p /opt/up
+        - cp {{ get_local("src") }}/data.txt /opt/up/from-local.txt
+        - echo "{{ who }} {{ context.variant }} {{ context.original_version }}" > /opt/up/who.txt
+      condition: has_local("src")
+deploy:
+  bins: [cat]
+readme: upfeat {{ context.version }}
+"""
+
+
+def test_variant_build_with_a_local_directory(nd_home: Path, tmp_path: Path) -> None:
+    recipe_dir = tmp_path / "upfeat"
+    recipe_dir.mkdir()
+    (recipe_dir / "build.yaml").write_text(UPSTREAM_FEATURES)
+    local = tmp_path / "src"
+    local.mkdir()
+    (local / "data.txt").write_text("from the host\n")
+    result = build_recipe(
+        recipe_dir / "build.yaml", Paths(nd_home), locals_={"src": str(local)}, variant="gpu"
+    )
+    assert (result.record.name, result.record.version) == ("upfeat_gpu", "2.0-gpu")
+    proc = run_cli(["exec", "upfeat_gpu", "--", "cat", "/opt/up/from-local.txt", "/opt/up/who.txt"],
+                   nd_home)  # fmt: skip
+    assert proc.stdout == "from the host\nupfeat_gpu gpu 2.0\n", proc.stderr
+    # Bound for that step only: its files never land in the image (buildah may leave the
+    # empty mount point behind).
+    check = 'test -z "$(ls -A /.neurodesk/local/src 2>/dev/null)" && echo absent'
+    proc = run_cli(["exec", "upfeat_gpu", "--", "sh", "-c", check], nd_home)
+    assert proc.stdout == "absent\n", proc.stderr
+    release = result.release.read_text() if result.release else ""
+    assert '"variant": "gpu"' in release and '"apptainer_args": [\n' in release

@@ -18,6 +18,7 @@ from neurodesk.catalog.appsjson import (
     load_apps_json,
     merge_release,
     parse_log,
+    release_file_version,
     render_log,
     split_app_key,
     version_key,
@@ -152,3 +153,31 @@ def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"apps\.json:1"):
         load_apps_json(bad)
     assert load_apps_json(tmp_path / "missing.json").root == {}
+
+
+def test_release_in_todays_upstream_form_arm64_and_variants() -> None:
+    arm = Release.for_build(
+        "tool", "2.0", "20260101", ["statistics"], [("viewGUI", "view")],
+        apptainer_args=["--nv"], architecture="aarch64", show_in_menu=False,
+    )  # fmt: skip
+    data = json.loads(dump_release(arm))
+    assert data["architecture"] == "aarch64" and data["show_in_menu"] is False
+    assert data["apps"]["tool 2.0 arm64"] == {
+        "version": "20260101", "exec": "", "apptainer_args": ["--nv"],
+        "architecture": "aarch64", "image": "tool_2.0_arm64",
+    }  # fmt: skip
+    assert data["apps"]["viewGUI-tool 2.0 arm64"]["exec"] == "view"
+    assert release_file_version("2.0", "aarch64", None) == "2.0-arm64"
+    gpu = json.loads(
+        dump_release(
+            Release.for_build("tool_gpu", "2.0", "20260101", ["statistics"],
+                              apptainer_args=[], architecture="x86_64", variant="gpu")
+        )
+    )  # fmt: skip
+    assert gpu["variant"] == "gpu" and gpu["architecture"] == "x86_64"
+    assert gpu["apps"] == {
+        "tool_gpu 2.0": {"version": "20260101", "exec": "", "apptainer_args": []}
+    }
+    assert release_file_version("2.0", "x86_64", "gpu") == "2.0"
+    # A file in that form reads back unchanged.
+    assert dump_release(Release.model_validate(data)) == dump_release(arm)

@@ -55,6 +55,7 @@ def recipe(directives: list[dict[str, object]], base: str = "debian:bookworm") -
                 "kind": "neurodocker",
                 "base-image": base,
                 "pkg-manager": "apt",
+                "add-default-template": False,
                 "directives": directives,
             },
             "deploy": {"bins": ["tool"]},

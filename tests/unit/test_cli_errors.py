@@ -30,7 +30,7 @@ def test_malformed_recipe(home: Path, tmp_path: Path) -> None:
     bad = tmp_path / "build.yaml"
     bad.write_text("name: x\nversion: '1'\nbuild: {kind: neurodocker}\ncategories: [nope]\n")
     proc = run_cli(["recipe", "check", str(bad)], home)
-    assert_one_line_error(proc, f"{bad}: build.base-image: Field required", "categories")
+    assert_one_line_error(proc, f"{bad}: build.base-image: this key is required", "categories")
 
 
 def test_missing_system_tool(home: Path) -> None:

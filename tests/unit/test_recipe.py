@@ -17,6 +17,7 @@ build:
   kind: neurodocker
   base-image: debian:bookworm
   pkg-manager: apt
+  add-default-template: false
   directives:
     - install: [curl, "{{ context.name }}-data"]
     - run: ["echo {{ context.version }}", "true"]

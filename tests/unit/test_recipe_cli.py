@@ -31,7 +31,7 @@ def test_new_scaffolds_a_recipe_that_passes_check(home: Path, tmp_path: Path) ->
         home,
     )
     assert proc.returncode == 0, proc.stderr
-    assert (target / "build.yaml").is_file() and (target / "test.yaml").is_file()
+    assert (target / "build.yaml").is_file() and (target / "fulltest.yaml").is_file()
     check = run_cli(["recipe", "check", str(target)], home)
     assert check.returncode == 0, check.stderr
     again = run_cli(["recipe", "new", "mytool", "--dir", str(target)], home)

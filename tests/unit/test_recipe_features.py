@@ -30,6 +30,7 @@ def recipe_text(directives: list[Any], **top: Any) -> dict[str, Any]:
             "kind": "neurodocker",
             "base-image": "debian:bookworm",
             "pkg-manager": "apt",
+            "add-default-template": False,
             "directives": directives,
         },
         "deploy": {"bins": ["tool"]},
@@ -167,8 +168,8 @@ def test_options_change_version_tag_and_context(tmp_path: Path) -> None:
     assert (on.version, on.tag_name) == ("1.0-gpu", "tool_1.0-gpu")
     assert "cuda-tools" in render_dockerfile(on)
     assert render_readme(on) == "tool 1.0-gpu\n"
-    with pytest.raises(ValidationError, match="unknown option"):
-        recipe.with_options({"cpu": True})
+    with pytest.raises(ValidationError, match="unknown option 'gpus'; did you mean 'gpu'"):
+        recipe.with_options({"gpus": True})
 
 
 def test_include_with_variables(tmp_path: Path) -> None:
@@ -255,6 +256,11 @@ def test_url_files_are_downloaded_once_and_verified(
     assert hits == ["/tool.bin"], "the second build must use the cache"
     cached = list((tmp_path / "home" / "cache" / "files").iterdir())
     assert len(cached) == 1
+    files[0]["refresh"] = True  # upstream's refresh: download again although cached
+    refreshed = load_recipe(write(tmp_path, recipe_text([], files=files)))
+    write_build_context(refreshed, path, tmp_path / "ctx-refresh")
+    assert hits == ["/tool.bin", "/tool.bin"]
+    files[0].pop("refresh")
 
     files[0]["sha256"] = "0" * 64  # a wrong checksum is an error, and nothing is cached
     files[0]["url"] = f"{base}/tool.bin?v=2"
@@ -375,12 +381,12 @@ def test_all_twenty_templates_render(tmp_path: Path, name: str, version: str | N
         ({"environment": {"A": [1]}}, "environment.A", "strings or numbers"),
         ({"copy": "only-one"}, "copy", "sources and a destination"),
         ({"file": {"name": "a"}}, "file", "exactly one of"),
-        ({"group": [{"nonsense": 1}]}, "group[0]", "exactly one kind"),
+        ({"group": [{"nonsense": 1}]}, "group[0].nonsense", "unknown directive 'nonsense'"),
         ({"install": "x", "condition": "a ==="}, "condition", "Jinja syntax error"),
         ({"install": "x", "with": {"a": 1}}, "with", "only goes with"),
         ({"include": "missing.yaml"}, "include", "not found"),
         ({"test": {"name": "t"}}, "test", "exactly one of"),
-        ({"deploy": {"bins": "x"}}, "deploy.bins", "valid list"),
+        ({"deploy": {"bins": "x"}}, "deploy.bins", "expected a list, got a string"),
         ({"boutique": {"name": "x"}}, "boutique.command-line", "needs this string"),
         ({"install": "x", "run": ["y"]}, "", "exactly one kind"),
     ],
@@ -396,16 +402,24 @@ def test_directive_problems_name_their_key_path(
 @pytest.mark.parametrize(
     ("change", "key", "reason"),
     [
-        ({"copyright": [{"license": "GPL-4.0"}]}, "copyright[0].license", "not a known SPDX"),
+        ({"copyright": [{"license": "GPL-4.0"}]}, "copyright[0].license", "did you mean 'GPL-3.0'"),
         ({"copyright": [{"license": "mit"}]}, "copyright[0].license", "did you mean 'MIT'"),
         ({"copyright": [{"url": "x"}]}, "copyright[0]", "give 'license'"),
-        ({"categories": ["astrology"]}, "categories", "unknown categories"),
-        ({"gui_apps": [{"name": "x"}]}, "gui_apps[0].exec", "Field required"),
-        ({"options": {"gpu": {"version_suffix": "/bad"}}}, "options.gpu.version_suffix", "match"),
+        ({"categories": ["astrology"]}, "categories", "unknown category 'astrology'"),
+        ({"gui_apps": [{"name": "x"}]}, "gui_apps[0].exec", "this key is required"),
+        (
+            {"options": {"gpu": {"version_suffix": "/bad"}}},
+            "options.gpu.version_suffix",
+            "use letters, digits",
+        ),
         ({"files": [{"name": "a", "contents": "x", "url": "y"}]}, "files[0]", "exactly one"),
         ({"readme": "{% if %}"}, "readme", "Jinja syntax error"),
-        ({"architectures": ["sparc"]}, "architectures[0]", "Input should be"),
-        ({"version": "1_0"}, "version", "match"),
+        (
+            {"architectures": ["sparc"]},
+            "architectures[0]",
+            "unknown value 'sparc'; valid: x86_64, aarch64",
+        ),
+        ({"version": "1_0"}, "version", "'_' separates name and version"),
     ],
 )
 def test_top_level_problems(tmp_path: Path, change: dict[str, Any], key: str, reason: str) -> None:

@@ -20,10 +20,12 @@ from hypothesis import strategies as st
 from neurodesk.errors import NotFoundError, ValidationError
 from neurodesk.recipe.context import RenderContext
 from neurodesk.recipe.directives import KINDS
+from neurodesk.recipe.fulltest import TEST_KEYS, TOP_KEYS, VALIDATORS, parse_fulltest
 from neurodesk.recipe.load import shipped_recipes, validate_data
 from neurodesk.recipe.render_apptainer import render_apptainer
 from neurodesk.recipe.render_docker import render_dockerfile
 from neurodesk.recipe.tests import parse_tests
+from neurodesk.recipe.variants import concrete_builds
 
 EXAMPLES = int(os.environ.get("NEURODESK_FUZZ_EXAMPLES", "1500"))
 SHIPPED = [(p, yaml.safe_load(p.read_text())) for p in shipped_recipes()]
@@ -47,6 +49,11 @@ BAD_JINJA = [
     "{{ arch }}",
     "{{ parallel_jobs * 'x' }}",
     "{{ context.version }}",
+    "{{ raise('no') }}",
+    "{{ get_local('src') }}",
+    "{{ has_local(1) }}",
+    "{{ context.variant ~ context.original_version }}",
+    "{{ nope_variable }}",
 ]
 BAD_TEMPLATES: list[Any] = [
     {"name": "fsl", "version": "9.9"},
@@ -70,7 +77,16 @@ KEYS = [
     "url", "filename", "options", "default", "version_suffix", "variables", "try", "condition",
     "value", "with", "copyright", "license", "categories", "gui_apps", "exec", "readme",
     "base-image", "pkg-manager", "kind", *KINDS,
+    # keys of today's upstream format
+    "variants", "architecture", "architectures", "auto_update", "method", "repo", "webapp",
+    "title", "port", "startup_command", "additional_proxies", "tests", "icon", "description",
+    "show_in_menu", "show_in_applist", "add-default-template", "add-tzdata", "fix-locale-def",
+    "refresh", "insecure", "retry", "executable", "epoch", "custom", "customParams",
 ]  # fmt: skip
+FULLTEST_KEYS = [
+    *TOP_KEYS, *TEST_KEYS, *VALIDATORS, "script", "host_script", "dataset", "files", "tst",
+]  # fmt: skip
+PYDANTIC_WORDING = ("Value error,", "Extra inputs are not permitted", "Input should be")
 
 scalars = st.one_of(
     st.none(),
@@ -134,11 +150,16 @@ def _exercise(data: Any, path: Path) -> None:
         if recipe.options:
             on = recipe.with_options({k: True for k in recipe.options})
             render_dockerfile(on, RenderContext(on, arch="x86_64", parallel_jobs=2))
+        for build in concrete_builds(recipe)[2:]:  # the variants
+            chosen = recipe.with_options(dict(build.options))
+            ctx = RenderContext(chosen, arch=build.arch, variant=build.selector, parallel_jobs=2)
+            render_dockerfile(chosen, ctx)
     except ValidationError as exc:
         assert exc.problems, "a ValidationError must list its problems"
         for line in exc.problems:
             assert "\n" not in line.strip(), line
             assert line.startswith(str(path)), line
+            assert not any(words in line for words in PYDANTIC_WORDING), line
     except NotFoundError:
         pass
 
@@ -209,3 +230,26 @@ def test_random_test_files_fail_cleanly(doc: Any) -> None:
         parse_tests({"tests": doc} if isinstance(doc, list) else doc, source)
     except ValidationError as exc:
         assert all(line.startswith(str(source)) for line in exc.problems)
+
+
+fulltest_values = st.recursive(
+    scalars | st.sampled_from(FULLTEST_KEYS),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(FULLTEST_KEYS) | st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(fulltest_values, st.lists(fulltest_values, max_size=3))
+def test_random_fulltest_files_fail_cleanly(doc: Any, tests: list[Any]) -> None:
+    source = Path("recipes/x/fulltest.yaml")
+    for candidate in (doc, {"name": "x", "version": "1", "tests": tests}):
+        try:
+            parse_fulltest(candidate, source)
+        except ValidationError as exc:
+            assert exc.problems
+            assert all(line.startswith(str(source)) for line in exc.problems)
+            assert all("\n" not in line for line in exc.problems)

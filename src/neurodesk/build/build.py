@@ -25,14 +25,15 @@ from neurodesk.build.base import ensure_base
 from neurodesk.build.builder import Builder
 from neurodesk.build.select import choose_builder
 from neurodesk.build.steps import directive_of_steps, instructions
-from neurodesk.catalog.appsjson import CatalogFiles, Release
+from neurodesk.catalog.appsjson import CatalogFiles, Release, release_file_version
 from neurodesk.errors import ExternalCommandError, NotFoundError
 from neurodesk.image.oci import OCILayout
 from neurodesk.paths import Paths
 from neurodesk.recipe import Recipe, load_recipe
-from neurodesk.recipe.context import RenderContext
+from neurodesk.recipe.context import RenderContext, host_arch
 from neurodesk.recipe.context_dir import write_build_context
 from neurodesk.recipe.render_docker import render_dockerfile
+from neurodesk.recipe.variants import select
 from neurodesk.store import ImageRecord, Store
 
 __all__ = ["BuildResult", "build_recipe", "choose_builder", "today"]
@@ -91,7 +92,9 @@ def with_base(recipe: Recipe, base_override: str | None) -> Recipe:
     return recipe.model_copy(update={"build": build})
 
 
-def prepare_context(recipe: Recipe, recipe_path: Path, dest: Path) -> str:
+def prepare_context(
+    recipe: Recipe, recipe_path: Path, dest: Path, locals_: dict[str, str] | None = None
+) -> str:
     """Write the build context (Dockerfile, README.md, build.yaml, the recipe's files, the
     Apptainer definition) into ``dest``; return the recipe digest.
 
@@ -102,7 +105,7 @@ def prepare_context(recipe: Recipe, recipe_path: Path, dest: Path) -> str:
     dest.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=".stage-", dir=dest.parent))
     try:
-        ctx = RenderContext(recipe)
+        ctx = RenderContext(recipe, locals_=locals_)
         raw = recipe_path.read_bytes()
         (staged / "Dockerfile").write_text(render_dockerfile(recipe, ctx))
         (staged / "README.md").write_text(ctx.render(recipe.readme, "readme") + "\n")
@@ -120,7 +123,7 @@ def image_labels(
 ) -> dict[str, str]:
     """The OCI labels of every image we build."""
     return {
-        "org.opencontainers.image.title": recipe.name,
+        "org.opencontainers.image.title": recipe.image_name,
         "org.opencontainers.image.version": recipe.version,
         "org.opencontainers.image.created": builddate,
         "org.opencontainers.image.base.name": base,
@@ -195,6 +198,8 @@ def build_recipe(
     on_step: StepHook | None = None,
     base_override: str | None = None,
     releases: Path | None = None,
+    locals_: dict[str, str] | None = None,
+    variant: str | None = None,
 ) -> BuildResult:
     """Build the recipe at ``recipe_path`` into the store; write its release files.
 
@@ -204,6 +209,12 @@ def build_recipe(
     """
     say = say or (lambda _m: None)
     recipe = with_base(load_recipe(recipe_path), base_override)
+    if variant:
+        try:
+            chosen = select(recipe, variant, host_arch())
+        except ValueError as exc:
+            raise NotFoundError(str(exc)) from None
+        recipe = recipe.with_variant(chosen.variant, dict(chosen.options))
     builder = builder or choose_builder(paths)
     builddate = today()
     image_id = f"{recipe.tag_name}_{builddate}"
@@ -227,8 +238,8 @@ def build_recipe(
 
     base_source = ensure_base(builder, base, paths, log, say)
     lap("base")
-    context = paths.cache / "build" / recipe.name / recipe.version
-    digest = prepare_context(recipe, recipe_path, context)
+    context = paths.cache / "build" / recipe.image_name / recipe.version
+    digest = prepare_context(recipe, recipe_path, context, locals_)
     steps = directive_of_steps(recipe)
     if len(steps) != len(instructions((context / "Dockerfile").read_text())):
         steps = []  # the renderer did something we cannot attribute; show plain steps
@@ -250,23 +261,31 @@ def build_recipe(
         raise NotFoundError(f"{builder.name} reported success but has no image {tag}")
 
     store = Store(paths.store)
-    exported = stored_config_digest(store, recipe.name, recipe.version, builddate) != built
+    exported = stored_config_digest(store, recipe.image_name, recipe.version, builddate) != built
     if exported:
         record = _export(builder, store, tag, recipe, builddate, paths, log, say, before, built)
     else:
         say("unchanged: the store already holds this image")
-        record = store.resolve(f"{recipe.name}/{recipe.version}/{builddate}")
+        record = store.resolve(f"{recipe.image_name}/{recipe.version}/{builddate}")
     lap("store")
 
     files = CatalogFiles(releases) if releases else CatalogFiles.default(paths.home)
+    arch = host_arch()
     release = Release.for_build(
-        recipe.name,
+        recipe.image_name,
         recipe.version,
         builddate,
         recipe.categories,
         [(app.name, app.exec) for app in recipe.gui_apps],
+        apptainer_args=recipe.apptainer_args,
+        architecture=arch,
+        show_in_menu=recipe.show_in_menu,
+        show_in_applist=recipe.show_in_applist,
+        variant=recipe.variant or None,
     )
-    release_path = files.write_release(recipe.name, recipe.version, release)
+    release_path = files.write_release(
+        recipe.image_name, release_file_version(recipe.version, arch, recipe.variant), release
+    )
     files.regenerate()
     lap("release")
     return BuildResult(
@@ -293,7 +312,7 @@ def _export(
         say("exporting the image")
         builder.export_oci(tag, export, log)
         return store.import_layout(
-            OCILayout(export), recipe.name, recipe.version, builddate, progress=say
+            OCILayout(export), recipe.image_name, recipe.version, builddate, progress=say
         )
     except BaseException:
         if before != built:  # leave no tag the store does not know

@@ -50,10 +50,17 @@ def directive_of_steps(recipe: Recipe) -> list[str]:
     README, mount points) is ``epilogue``; unknown steps get ``""``.
     """
     try:
-        empty = len(instructions(_render_with(recipe, [])))
+        bare = instructions(_render_with(recipe, []))
     except NeurodeskError:
         return []
-    labels = ["base-image"]
+    empty = len(bare)
+    # Steps before the directives (an epoch label, tzdata, the default template) and after
+    # them (its entrypoint, the deploy variables, README, mount points).
+    tail = next(
+        (i for i, text in enumerate(bare) if text.startswith(("ENTRYPOINT", "ENV DEPLOY_PATH"))),
+        empty,
+    )
+    labels = ["base-image", *["prologue"] * (tail - 1)]
     for index, directive in enumerate(recipe.build.directives):
         kind = next((k for k in directive if k != "condition"), "?")
         try:
@@ -61,7 +68,7 @@ def directive_of_steps(recipe: Recipe) -> list[str]:
         except NeurodeskError:
             return labels
         labels += [f"build.directives[{index}].{kind}"] * count
-    labels += ["epilogue"] * (empty - 1)
+    labels += ["epilogue"] * (empty - tail)
     return labels
 
 

@@ -52,6 +52,11 @@ class AppEntry(BaseModel):
 
     version: str = Field(pattern=BUILDDATE.pattern)
     exec: str = ""
+    # Today's upstream entries also carry the container's runtime options and, for an aarch64
+    # build, its architecture and image name (``<name>_<version>_arm64``).
+    apptainer_args: list[str] | None = None
+    architecture: str | None = None
+    image: str | None = None
 
 
 class Release(BaseModel):
@@ -61,6 +66,10 @@ class Release(BaseModel):
 
     apps: dict[str, AppEntry] = Field(default_factory=dict)
     categories: list[str] = Field(default_factory=list)
+    variant: str | None = None
+    architecture: str | None = None
+    show_in_menu: bool | None = None
+    show_in_applist: bool | None = None
 
     @classmethod
     def for_build(
@@ -70,12 +79,46 @@ class Release(BaseModel):
         builddate: str,
         categories: Sequence[str],
         gui_apps: Iterable[tuple[str, str]] = (),
+        *,
+        apptainer_args: Sequence[str] | None = None,
+        architecture: str | None = None,
+        variant: str | None = None,
+        show_in_menu: bool | None = None,
+        show_in_applist: bool | None = None,
     ) -> Release:
-        """The release of a fresh build; ``gui_apps`` are ``(gui name, command)`` pairs."""
-        apps = {app_key(name, version): AppEntry(version=builddate)}
+        """The release of a fresh build; ``gui_apps`` are ``(gui name, command)`` pairs.
+
+        As upstream: an aarch64 build of the default variant is listed as ``<name> <version>
+        arm64`` with its ``architecture`` and ``image``; a named variant (``name`` is then e.g.
+        ``fsl_gpu``) records ``variant`` and ``architecture`` at the top level.
+        """
+        arm = architecture == "aarch64" and not variant
+        shown = f"{version} arm64" if arm else version
+        extra: dict[str, object] = {}
+        if apptainer_args is not None:
+            extra["apptainer_args"] = list(apptainer_args)
+        if arm:
+            extra.update(architecture="aarch64", image=f"{name}_{version}_arm64")
+        apps = {app_key(name, shown): AppEntry(version=builddate, **extra)}  # type: ignore[arg-type]
         for gui_name, command in gui_apps:
-            apps[app_key(name, version, gui_name)] = AppEntry(version=builddate, exec=command)
-        return cls(apps=apps, categories=list(categories))
+            apps[app_key(name, shown, gui_name)] = AppEntry(
+                version=builddate,
+                exec=command,
+                **extra,  # type: ignore[arg-type]
+            )
+        return cls(
+            apps=apps,
+            categories=list(categories),
+            variant=variant or None,
+            architecture="aarch64" if arm else (architecture if variant else None),
+            show_in_menu=show_in_menu,
+            show_in_applist=show_in_applist,
+        )
+
+
+def release_file_version(version: str, architecture: str | None, variant: str | None) -> str:
+    """The file name version of a release: ``<version>-arm64`` for a default aarch64 build."""
+    return f"{version}-arm64" if architecture == "aarch64" and not variant else version
 
 
 class AppsJson(RootModel[dict[str, Release]]):
@@ -163,8 +206,8 @@ def load_release(path: Path) -> Release:
 
 
 def dump_release(release: Release) -> str:
-    # Upstream's release files: two-space indent, no trailing newline.
-    return json.dumps(release.model_dump(), indent=2)
+    # Upstream's release files: two-space indent, no trailing newline, no empty optional keys.
+    return json.dumps(release.model_dump(exclude_none=True), indent=2)
 
 
 def load_apps_json(path: Path) -> AppsJson:
@@ -176,7 +219,7 @@ def load_apps_json(path: Path) -> AppsJson:
 
 def dump_apps_json(apps: AppsJson) -> str:
     # Upstream's apps.json: four-space indent.
-    return json.dumps(apps.model_dump(), indent=4) + "\n"
+    return json.dumps(apps.model_dump(exclude_none=True), indent=4) + "\n"
 
 
 def save_apps_json(path: Path, apps: AppsJson) -> None:

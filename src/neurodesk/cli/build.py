@@ -10,6 +10,7 @@ from neurodesk.build.build import build_recipe
 from neurodesk.build.select import builder_names, choose_builder
 from neurodesk.cli.output import console, emit_json, json_option_help
 from neurodesk.cli.progress import PhaseReporter
+from neurodesk.cli.recipe import parse_locals
 from neurodesk.paths import Paths
 from neurodesk.recipe import find_recipe
 
@@ -33,12 +34,26 @@ from neurodesk.recipe import find_recipe
     help="catalog root to update: DIR/releases/<name>/<version>.json, DIR/apps.json, "
     "DIR/log.txt (default: $NEURODESK_HOME/catalog)",
 )
+@click.option(
+    "--local",
+    "locals_",
+    multiple=True,
+    metavar="KEY=PATH",
+    help="a host directory the recipe reads with get_local(KEY) (has_local(KEY) is then true)",
+)
+@click.option(
+    "--variant",
+    default=None,
+    help="build a variant the recipe declares (e.g. gpu): the image is <name>_<variant>",
+)
 @click.option("--json", "as_json", is_flag=True, help=json_option_help)
 def build(
     recipe: str,
     builder: str | None,
     base_override: str | None,
     releases: Path | None,
+    locals_: tuple[str, ...],
+    variant: str | None,
     as_json: bool,
 ) -> None:
     """Build the image of RECIPE (a name under recipes/ or a path) into the local store.
@@ -59,6 +74,7 @@ def build(
     """
     paths = Paths.from_env()
     path = find_recipe(recipe)
+    local = {k: str(Path(v).absolute()) for k, v in parse_locals(locals_).items()}
     chosen = choose_builder(paths, builder)  # fails here, before any progress, if none works
     with PhaseReporter() as reporter:
         reporter.step(f"Building {path} with {chosen.name}")
@@ -70,6 +86,8 @@ def build(
             on_step=lambda n, total, text: reporter.update(f"step {n}/{total}: {text[:90]}"),
             base_override=base_override,
             releases=releases,
+            locals_=local,
+            variant=variant,
         )
         reporter.done(result.record.id + ("" if result.exported else " (unchanged)"))
     if as_json:

@@ -36,6 +36,8 @@ _ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 # Where declared files land inside the image; get_file() returns paths below it.
 FILES_DIR = "/.neurodesk/files"
+# Where --local directories are mounted during the build steps that use them.
+LOCALS_DIR = "/.neurodesk/local"
 
 
 def host_arch() -> str:
@@ -89,6 +91,19 @@ class _GetFileError(Exception):
     pass
 
 
+class RecipeRaised(Exception):
+    """``{{ raise("message") }}`` in a recipe: the recipe refuses this combination."""
+
+
+def raise_error(message: Any = "raised by the recipe") -> None:
+    raise RecipeRaised(str(message))
+
+
+def image_name(name: str, variant: str) -> str:
+    """The published name of a variant: ``<name>_<variant>`` (``fsl_gpu``, ``fsl_arm64``)."""
+    return f"{name}_{variant}" if variant else name
+
+
 def _fail(where: str, reason: str, hint: str | None = None) -> ValidationError:
     line = one_line(f"{where}: {reason}")
     return ValidationError(line, [line], hint=hint)
@@ -98,21 +113,51 @@ class RenderContext:
     """Values visible to a recipe's Jinja expressions, and the files declared so far."""
 
     def __init__(
-        self, recipe: Recipe, arch: str | None = None, parallel_jobs: int | None = None
+        self,
+        recipe: Recipe,
+        arch: str | None = None,
+        parallel_jobs: int | None = None,
+        *,
+        variant: str | None = None,
+        locals_: Mapping[str, str] | None = None,
     ) -> None:
         self.recipe = recipe
         self.arch = arch or host_arch()
         self.parallel_jobs = parallel_jobs or default_parallel_jobs()
+        self.variant = recipe.variant if variant is None else variant
+        # --local KEY=PATH: host directories a recipe may use (has_local/get_local).
+        self.locals: dict[str, str] = dict(locals_ or {})
+        self.used_locals: list[str] = []
         self.local: dict[str, Any] = {}
         self.files: dict[str, FileSpec] = {f.name: f for f in recipe.files}
         self._where_prefix = f"{recipe.source}: " if recipe.source is not None else ""
         self._context: dict[str, Any] = {
-            "name": recipe.name,
+            "name": image_name(recipe.name, self.variant),
             "version": recipe.version,
+            "original_version": recipe.base_version,
+            "arch": self.arch,
+            "variant": self.variant,
+            "parallel_jobs": self.parallel_jobs,
             "options": dict(recipe.option_values),
+            "has_local": self.has_local,
+            "get_local": self.get_local,
+            "get_file": self.get_file,
         }
+        self._values: dict[str, Any] = {}
         for key, value in recipe.variables.items():
-            self._context[key] = self.evaluate(value, f"variables.{key}")
+            self._values[key] = self.evaluate(value, f"variables.{key}")
+
+    def has_local(self, key: Any) -> bool:
+        return isinstance(key, str) and key in self.locals
+
+    def get_local(self, key: Any) -> str:
+        if not self.has_local(key):
+            known = ", ".join(sorted(self.locals)) or "none"
+            raise _GetFileError(
+                f"get_local({key!r}): no such local directory (given with --local: {known})"
+            )
+        self.used_locals.append(key)  # every use: a plan made again must see it again
+        return f"{LOCALS_DIR}/{key}"
 
     def get_file(self, name: Any) -> str:
         if not isinstance(name, str) or name not in self.files:
@@ -121,12 +166,19 @@ class RenderContext:
         return f"{FILES_DIR}/{name}"
 
     def variables(self, local: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        # As upstream: recipe variables and directive variables are visible as bare names, as
+        # context.<name> and as local.<name> (the innermost group's `with:` wins).
+        values = {**self._values, **(self.local if local is None else local)}
         return {
-            "context": self._context,
+            **values,
+            "context": {**values, **self._context},
+            "local": values,
             "arch": self.arch,
             "parallel_jobs": self.parallel_jobs,
-            "local": dict(self.local if local is None else local),
             "get_file": self.get_file,
+            "has_local": self.has_local,
+            "get_local": self.get_local,
+            "raise": raise_error,
         }
 
     def render(self, text: str, where: str, local: Mapping[str, Any] | None = None) -> str:
@@ -143,12 +195,14 @@ class RenderContext:
             raise _fail(
                 self._where_prefix + where,
                 exc.message or "undefined name",
-                hint="known names: context.*, arch, parallel_jobs, local.*, get_file()",
+                hint="known names: context.*, arch, parallel_jobs, local.*, variables,"
+                " get_file(), has_local(), get_local()",
             ) from None
         except _GetFileError as exc:
-            raise _fail(
-                self._where_prefix + where, str(exc), hint="declare it under files:"
-            ) from None
+            hint = "pass --local KEY=PATH" if "get_local" in str(exc) else "declare it under files:"
+            raise _fail(self._where_prefix + where, str(exc), hint=hint) from None
+        except RecipeRaised as exc:
+            raise _fail(self._where_prefix + where, f"the recipe says: {exc}") from None
         except Exception as exc:  # a recipe expression may raise anything (1/0, "a" + 1, ...)
             raise _fail(
                 self._where_prefix + where, f"Jinja error: {type(exc).__name__}: {exc}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import ssl
 import tempfile
 import urllib.error
 import urllib.request
@@ -39,12 +40,19 @@ def _sha256(path: Path) -> str:
 
 
 def fetch_cached(spec: FileSpec, cache: Path | None = None) -> Path:
-    """The cached copy of ``spec.url``, downloading it on first use."""
+    """The cached copy of ``spec.url``, downloading it on first use (every time with
+    ``refresh: true``); ``insecure: true`` skips the TLS certificate check, as upstream's
+    ``curl --insecure`` (a ``sha256:`` still verifies the bytes); ``retry`` is the attempts."""
     assert spec.url is not None
     cache = cache or files_cache()
     cache.mkdir(parents=True, exist_ok=True)
     target = cache / hashlib.sha256(spec.url.encode()).hexdigest()
-    if target.is_file() and target.stat().st_size > 0:
+    tls = None
+    if spec.insecure:
+        tls = ssl.create_default_context()
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    if target.is_file() and target.stat().st_size > 0 and not spec.refresh:
         if spec.sha256 is None or _sha256(target) == spec.sha256:
             return target
         target.unlink()  # a stale or corrupted cache entry: fetch again
@@ -55,7 +63,7 @@ def fetch_cached(spec: FileSpec, cache: Path | None = None) -> Path:
         try:
             with (
                 os.fdopen(fd, "wb") as out,
-                urllib.request.urlopen(spec.url, timeout=DOWNLOAD_TIMEOUT) as response,
+                urllib.request.urlopen(spec.url, timeout=DOWNLOAD_TIMEOUT, context=tls) as response,
             ):
                 shutil.copyfileobj(response, out)
             if spec.sha256 is not None and _sha256(tmp) != spec.sha256:
@@ -77,6 +85,9 @@ def _place(source: ContextFile, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     if source.data is not None:
         dest.write_bytes(source.data)
+    elif source.path is not None and source.path.is_dir():
+        shutil.copytree(source.path, dest, symlinks=True, dirs_exist_ok=True)
+        return
     elif source.path is not None:
         shutil.copyfile(source.path, dest)
     else:
@@ -87,10 +98,19 @@ def _place(source: ContextFile, dest: Path) -> None:
 
 
 def render_readme(recipe: Recipe, ctx: RenderContext | None = None) -> str:
-    """The ``/README.md`` text: ``readme`` (Jinja), else built from ``structured_readme``."""
+    """The ``/README.md`` text: ``readme`` (Jinja), else the recipe directory's README.md (as
+    upstream's builder does), else built from ``structured_readme``."""
     ctx = ctx or RenderContext(recipe)
     if recipe.readme.strip():
         return ctx.render(recipe.readme, "readme").rstrip("\n") + "\n"
+    beside = recipe.source_dir / "README.md"
+    if recipe.source is not None and beside.is_file():
+        try:
+            text = beside.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        if text.strip():
+            return ctx.render(text, "README.md").rstrip("\n") + "\n"
     parts = [f"## {recipe.name}/{recipe.version}"]
     sr = recipe.structured_readme
     if sr is not None:
@@ -131,5 +151,9 @@ def write_build_context(
             line = f"{recipe_path}: {relative}: escapes the build context"
             raise ValidationError(line, [line])
         _place(source, target)
+    for relative, directory in sorted(plan.local_dirs.items()):
+        if not directory.is_dir():
+            raise NotFoundError(f"--local directory {directory} does not exist")
+        shutil.copytree(directory, dest / relative, symlinks=True, dirs_exist_ok=True)
     (dest / "README.md").write_text(render_readme(recipe, RenderContext(recipe, ctx.arch)))
     (dest / "Singularity").write_text(render_apptainer(recipe, RenderContext(recipe, ctx.arch)))

@@ -21,6 +21,7 @@ from neurodesk.recipe.context import expression_problem, has_jinja, syntax_probl
 from neurodesk.recipe.model import Deploy, FileSpec
 from neurodesk.recipe.templates import TemplateProblem, check_arguments
 from neurodesk.recipe.tests import RecipeTest, key_path
+from neurodesk.recipe.wording import describe, did_you_mean, unknown
 
 KINDS = (
     "install",
@@ -94,14 +95,31 @@ class DirectiveChecker:
             return
         kinds = [k for k in directive if k in KINDS]
         extra = [k for k in directive if k not in KINDS and k not in ("condition", "with")]
-        if len(kinds) != 1:
-            report(
-                where, f"a directive has exactly one kind of {list(KINDS)}, found {kinds or 'none'}"
-            )
+        if kinds == ["group"]:
+            # Upstream's editor marks groups it generated from its own macros.
+            extra = [k for k in extra if k not in ("custom", "customParams")]
+        if not kinds:
+            if extra:
+                for key in extra:
+                    report(
+                        f"{where}.{key}",
+                        unknown("directive", str(key), KINDS, show_all=len(KINDS)),
+                    )
+            else:
+                report(where, f"a directive needs one of: {', '.join(KINDS)}")
+            return
+        if len(kinds) > 1:
+            report(where, f"a directive has exactly one kind, found {', '.join(kinds)}")
             return
         kind = kinds[0]
+        allowed = ["condition", "with"] if kind in ("group", "include") else ["condition"]
         for key in extra:
-            report(f"{where}.{key}", f"unknown key in a '{kind}' directive")
+            report(
+                f"{where}.{key}",
+                f"unknown key '{key}' beside '{kind}'" + did_you_mean(str(key), [*KINDS, *allowed]),
+            )
+        if kind == "group" and not isinstance(directive.get("customParams", {}), dict):
+            report(f"{where}.customParams", "customParams is a mapping")
         if "condition" in directive:
             cond = directive["condition"]
             if not isinstance(cond, str) or not cond.strip():
@@ -161,7 +179,7 @@ class DirectiveChecker:
         except PydanticValidationError as exc:
             for err in exc.errors():
                 loc = key_path(err["loc"])
-                report(f"{where}.{loc}" if err["loc"] else where, err["msg"])
+                report(f"{where}.{loc}" if err["loc"] else where, describe(err, model))
             return
         self._jinja(value, where, report)
 

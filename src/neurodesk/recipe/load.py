@@ -14,6 +14,7 @@ from neurodesk.recipe.context import syntax_problem
 from neurodesk.recipe.directives import DirectiveChecker, Report
 from neurodesk.recipe.model import Recipe
 from neurodesk.recipe.tests import key_path, one_line
+from neurodesk.recipe.wording import describe
 
 
 def recipes_dir() -> Path:
@@ -77,7 +78,7 @@ def _jinja_problems(data: dict[str, Any], report: Report) -> None:
             for key, item in value.items():
                 walk(item, f"{where}.{key}")
 
-    for key in ("readme", "deploy", "variables", "files"):
+    for key in ("readme", "readme_url", "deploy", "variables", "files"):
         if key in data:
             walk(data[key], key)
     build = data.get("build")
@@ -96,14 +97,14 @@ def validate_data(data: Any, path: Path) -> Recipe:
 
     if not isinstance(data, dict):
         line = f"{path}: (top level): a recipe is a YAML mapping"
-        raise ValidationError(line, [line], hint="see the recipe format in DESIGN.md")
+        raise ValidationError(line, [line], hint="see docs/recipe-format.md")
     recipe: Recipe | None = None
     try:
         recipe = Recipe.model_validate(data)
     except PydanticValidationError as exc:
         for err in exc.errors():
             loc = key_path(tuple("version" if p == "base_version" else p for p in err["loc"]))
-            problems.append(f"{path}: {loc}: {one_line(err['msg'])}")
+            problems.append(f"{path}: {loc}: {one_line(describe(err, Recipe))}")
     build = data.get("build")
     directives = build.get("directives") if isinstance(build, dict) else None
     if isinstance(directives, list):
@@ -114,7 +115,7 @@ def validate_data(data: Any, path: Path) -> Recipe:
         raise ValidationError(
             f"{path}: {len(problems)} problem(s): " + "; ".join(problems[:2]),
             problems,
-            hint="see the recipe format in DESIGN.md",
+            hint="see docs/recipe-format.md",
         )
     recipe._source = path
     return recipe

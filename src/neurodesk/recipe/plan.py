@@ -10,6 +10,7 @@ The renderers only translate steps; the same recipe always yields the same steps
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -46,10 +47,15 @@ class Install:
 
 @dataclass(frozen=True)
 class Run:
-    """Shell commands run in order; each stops the build on failure."""
+    """Shell commands run in order; each stops the build on failure.
+
+    ``locals`` names the ``--local`` directories the commands read (``get_local``): they are
+    bound read-only at ``LOCALS_DIR/<key>`` for this step only.
+    """
 
     commands: list[str]
     where: str
+    locals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,12 +108,58 @@ class Plan:
     deploy_bins: list[str] = field(default_factory=list)
     context_files: dict[str, ContextFile] = field(default_factory=dict)
     add_tzdata: bool = False
+    # --local directories used by the build: context path "local/<key>" -> host directory.
+    local_dirs: dict[str, Path] = field(default_factory=dict)
 
 
 def _fail(ctx: RenderContext, where: str, reason: str, hint: str | None = None) -> ValidationError:
     prefix = f"{ctx.recipe.source}: " if ctx.recipe.source is not None else ""
     line = one_line(f"{prefix}{where}: {reason}")
     return ValidationError(line, [line], hint=hint)
+
+
+# A user is a name or uid (optionally :group), or a shell variable set earlier (${NB_UID}).
+_USER = re.compile(r"[A-Za-z0-9._-]+(:[A-Za-z0-9._-]+)?")
+_SHELL_USER = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?(:\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)?")
+
+STARTUP = "/neurodocker/startup.sh"
+
+
+def _startup_script() -> list[str]:
+    return [
+        "mkdir -p /neurodocker",
+        f"if [ ! -f {STARTUP} ]; then"
+        f" printf '%s\\n' '#!/usr/bin/env bash' 'set -e' 'export USER=\"${{USER:=$(whoami)}}\"'"
+        f' \'if [ -n "$1" ]; then "$@"; else /usr/bin/env bash; fi\' > {STARTUP}; fi',
+        "chmod -R 777 /neurodocker && chmod a+s /neurodocker",
+    ]
+
+
+def default_template(pkg_manager: str, recipe: Recipe) -> list[Step]:
+    """What upstream's builder adds first unless ``add-default-template: false``: an en_US.UTF-8
+    locale, the basic download tools, a world-writable /opt and the startup entrypoint."""
+    env = Env([("LANG", "en_US.UTF-8"), ("LC_ALL", "en_US.UTF-8"), ("ND_ENTRYPOINT", STARTUP)])
+    where = "build.add-default-template"
+    if pkg_manager == "apt":
+        commands = [
+            "apt-get update -qq",
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
+            " apt-utils bzip2 ca-certificates curl locales unzip",
+            "rm -rf /var/lib/apt/lists/*",
+            "sed -i -e 's/# en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen",
+            "dpkg-reconfigure --frontend=noninteractive locales",
+            'update-locale LANG="en_US.UTF-8"',
+        ]
+    else:
+        commands = [
+            "yum install -y -q bzip2 ca-certificates glibc-langpack-en glibc-locale-source unzip",
+            "yum clean all",
+            "rm -rf /var/cache/yum/*",
+        ]
+        if not recipe.build.fix_locale_def:
+            commands.append("localedef -i en_US -f UTF-8 en_US.UTF-8")
+    commands += ["chmod 777 /opt && chmod a+s /opt", *_startup_script()]
+    return [env, Run(commands, where)]
 
 
 def _safe_relative(name: str) -> bool:
@@ -119,20 +171,40 @@ class Planner:
     def __init__(self, recipe: Recipe, ctx: RenderContext) -> None:
         self.recipe = recipe
         self.ctx = ctx
+        base = ctx.render(recipe.build.base_image, "build.base-image").strip()
+        if not base or any(c.isspace() for c in base):
+            raise _fail(ctx, "build.base-image", f"not an image reference: {base!r}")
         self.plan = Plan(
-            base_image=ctx.render(recipe.build.base_image, "build.base-image"),
+            base_image=base,
             pkg_manager=recipe.build.pkg_manager,
-            add_tzdata=recipe.build.add_tzdata,
+            add_tzdata=recipe.build.tzdata,
         )
         self.include_depth = 0
 
     def build(self) -> Plan:
-        for spec in self.recipe.files:
-            self._declare_file(spec, "files")
+        if self.recipe.build.add_default_template:
+            self.plan.steps.extend(default_template(self.plan.pkg_manager, self.recipe))
+        for index, spec in enumerate(self.recipe.files):
+            where = f"files[{index}]"
+            if spec.condition is not None and not self.ctx.condition(
+                spec.condition, f"{where}.condition"
+            ):
+                continue
+            self._declare_file(spec, where)
         self._directives(self.recipe.build.directives, "build.directives", {})
+        if self.recipe.build.add_default_template and not any(
+            isinstance(step, Entrypoint) for step in self.plan.steps
+        ):
+            self.plan.steps.append(Entrypoint([STARTUP]))
         top = self.recipe.deploy
-        self.plan.deploy_path[:0] = self._strings(top.path, "deploy.path", {})
-        self.plan.deploy_bins[:0] = self._strings(top.bins, "deploy.bins", {})
+        # As upstream: deploy directives win; the top-level deploy applies when they give none.
+        if not self.plan.deploy_path:
+            self.plan.deploy_path = self._strings(top.path, "deploy.path", {})
+        if not self.plan.deploy_bins:
+            self.plan.deploy_bins = self._strings(top.bins, "deploy.bins", {})
+        # Entries are joined with ':' into DEPLOY_PATH/DEPLOY_BINS, so "a:b" is two entries.
+        self.plan.deploy_path = [p for e in self.plan.deploy_path for p in e.split(":")]
+        self.plan.deploy_bins = [b for e in self.plan.deploy_bins for b in e.split(":")]
         for where, items in (
             ("deploy.path", self.plan.deploy_path),
             ("deploy.bins", self.plan.deploy_bins),
@@ -183,9 +255,13 @@ class Planner:
         self.plan.steps.append(Install(packages))
 
     def _run(self, d: dict[str, Any], value: Any, where: str, local: dict[str, Any]) -> None:
+        used_before = len(self.ctx.used_locals)
         commands = [c for c in self._strings(value, where, local) if c.strip()]
+        used = tuple(dict.fromkeys(self.ctx.used_locals[used_before:]))
+        for key in used:
+            self.plan.local_dirs[f"local/{key}"] = Path(self.ctx.locals[key])
         if commands:
-            self.plan.steps.append(Run(commands, where))
+            self.plan.steps.append(Run(commands, where, used))
 
     def _workdir(self, d: dict[str, Any], value: Any, where: str, local: dict[str, Any]) -> None:
         path = self._render(value, where, local).strip()
@@ -195,8 +271,8 @@ class Planner:
 
     def _user(self, d: dict[str, Any], value: Any, where: str, local: dict[str, Any]) -> None:
         name = self._render(value, where, local).strip()
-        if not name or not all(c.isalnum() or c in "._-" for c in name):
-            raise _fail(self.ctx, where, f"not a user name: {name!r}")
+        if not (_USER.fullmatch(name) or _SHELL_USER.fullmatch(name)):
+            raise _fail(self.ctx, where, f"not a user name, uid or ${{VARIABLE}}: {name!r}")
         self.plan.steps.append(User(name))
 
     def _entrypoint(self, d: dict[str, Any], value: Any, where: str, local: dict[str, Any]) -> None:
@@ -244,7 +320,7 @@ class Planner:
                     f"copy sources are paths inside the recipe directory: {source!r}",
                 )
             on_disk = self.recipe.source_dir / source
-            if not on_disk.is_file():
+            if not (on_disk.is_file() or on_disk.is_dir()):
                 raise _fail(self.ctx, where, f"{source} not found in {self.recipe.source_dir}")
             self.plan.context_files[f"recipe/{source}"] = ContextFile(path=on_disk)
             context_paths.append(f"recipe/{source}")
@@ -290,7 +366,7 @@ class Planner:
     def _template(self, d: dict[str, Any], value: Any, where: str, local: dict[str, Any]) -> None:
         body = {k: self._render(v, f"{where}.{k}", local) for k, v in value.items()}
         try:
-            out = render_template(body, self.plan.pkg_manager)
+            out = render_template(body, self.plan.pkg_manager, self.ctx.arch)
         except TemplateProblem as exc:
             raise _fail(self.ctx, f"{where}.{exc.key}", exc.reason) from None
         except NotFoundError:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import shlex
 from pathlib import PurePosixPath
 
-from neurodesk.recipe.context import RenderContext
+from neurodesk.recipe.context import LOCALS_DIR, RenderContext
 from neurodesk.recipe.model import Recipe
 from neurodesk.recipe.plan import (
     MOUNT_POINTS,
@@ -103,6 +103,9 @@ def render_apptainer(recipe: Recipe, ctx: RenderContext | None = None) -> str:
                 post.append(f"mkdir -p {shlex.quote(parent)}")
                 post.append(f"cp -a {shlex.quote(f'{stage}/{names[0]}')} {shlex.quote(dest)}")
     post.append(f"rm -rf {STAGE}")
+    if plan.local_dirs:  # --local directories: present during %post only
+        files.extend(f"{rel} {LOCALS_DIR}/{rel.removeprefix('local/')}" for rel in plan.local_dirs)
+        post.append(f"rm -rf {LOCALS_DIR}")
     environment.extend(
         [("DEPLOY_PATH", ":".join(plan.deploy_path)), ("DEPLOY_BINS", ":".join(plan.deploy_bins))]
     )
@@ -120,4 +123,6 @@ def render_apptainer(recipe: Recipe, ctx: RenderContext | None = None) -> str:
         f"    org.opencontainers.image.title {recipe.name}",
         f"    org.opencontainers.image.version {recipe.version}",
     ]
+    if recipe.epoch is not None:
+        out.append(f"    org.neurodesk.epoch {recipe.epoch}")
     return "\n".join(out) + "\n"

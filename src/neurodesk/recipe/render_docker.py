@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from neurodesk.recipe.context import RenderContext
+from neurodesk.recipe.context import LOCALS_DIR, RenderContext
 from neurodesk.recipe.model import Recipe
 from neurodesk.recipe.plan import (
     MOUNT_POINTS,
@@ -65,6 +65,9 @@ class DockerfileRenderer:
     def render(self) -> str:
         plan = make_plan(self.recipe, self.ctx)
         lines = [HEADER, f"FROM {plan.base_image}"]
+        if self.recipe.epoch is not None:
+            # Bumping the epoch must rebuild every step: a label first changes them all.
+            lines.append(f'LABEL org.neurodesk.epoch="{self.recipe.epoch}"')
         if plan.add_tzdata and plan.pkg_manager == "apt":
             lines.append(_env([("DEBIAN_FRONTEND", "noninteractive"), ("TZ", "UTC")]))
             lines.append("RUN " + install_line("apt", ["tzdata"]))
@@ -87,7 +90,11 @@ class DockerfileRenderer:
             return ["RUN " + install_line(plan.pkg_manager, step.packages)]
         if isinstance(step, Run):
             body = join_commands(step.commands)
-            return ["RUN " + "\n    ".join(body)] if body else []
+            mounts = "".join(
+                f"--mount=type=bind,source=local/{key},target={LOCALS_DIR}/{key},readonly "
+                for key in step.locals
+            )
+            return ["RUN " + mounts + "\n    ".join(body)] if body else []
         if isinstance(step, Env):
             return [_env(step.items)]
         if isinstance(step, Workdir):

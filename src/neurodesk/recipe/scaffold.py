@@ -1,4 +1,4 @@
-"""``neurodesk recipe new NAME``: a recipe and its test that pass ``recipe check`` as written."""
+"""``neurodesk recipe new NAME``: a recipe and its tests that pass ``recipe check`` as written."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from neurodesk.errors import NeurodeskError, ValidationError
 from neurodesk.recipe.model import NAME_PATTERN, VERSION_PATTERN
 
 BUILD_YAML = """\
-# Recipe for {name}: see DESIGN.md ("Recipe") for every key and directive.
+# Recipe for {name}: docs/recipe-format.md describes every key and directive.
 name: {name}
 version: "{version}"
 architectures:
@@ -21,6 +21,7 @@ build:
   kind: neurodocker
   base-image: debian:bookworm
   pkg-manager: apt
+  add-default-template: false
   directives:
     # Debian packages (check names with `apt-cache policy NAME`).
     - install: {package}
@@ -46,15 +47,17 @@ readme: |-
 """
 
 TEST_YAML = """\
-# Tests run inside the built image (`neurodesk test {name}`). Make data, run the tool on it,
-# check the result: a test that only runs --help proves little.
+# Tests run inside the built image (`neurodesk test {name}`), besides the builtin check that
+# every deployed command resolves. Make data, run the tool on it, check the result: a test
+# that only runs --help proves little. The format: docs/recipe-format.md (fulltest.yaml).
+name: {name}
+version: "{version}"
+test_data:
+  output_dir: test_output
 tests:
-  - name: deployed commands resolve
-    builtin: test_deploy.sh
-  - name: {command} runs
-    script: |
-      set -e
-      command -v {command}
+  - name: {command} is on the PATH
+    command: command -v {command}
+    expected_exit_code: 0
 """
 
 
@@ -67,7 +70,7 @@ def scaffold(
     category: str = "programming",
     license_id: str = "MIT",
 ) -> list[Path]:
-    """Write ``build.yaml`` and ``test.yaml`` into ``directory`` (which must not exist yet)."""
+    """Write ``build.yaml`` and ``fulltest.yaml`` into ``directory`` (which must not exist)."""
     problems = []
     if not re.match(NAME_PATTERN, name):
         problems.append(f"{name}: name: use lowercase letters, digits, '.', '+', '-'")
@@ -87,7 +90,7 @@ def scaffold(
     }
     directory.mkdir(parents=True)
     written = []
-    for filename, text in (("build.yaml", BUILD_YAML), ("test.yaml", TEST_YAML)):
+    for filename, text in (("build.yaml", BUILD_YAML), ("fulltest.yaml", TEST_YAML)):
         path = directory / filename
         path.write_text(text.format(**values), encoding="utf-8")
         written.append(path)

@@ -9,6 +9,7 @@ written as ``LicenseRef-<name>`` (the SPDX way to name any other licence), or th
 
 from __future__ import annotations
 
+import difflib
 import re
 
 _LICENSE_TEXT = """
@@ -28,6 +29,7 @@ _LICENSE_TEXT = """
     LPPL-1.3c MIT MIT-0 MIT-CMU MIT-Modern-Variant MPL-1.0 MPL-1.1 MPL-2.0
     MPL-2.0-no-copyleft-exception MS-PL MS-RL MulanPSL-2.0 NCSA Net-SNMP NLPL NTP OFL-1.1
     OGL-UK-3.0 OLDAP-2.8 OpenSSL OSL-1.0 OSL-2.0 OSL-2.1 OSL-3.0 PHP-3.0 PHP-3.01 PostgreSQL
+    PolyForm-Noncommercial-1.0.0 PolyForm-Small-Business-1.0.0
     PSF-2.0 Python-2.0 Python-2.0.1 Qhull QPL-1.0 Ruby SGI-B-2.0 Sleepycat SMLNJ SSPL-1.0
     TCL Unicode-DFS-2016 Unicode-3.0 Unlicense UPL-1.0 Vim W3C WTFPL X11 XFree86-1.1 Zed
     Zlib zlib-acknowledgement ZPL-2.0 ZPL-2.1
@@ -66,12 +68,45 @@ def _check_id(token: str) -> None:
     if base in LICENSES:
         return
     near = _LOWER.get(base.lower())
-    hint = f" (did you mean '{near}'?)" if near else " (or write LicenseRef-<name>)"
-    raise ValueError(f"'{token}' is not a known SPDX licence id{hint}")
+    if near is None:
+        close = difflib.get_close_matches(base, sorted(LICENSES), n=1, cutoff=0.85)
+        near = close[0] if close else None
+    if near is not None:
+        raise NearMiss(f"'{token}' is not an SPDX licence id; did you mean '{near}'?")
+    raise ValueError(f"'{token}' is not a known SPDX licence id (or write LicenseRef-<name>)")
+
+
+SPECIAL = ("NOASSERTION", "NONE")
+
+
+class NearMiss(ValueError):
+    """A licence id that is almost a known one (wrong case, a typo): surely a mistake."""
+
+
+def check_license(text: str) -> None:
+    """Check ``copyright[].license`` as upstream's builder reads it.
+
+    The builder takes any non-empty text (``FreeSurfer``, ``custom``), so only mistakes we can
+    name are refused: an empty value, and an id that is nearly a known SPDX id (``mit``,
+    ``Apache-2``). A well-formed SPDX expression, ``NOASSERTION``/``NONE``, ``LicenseRef-*``
+    and other licence names are accepted.
+    """
+    if not text.strip():
+        raise ValueError("empty licence; give an SPDX id, NOASSERTION, or use 'name:'")
+    if text.strip() in SPECIAL:
+        return
+    try:
+        check_license_expression(text)
+    except NearMiss:
+        raise
+    except ValueError:
+        return  # a licence name that is not SPDX: accepted, as upstream does
 
 
 def check_license_expression(expression: str) -> None:
     """Raise ValueError naming the first problem in an SPDX licence expression."""
+    if expression.strip() in SPECIAL:
+        return
     tokens = _tokens(expression)
     if not tokens:
         raise ValueError("empty licence expression")

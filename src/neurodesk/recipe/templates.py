@@ -60,6 +60,21 @@ TEMPLATE_NAMES: tuple[str, ...] = (
     "vnc",
 )
 METHODS = ("binaries", "source")
+# Upstream's builder ships its own copies of 12 of these templates (afni, ants, bids_validator,
+# convert3d, dcm2niix, freesurfer, fsl, matlabmcr, minc, miniconda, mrtrix3, spm12) with a few
+# arguments neurodocker's lack. Their names and defaults (facts of that format), and what each
+# changes here: a dependency package it names, or a step around the install script.
+UPSTREAM_ARGUMENTS: dict[tuple[str, str], dict[str, str]] = {
+    ("fsl", "binaries"): {"fslpython_debug": "false", "fslpython_accept_tos": "false"},
+    ("matlabmcr", "binaries"): {"ncurses_package": "libncurses6"},
+    ("mrtrix3", "binaries"): {"libtiff_package": "libtiff6"},
+}
+# An argument naming the apt package that replaces the template's own (by name prefix).
+PACKAGE_ARGUMENTS: dict[tuple[str, str], str] = {
+    ("matlabmcr", "ncurses_package"): "libncurses",
+    ("mrtrix3", "libtiff_package"): "libtiff",
+}
+_TRUE = ("true", "y", "yes", "1")
 # Keys of a template directive that are not template arguments.
 DIRECTIVE_KEYS = ("name", "method")
 # Attributes of `self` inside a template; arguments may not shadow them.
@@ -154,6 +169,7 @@ def check_arguments(body: dict[str, Any]) -> None:
     arguments = part.get("arguments") or {}
     required = [str(a) for a in arguments.get("required") or []]
     optional = {str(k): v for k, v in (arguments.get("optional") or {}).items()}
+    optional.update(UPSTREAM_ARGUMENTS.get((name, method), {}))
     given = {k: v for k, v in body.items() if k not in DIRECTIVE_KEYS}
     for key, value in given.items():
         if key in _RESERVED:
@@ -197,6 +213,12 @@ class _Self:
 
     def dependencies(self, pkg_manager: str) -> list[str]:
         return [str(p) for p in self._deps.get(pkg_manager) or []]
+
+    def replace_dependency(self, prefix: str, package: str) -> None:
+        """Use ``package`` instead of the apt dependency whose name starts with ``prefix``."""
+        apt = [str(p) for p in self._deps.get("apt") or []]
+        kept = [p for p in apt if not p.startswith(prefix)]
+        self._deps = {**self._deps, "apt": [*kept, package]}
 
     def install(self, pkgs: list[str], opts: str | None = None) -> str:
         return install_command([str(p) for p in pkgs], self.pkg_manager, opts)
@@ -253,20 +275,46 @@ def _render(text: str, me: _Self) -> str:
     raise TemplateProblem("name", "template values refer to each other in a loop")
 
 
-def render_template(body: dict[str, Any], pkg_manager: str) -> TemplateOutput:
-    """Render a template directive whose argument values are already rendered strings."""
+def render_template(body: dict[str, Any], pkg_manager: str, arch: str = "x86_64") -> TemplateOutput:
+    """Render a template directive whose argument values are already rendered strings.
+
+    ``arch`` is the image's architecture: a template that takes an ``arch`` argument (miniconda)
+    gets it unless the recipe gives one, as upstream's builder does.
+    """
     check_arguments(body)
     name = str(body["name"])
-    part = load_template(name)[_method(name, body)]
+    method = _method(name, body)
+    part = load_template(name)[method]
     arguments = part.get("arguments") or {}
     args = {str(k): str(v) for k, v in (arguments.get("optional") or {}).items()}
+    args.update(UPSTREAM_ARGUMENTS.get((name, method), {}))
+    if "arch" in args:
+        args["arch"] = arch
     args.update({k: _as_str(v) for k, v in body.items() if k not in DIRECTIVE_KEYS})
     me = _Self(part, pkg_manager, args)
     for key in list(args):  # resolve argument defaults first, as attributes other values use
         setattr(me, key, _render(args[key], me))
+    for (template, key), prefix in PACKAGE_ARGUMENTS.items():
+        if template == name and key in args:
+            me.replace_dependency(prefix, getattr(me, key))
     env = [(_render(str(k), me), _render(str(v), me)) for k, v in (part.get("env") or {}).items()]
     script = _render(str(part.get("instructions") or ""), me).strip()
+    if name == "fsl":
+        script = _fsl_extras(script, me)
     return TemplateOutput(env, script)
+
+
+def _fsl_extras(script: str, me: _Self) -> str:
+    """upstream's fsl arguments: accept conda's terms non-interactively; show logs on failure."""
+    lines = []
+    if str(getattr(me, "fslpython_accept_tos", "")).lower() in _TRUE:
+        lines.append("export CONDA_PLUGINS_AUTO_ACCEPT_TOS=yes")
+    if str(getattr(me, "fslpython_debug", "")).lower() in _TRUE:
+        lines.append(
+            "trap '[ $? -eq 0 ] || cat /tmp/fslpython*/*.log /tmp/fsl_installation*.log"
+            " 2>/dev/null || true' EXIT"
+        )
+    return "\n".join([*lines, script]) if lines else script
 
 
 def _as_str(value: Any) -> str:

@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from neurodesk.errors import ValidationError
+from neurodesk.recipe.wording import describe
 
 BUILTINS = ("test_deploy.sh",)
 
@@ -45,6 +46,13 @@ class RecipeTest(BaseModel):
     prep: str | None = None
     builtin: Literal["test_deploy.sh"] | None = None
     manual: bool = False
+    # Upstream's script tests may name the interpreter that runs them (e.g. "python3").
+    executable: str | None = None
+
+    @field_validator("manual", mode="before")
+    @classmethod
+    def _null_false(cls, value: Any) -> Any:
+        return False if value is None else value
 
     @model_validator(mode="after")
     def _script_or_builtin(self) -> RecipeTest:
@@ -95,7 +103,10 @@ def parse_tests(data: Any, source: Path) -> list[RecipeTest]:
     try:
         return TestFile.model_validate(data).tests
     except PydanticValidationError as exc:
-        problems = [f"{source}: {key_path(e['loc'])}: {one_line(e['msg'])}" for e in exc.errors()]
+        problems = [
+            f"{source}: {key_path(e['loc'])}: {one_line(describe(e, TestFile))}"
+            for e in exc.errors()
+        ]
         raise ValidationError(
             f"{source}: {len(problems)} problem(s): " + "; ".join(problems[:3]),
             problems,
@@ -107,20 +118,25 @@ def _directive_tests(build_yaml: Path) -> list[RecipeTest]:
     if not build_yaml.is_file():
         return []
     data = _read_yaml(build_yaml)
-    directives = data.get("build", {}).get("directives", []) if isinstance(data, dict) else []
-    bodies: list[tuple[int, Any]] = [
-        (i, d["test"])
+    build = data.get("build") if isinstance(data, dict) else None
+    directives = build.get("directives", []) if isinstance(build, dict) else []
+    bodies: list[tuple[str, Any]] = [
+        (f"tests[{i}]", t)
+        for i, t in enumerate(data.get("tests") or [] if isinstance(data, dict) else [])
+    ]
+    bodies += [
+        (f"build.directives[{i}].test", d["test"])
         for i, d in enumerate(directives if isinstance(directives, list) else [])
         if isinstance(d, dict) and "test" in d and "condition" not in d
     ]
     out: list[RecipeTest] = []
-    for index, body in bodies:
+    for loc, body in bodies:
         try:
             out.append(RecipeTest.model_validate(body))
         except PydanticValidationError as exc:
-            loc = f"build.directives[{index}].test"
             problems = [
-                f"{build_yaml}: {loc}.{key_path(e['loc'])}: {e['msg']}" for e in exc.errors()
+                f"{build_yaml}: {loc}.{key_path(e['loc'])}: {describe(e, RecipeTest)}"
+                for e in exc.errors()
             ]
             raise ValidationError(problems[0], problems) from None
     return out
