@@ -42,6 +42,7 @@ class Offer:
     licenses: list[str] = field(default_factory=list)
     size: int | None = None  # bytes, when known cheaply
     digest: str = ""
+    gui_apps: list[tuple[str, str]] = field(default_factory=list)  # (menu label, command)
 
 
 @dataclass
@@ -84,6 +85,16 @@ class Tool:
     def licenses(self) -> list[str]:
         return list(self._first("licenses"))
 
+    @property
+    def gui_apps(self) -> list[tuple[str, str]]:
+        return sorted({g for o in self.offers for g in o.gui_apps})
+
+    @property
+    def releases(self) -> list[tuple[str, str]]:
+        """``(version, build date)`` pairs that can be installed, oldest first."""
+        dated = {(o.version, o.builddate) for o in self.offers if o.builddate}
+        return sorted(dated, key=lambda r: (version_key(r[0]), r[1]))
+
     def to_json(self, full: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "name": self.name,
@@ -91,6 +102,8 @@ class Tool:
             "categories": self.categories,
             "description": self.description,
             "sources": self.sources,
+            "releases": [f"{v}/{d}" for v, d in self.releases],
+            "gui_apps": [{"name": g, "exec": e} for g, e in self.gui_apps],
         }
         if full:
             data.update(
@@ -128,6 +141,31 @@ def _negate_str(text: str) -> tuple[int, ...]:
 class Catalog:
     tools: dict[str, Tool]
     unreachable: list[str] = field(default_factory=list)
+    upstream_missing: bool = False  # 'neurodesk update' never ran in this home
+
+
+UPSTREAM = "upstream"  # the source name of offers from upstream's catalog
+
+
+def upstream_offers(paths: Paths) -> list[Offer] | None:
+    """One offer per container of upstream's cached catalog; None when it was never fetched."""
+    from neurodesk.catalog.upstream import load_cached
+
+    catalog = load_cached(paths.home)
+    if catalog is None:
+        return None
+    return [
+        Offer(
+            c.name,
+            c.version,
+            c.builddate,
+            UPSTREAM,
+            list(c.categories),
+            commands=[command.split()[0] for _gui, command in c.gui_apps if command.split()],
+            gui_apps=list(c.gui_apps),
+        )
+        for c in catalog.containers
+    ]
 
 
 def tree_size(root: Path) -> int:
@@ -270,7 +308,7 @@ def _tree_offers(source: TreeSource, detail: bool) -> list[Offer]:
 
 def source_offers(paths: Paths, unreachable: list[str], detail: bool = False) -> list[Offer]:
     offers: list[Offer] = []
-    with open_sources(paths) as sources:
+    with open_sources(paths, builtin=False) as sources:
         for source in sources:
             try:
                 if isinstance(source, TreeSource):
@@ -289,9 +327,13 @@ def build_catalog(
 ) -> Catalog:
     unreachable: list[str] = []
     offers: list[Offer] = [*store_offers(paths, detail), *recipe_offers()]
+    upstream = upstream_offers(paths)
+    offers += upstream or []
     if remote:
         offers += source_offers(paths, unreachable, detail)
-    return Catalog(merge(o for o in offers if only is None or o.name == only), unreachable)
+    return Catalog(
+        merge(o for o in offers if only is None or o.name == only), unreachable, upstream is None
+    )
 
 
 def merge(offers: Iterable[Offer]) -> dict[str, Tool]:

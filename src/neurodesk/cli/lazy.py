@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shell": ("run", "shell"),
     "test": ("testcmd", "test"),
     "uninstall": ("install", "uninstall"),
+    "update": ("update", "update"),
+    "sources": ("sources", "sources"),
 }
 
 

@@ -7,14 +7,17 @@ covers public pulls from GHCR and Docker Hub; ``--insecure`` means plain HTTP.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from neurodesk.sources.auth import credentials_for
 from neurodesk.sources.transfer import (
     OnBytes,
     SourceError,
@@ -37,6 +40,7 @@ INDEX_TYPES = {
     "application/vnd.docker.distribution.manifest.list.v2+json",
 }
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+RETRY_AFTER_MAX = 30  # seconds a 429's Retry-After is honoured; longer: fall through
 CHUNK_SIZE = 16 << 20  # uploads above this are sent in PATCH chunks
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
@@ -89,16 +93,34 @@ class Registry:
     # -- requests with anonymous bearer auth ----------------------------------------------------
     def _auth_headers(self, scope: str) -> dict[str, str]:
         token = self._token.get(scope)
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        if token:
+            return {"Authorization": f"Bearer {token}"}
+        basic = getattr(self, "_basic", "")
+        return {"Authorization": basic} if basic else {}
+
+    def _wait_retry_after(self, response: httpx.Response) -> bool:
+        """A 429 with ``Retry-After`` (seconds) up to :data:`RETRY_AFTER_MAX`: wait, say retry."""
+        text = response.headers.get("Retry-After", "").strip()
+        if response.status_code != 429 or not text.isdigit():
+            return False
+        if int(text) > RETRY_AFTER_MAX:
+            return False  # too long to wait here: the next channel is tried instead
+        time.sleep(int(text))
+        return True
 
     def _fetch_token(self, challenge: str, scope: str) -> bool:
+        credentials = credentials_for(self.address.host)
+        if challenge.lower().startswith("basic") and credentials:
+            raw = base64.b64encode(":".join(credentials).encode()).decode()
+            self._basic = f"Basic {raw}"
+            return True
         if not challenge.lower().startswith("bearer"):
             return False
         params = dict(_CHALLENGE.findall(challenge))
         if "realm" not in params:
             return False
         query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
-        response = self.client.get(params["realm"], params=query)
+        response = self.client.get(params["realm"], params=query, auth=credentials)
         if response.status_code != 200:
             return False
         body = response.json()
@@ -115,6 +137,8 @@ class Registry:
                 response.headers.get("WWW-Authenticate", ""), scope
             ):
                 headers.update(self._auth_headers(scope))
+                response = self.client.request(method, url, headers=headers, **kwargs)
+            if self._wait_retry_after(response):
                 response = self.client.request(method, url, headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise TransientError(f"{method} {url}: {type(exc).__name__}: {exc}") from None

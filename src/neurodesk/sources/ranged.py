@@ -1,0 +1,153 @@
+"""One file from several HTTP mirrors at once, in Range pieces; resumable, checked at the end.
+
+The file is cut into pieces; each mirror gets ``per_mirror`` workers that take the next piece
+not yet done, so a fast mirror serves more of the file and a slow or stalled one less (a piece
+that fails goes back to the queue for any mirror; a mirror that fails :data:`MAX_FAILS` times
+is dropped). Progress is kept in ``<dest>.part`` plus ``<dest>.part.done`` (the indexes of
+finished pieces), so an interrupted download resumes where it stopped. A server that ignores
+``Range`` (answers 200 to a piece), sends more or fewer bytes than asked, or an unknown size are
+faults of that mirror. The whole file is hashed before it gets its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from neurodesk.sources.transfer import CorruptBlobError, SourceError, make_client
+
+PIECE = 4 << 20
+MAX_FAILS = 3
+OnBytes = Callable[[int], None]
+
+
+def _piece_count(size: int, piece: int) -> int:
+    return max(1, (size + piece - 1) // piece)
+
+
+def _load_done(path: Path, count: int) -> set[int]:
+    try:
+        numbers = {int(x) for x in path.read_text().split()}
+    except (OSError, ValueError):
+        return set()
+    return {n for n in numbers if 0 <= n < count}
+
+
+def ranged_download(
+    urls: Sequence[str],
+    size: int,
+    dest: Path,
+    timeout: float,
+    insecure: bool = False,
+    on_bytes: OnBytes | None = None,
+    per_mirror: int = 2,
+    piece: int = PIECE,
+) -> tuple[str, dict[str, int]]:
+    """Download ``size`` bytes to ``dest``; returns ``(sha256 digest, bytes per mirror)``."""
+    part = dest.with_name(dest.name + ".part")
+    done_file = dest.with_name(dest.name + ".part.done")
+    count = _piece_count(size, piece)
+    done = _load_done(done_file, count) if part.exists() else set()
+    if not part.exists() or part.stat().st_size != size:
+        done = set()
+        with part.open("wb") as out:
+            out.truncate(size)
+    if on_bytes and done:
+        on_bytes(sum(min(piece, size - n * piece) for n in done))
+    todo: queue.Queue[int] = queue.Queue()
+    for number in range(count):
+        if number not in done:
+            todo.put(number)
+    lock = threading.Lock()
+    served: dict[str, int] = {url: 0 for url in urls}
+    fails: dict[str, int] = {url: 0 for url in urls}
+    errors: list[str] = []
+    fd = os.open(part, os.O_WRONLY)
+
+    def fetch_piece(client: httpx.Client, url: str, number: int) -> None:
+        start = number * piece
+        length = min(piece, size - start)
+        headers = {"Range": f"bytes={start}-{start + length - 1}"}
+        got = 0
+        with client.stream("GET", url, headers=headers) as answer:
+            if answer.status_code != 206:
+                raise SourceError(f"HTTP {answer.status_code} to a Range request")
+            for chunk in answer.iter_bytes():
+                if got + len(chunk) > length:
+                    raise SourceError("sent more bytes than asked")
+                os.pwrite(fd, chunk, start + got)
+                got += len(chunk)
+                if on_bytes:
+                    on_bytes(len(chunk))
+        if got != length:
+            if on_bytes:
+                on_bytes(-got)
+            raise SourceError(f"piece {number} ended after {got} of {length} bytes")
+
+    def worker(url: str) -> None:
+        with make_client(timeout, insecure) as client:
+            while fails[url] < MAX_FAILS and len(done) < count:
+                try:
+                    number = todo.get(timeout=0.05)  # a piece may come back from a failure
+                except queue.Empty:
+                    continue
+                try:
+                    fetch_piece(client, url, number)
+                except (httpx.HTTPError, SourceError) as exc:
+                    todo.put(number)
+                    with lock:
+                        fails[url] += 1
+                        errors.append(f"{httpx.URL(url).host}: {type(exc).__name__}: {exc}")
+                    continue
+                with lock:
+                    done.add(number)
+                    served[url] += min(piece, size - number * piece)
+                    with done_file.open("a") as record:
+                        record.write(f"{number}\n")
+
+    try:
+        jobs = [url for url in urls for _ in range(per_mirror)]
+        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+            list(pool.map(worker, jobs))
+    finally:
+        os.fsync(fd)
+        os.close(fd)
+    if len(done) < count:
+        raise SourceError(
+            f"{dest.name}: {count - len(done)} of {count} pieces could not be downloaded from "
+            f"any mirror; last error: {errors[-1] if errors else '?'}",
+            hint="run the same command again: finished pieces are kept",
+        )
+    digest = _sha256(part)
+    return digest, served
+
+
+def _sha256(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+    return "sha256:" + hasher.hexdigest()
+
+
+def finish(dest: Path, digest: str, expected: str | None) -> None:
+    """Give the checked download its final name, or throw it away when it is wrong."""
+    part = dest.with_name(dest.name + ".part")
+    done_file = dest.with_name(dest.name + ".part.done")
+    if expected is not None and digest != expected:
+        part.unlink(missing_ok=True)
+        done_file.unlink(missing_ok=True)
+        raise CorruptBlobError(
+            f"{dest.name} does not match the publisher's digest (got {digest}, "
+            f"expected {expected})",
+            hint="a mirror holds a wrong or damaged copy; it was discarded",
+        )
+    part.replace(dest)
+    done_file.unlink(missing_ok=True)
