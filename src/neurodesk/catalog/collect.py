@@ -10,21 +10,20 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from neurodesk.catalog.appsjson import CatalogFiles
-from neurodesk.catalog.imageinfo import ImageInfo, first_sentence, read_image_info
 from neurodesk.errors import NeurodeskError
-from neurodesk.install.commands import discover_commands
 from neurodesk.paths import Paths
-from neurodesk.recipe.context import RenderContext
-from neurodesk.recipe.load import load_recipe, shipped_recipes
-from neurodesk.sources.fetch import open_sources
-from neurodesk.sources.tree_source import TreeSource
-from neurodesk.store import ImageRecord, Store
 from neurodesk.store.version import version_key
+
+# The heavy parts (pydantic models, Jinja, HTTP clients) are imported where they are used:
+# 'neurodesk search' over upstream's ~400 containers has a budget of 100 ms.
+if TYPE_CHECKING:
+    from neurodesk.catalog.imageinfo import ImageInfo
+    from neurodesk.sources.tree_source import TreeSource
+    from neurodesk.store import ImageRecord, Store
 
 
 @dataclass
@@ -211,6 +210,12 @@ def _offer(record: ImageRecord, source: str, info: ImageInfo, commands: list[str
 
 
 def store_offers(paths: Paths, detail: bool = False) -> list[Offer]:
+    if not (paths.store / "refs").is_dir():
+        return []
+    from neurodesk.catalog.imageinfo import read_image_info
+    from neurodesk.install.commands import discover_commands
+    from neurodesk.store import Store
+
     store = Store(paths.store)
     offers = []
     for record in store.images():
@@ -243,9 +248,54 @@ def _deploy_bins(directives: list[Any], top: list[str]) -> list[str]:
     return sorted({b.rsplit("/", 1)[-1] for b in bins if "{{" not in b})
 
 
-def recipe_offers() -> list[Offer]:
+def _stamp(folder: Path) -> list[Any]:
+    files = sorted(folder.glob("*/build.yaml"))
+    return [[str(p), p.stat().st_mtime_ns, p.stat().st_size] for p in files]
+
+
+def recipe_offers(cache: Path | None = None) -> list[Offer]:
+    """Offers of the shipped recipes; kept in ``cache`` (a JSON file) until a recipe changes.
+
+    A hit costs a directory listing and no import of the recipe machinery: the cache records
+    the recipes folder and the ``NEURODESK_RECIPES`` it was made under.
+    """
+    env = os.environ.get("NEURODESK_RECIPES", "")
+    if cache is not None:
+        try:
+            data = json.loads(cache.read_text())
+            if data["env"] == env and data["stamp"] == _stamp(Path(data["dir"])):
+                return [_offer_from_json(o) for o in data["offers"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    from neurodesk.recipe.load import recipes_dir, shipped_recipes
+
+    folder = recipes_dir()
+    stamp = _stamp(folder)
+    offers = _load_recipe_offers(shipped_recipes())
+    if cache is not None:
+        from neurodesk.catalog.update import write_atomic
+
+        try:
+            payload = {"env": env, "dir": str(folder), "stamp": stamp}
+            payload["offers"] = [asdict(o) for o in offers]
+            write_atomic(cache, json.dumps(payload).encode())
+        except OSError:
+            pass  # a read-only home: no cache, only slower
+    return offers
+
+
+def _offer_from_json(data: dict[str, Any]) -> Offer:
+    data["gui_apps"] = [tuple(g) for g in data.get("gui_apps") or []]
+    return Offer(**data)
+
+
+def _load_recipe_offers(files: list[Path]) -> list[Offer]:
+    from neurodesk.catalog.imageinfo import first_sentence
+    from neurodesk.recipe.context import RenderContext
+    from neurodesk.recipe.load import load_recipe
+
     offers = []
-    for path in shipped_recipes():
+    for path in files:
         try:
             recipe = load_recipe(path)
         except NeurodeskError:
@@ -273,6 +323,9 @@ def recipe_offers() -> list[Offer]:
 
 
 def _tree_offers(source: TreeSource, detail: bool) -> list[Offer]:
+    from neurodesk.catalog.appsjson import CatalogFiles
+    from neurodesk.catalog.imageinfo import read_image_info
+
     offers = []
     for tree in source.trees:
         if not tree.is_tree():
@@ -308,6 +361,11 @@ def _tree_offers(source: TreeSource, detail: bool) -> list[Offer]:
 
 def source_offers(paths: Paths, unreachable: list[str], detail: bool = False) -> list[Offer]:
     offers: list[Offer] = []
+    if not paths.config_file.is_file():
+        return offers  # only the built-in channels: they serve upstream's catalog
+    from neurodesk.sources.fetch import open_sources
+    from neurodesk.sources.tree_source import TreeSource
+
     with open_sources(paths, builtin=False) as sources:
         for source in sources:
             try:
@@ -326,7 +384,8 @@ def build_catalog(
     paths: Paths, remote: bool = True, detail: bool = False, only: str | None = None
 ) -> Catalog:
     unreachable: list[str] = []
-    offers: list[Offer] = [*store_offers(paths, detail), *recipe_offers()]
+    recipes = recipe_offers(paths.cache / "recipe-offers.json")
+    offers: list[Offer] = [*store_offers(paths, detail), *recipes]
     upstream = upstream_offers(paths)
     offers += upstream or []
     if remote:
