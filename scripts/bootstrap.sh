@@ -20,6 +20,7 @@ TEST_PACKAGES=(dcm2niix squashfs-tools squashfuse skopeo umoci podman runc lmod 
   docker-registry desktop-file-utils parallel hyperfine chromium chromium-driver xvfb
   tcl less procps  # tcl, less, procps: environment-modules' modulecmd.tcl, unpacked by the tests
   tigervnc-standalone-server xauth novnc)  # neurodesk desktop's browser desktop for GUI tools
+TEST_PACKAGES+=(httpdirfs fuse3)  # SIF images: lazy HTTP mounts (httpdirfs), fusermount3 for squashfuse
 
 apt_install() {
   local missing=()

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "desktop": ("desktop", "desktop"),
     "du": ("images", "du"),
     "exec": ("run", "exec_"),
+    "export": ("export", "export"),
     "gc": ("images", "gc"),
     "images": ("images", "images"),
     "import": ("images", "import_"),
