@@ -92,15 +92,11 @@ def _download(url: str, timeout: float) -> bytes | None:
             return Path(url.removeprefix("file://")).read_bytes()[:MAX_BYTES]
         except OSError:
             return None
-    import httpx
-
-    from neurodesk.sources.transfer import make_client
+    from neurodesk.sources.http import HttpSettings, SourceError, make_client, request
 
     try:
-        with make_client(timeout) as client:
-            answer = client.get(url)
-    except httpx.HTTPError:
+        with make_client(HttpSettings(timeout=timeout)) as client:
+            answer = request(client, "GET", url, max_bytes=MAX_BYTES)
+    except SourceError:
         return None
-    if answer.status_code != 200 or len(answer.content) > MAX_BYTES:
-        return None
-    return answer.content
+    return answer.content if answer.status == 200 else None

@@ -110,7 +110,7 @@ def update(home: Path, url: str, timeout: float = 30.0) -> UpdateResult:
 def _update_http(home: Path, url: str, timeout: float) -> UpdateResult:
     import httpx
 
-    from neurodesk.sources.transfer import make_client
+    from neurodesk.sources.http import HttpSettings, SourceError, make_client, open_stream
 
     meta = _read_meta(home)
     cached = cached_path(home).is_file()
@@ -128,20 +128,23 @@ def _update_http(home: Path, url: str, timeout: float) -> UpdateResult:
     )
     started = False
     try:
-        with make_client(timeout) as client, client.stream("GET", url, headers=headers) as answer:
+        with (
+            make_client(HttpSettings(timeout=timeout)) as client,
+            open_stream(client, "GET", url, headers=headers) as answer,
+        ):
             started = True
-            if answer.status_code == 304 and cached:
+            if answer.status == 304 and cached:
                 catalog = load_cached(home)
                 if catalog is not None:
                     _store(home, url, cached_path(home).read_bytes(), *_validators(answer, meta))
                     return UpdateResult(False, url, catalog)
-            if answer.status_code != 200:
+            if answer.status != 200:
                 raise NeurodeskError(
-                    f"could not update the catalog: HTTP {answer.status_code} from {host}",
+                    f"could not update the catalog: HTTP {answer.status} from {host}",
                     hint=offline_hint,
                 )
             body = bytearray()
-            for chunk in answer.iter_bytes():
+            for chunk in answer.chunks():
                 body += chunk
                 if len(body) > MAX_BYTES:
                     raise CatalogError(
@@ -149,13 +152,14 @@ def _update_http(home: Path, url: str, timeout: float) -> UpdateResult:
                         hint="check catalog_url in config.yaml",
                     )
             etag, modified = _validators(answer, {})
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, SourceError) as exc:
         what = (
             f"the catalog download from {host} broke off"
             if started
             else f"could not reach {host} for the catalog"
         )
-        raise NeurodeskError(f"{what} ({type(exc).__name__})", hint=offline_hint) from None
+        why = exc.message.split(": ")[-1] if isinstance(exc, SourceError) else type(exc).__name__
+        raise NeurodeskError(f"{what} ({why})", hint=offline_hint) from None
     catalog = parse_bytes(bytes(body), url)
     _store(home, url, bytes(body), etag, modified)
     return UpdateResult(True, url, catalog)

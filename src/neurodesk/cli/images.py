@@ -8,6 +8,7 @@ import click
 
 from neurodesk.cli.output import console, emit_json, err_console, json_option_help, print_table
 from neurodesk.paths import Paths
+from neurodesk.sources.pull import clean_fetch_cache
 from neurodesk.store import Store
 from neurodesk.store.imports import import_path
 from neurodesk.store.maintenance import du as store_du
@@ -87,14 +88,18 @@ def rm(image: str) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help=json_option_help)
 def gc(as_json: bool) -> None:
-    """Delete what no image needs: unreferenced images, blobs, shared files, interrupted work."""
+    """Delete what no image needs: unreferenced images, blobs, shared files, interrupted work,
+    and corrupt or leftover copies in the fetch cache."""
     report = store_gc(_store())
+    report.cache, cache_bytes = clean_fetch_cache(Paths.from_env())
+    report.bytes_freed += cache_bytes
     if as_json:
         emit_json(report.to_json())
         return
     console.print(
         f"removed {len(report.images)} image(s), {report.blobs} blob(s), "
-        f"{report.files} shared file(s), {report.tmp} leftover(s): "
+        f"{report.files} shared file(s), {report.tmp} leftover(s), "
+        f"{report.cache} cached fetch file(s): "
         f"{human(report.bytes_freed)} freed",
         markup=False,
     )

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "uninstall": ("install", "uninstall"),
     "update": ("update", "update"),
     "sources": ("sources", "sources"),
+    "verify": ("verify", "verify"),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.markup import escape
 
 from neurodesk import __version__
 from neurodesk.cli.lazy import LazyGroup
@@ -32,11 +33,11 @@ def cli() -> None:
 
 
 def report(exc: NeurodeskError) -> int:
-    err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     # Every problem is listed unless the one-line message already is that single problem.
     if isinstance(exc, ValidationError) and exc.problems != [exc.message]:
         for problem in exc.problems:
-            err_console.print(f"  {problem}", soft_wrap=True)
+            err_console.print(f"  {problem}", soft_wrap=True, markup=False)
     if isinstance(exc, ExternalCommandError) and exc.log_tail:
         err_console.print("last lines of the log:", soft_wrap=True)
         for line in exc.log_tail:

@@ -8,10 +8,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.errors import MarkupError
+from rich.markup import escape
 from rich.table import Table
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+class _Console(Console):
+    """A Console that never fails on text that only looks like markup (an image called '[/]')."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        try:
+            super().print(*objects, **kwargs)
+        except MarkupError:
+            super().print(*objects, **{**kwargs, "markup": False})
+
+
+console = _Console(highlight=False)
+err_console = _Console(stderr=True, highlight=False)
 
 json_option_help = "print machine-readable JSON instead of a table"
 
@@ -25,5 +38,5 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(c) for c in row))
+        table.add_row(*(escape(str(c)) for c in row))
     console.print(table)

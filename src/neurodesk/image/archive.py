@@ -14,9 +14,11 @@ import os
 import posixpath
 import shutil
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
+from neurodesk.image.limits import Budget, UnpackLimits
 from neurodesk.image.oci import ImageFormatError, OCILayout, sha256_file
 
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -35,12 +37,16 @@ def archive_members(path: Path) -> list[str]:
         return [m.name.removeprefix("./") for m in archive.getmembers()]
 
 
-def extract_archive(path: Path, dest: Path) -> None:
-    """Extract regular files and directories; links become hard links to files already inside."""
+def extract_archive(path: Path, dest: Path, limits: UnpackLimits | None = None) -> None:
+    """Extract regular files and directories; links become hard links to files already inside.
+
+    The archive counts against ``limits`` (default: from the environment) like an image."""
     links: list[tuple[str, str]] = []
+    budget = Budget(limits or UnpackLimits.load(), path.stat().st_size, f"archive {path.name}")
     try:
         with tarfile.open(path, "r:*") as archive:
             for member in archive:
+                budget.take(member.name, member.size if member.isfile() else 0)
                 name = _safe_name(member.name)
                 if name == ".":
                     continue
@@ -58,8 +64,10 @@ def extract_archive(path: Path, dest: Path) -> None:
                 elif member.islnk():
                     links.append((name, member.linkname))
                 # anything else (devices, fifos) has no place in an image archive: skipped
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise ImageFormatError(f"{path} is not a readable tar archive: {exc}") from None
+    except OSError as exc:
+        raise ImageFormatError(f"cannot unpack {path}: {exc.strerror or exc}") from None
     for name, target_name in links:
         source_path = dest / _safe_name(target_name)
         if source_path.is_symlink() or not source_path.is_file():

@@ -6,25 +6,36 @@ so a crafted layer cannot reach the host through ``../``, an absolute name, a sy
 an earlier entry, or a hard link to an outside file. Device nodes are skipped and
 setuid/setgid bits stripped. Whiteouts (``.wh.NAME``) and opaque markers (``.wh..wh..opq``)
 follow the OCI image spec.
+
+Every entry is counted against the image's decompression limits (:mod:`neurodesk.image.limits`)
+before it is written, so a bomb is refused with one line before the disk fills; sparse entries
+are written sparse (their holes are not written). A name longer than the file system allows, a
+damaged archive or a full disk is one error naming the layer and the entry.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import posixpath
 import shutil
 import stat
 import tarfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from neurodesk.errors import NeurodeskError
+from neurodesk.image.limits import Budget, UnpackLimits
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 MAX_SYMLINK_HOPS = 40
+NAME_MAX = 255  # bytes in one path component (Linux file systems)
+PATH_MAX = 4095  # bytes in a whole path or symlink target
+CHUNK = 1 << 20
 
 
 class UnsafeLayerError(NeurodeskError):
@@ -112,18 +123,60 @@ def _members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         yield member
 
 
-class LayerApplier:
-    """Applies layers in order onto one root filesystem."""
+def _check_name(name: str, what: str) -> None:
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) > PATH_MAX:
+        raise UnsafeLayerError(f"{what} '{name[:80]}...' is longer than {PATH_MAX} bytes")
+    for part in encoded.split(b"/"):
+        if len(part) > NAME_MAX:
+            raise UnsafeLayerError(
+                f"{what} '{name[:80]}...' has a component longer than {NAME_MAX} bytes"
+            )
 
-    def __init__(self, root: Path) -> None:
+
+def _write_sparse(source: IO[bytes], fd: int, size: int) -> None:
+    """Copy ``size`` bytes, seeking over all-zero chunks so holes stay holes."""
+    zero = bytes(CHUNK)
+    written = 0
+    while written < size:
+        chunk = source.read(min(CHUNK, size - written))
+        if not chunk:
+            break
+        if chunk == zero[: len(chunk)]:
+            os.lseek(fd, len(chunk), os.SEEK_CUR)
+        else:
+            os.write(fd, chunk)
+        written += len(chunk)
+    os.ftruncate(fd, written)
+
+
+class LayerApplier:
+    """Applies layers in order onto one root filesystem, within one decompression budget."""
+
+    def __init__(self, root: Path, budget: Budget | None = None) -> None:
         self.fs = RootFS(root)
         self.dir_modes: dict[Path, tuple[int, int]] = {}
+        self.budget = budget or Budget(UnpackLimits(max_size=1 << 62), 1 << 40, "the image")
 
     def apply(self, layer: Path) -> None:
         created: set[Path] = set()
-        with _open_layer(layer) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
-            for member in _members(archive):
-                self._apply_member(archive, member, created)
+        member: tarfile.TarInfo | None = None
+        try:
+            with _open_layer(layer) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
+                for member in _members(archive):
+                    self.budget.take(member.name, member.size if member.isfile() else 0)
+                    self._apply_member(archive, member, created)
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise UnsafeLayerError(
+                f"layer {layer.name[:19]} is not a readable tar archive: {exc}",
+                hint="the image is damaged: fetch or build it again",
+            ) from None
+        except OSError as exc:
+            where = f" at '{member.name[:200]}'" if member is not None else ""
+            raise NeurodeskError(
+                f"cannot unpack layer {layer.name[:19]}{where}: {exc.strerror or exc}",
+                hint="free disk space" if exc.errno == errno.ENOSPC else None,
+            ) from None
 
     def finish(self) -> None:
         """Directory modes and times last: a read-only directory would block later writes."""
@@ -141,6 +194,9 @@ class LayerApplier:
         self, archive: tarfile.TarFile, member: tarfile.TarInfo, created: set[Path]
     ) -> None:
         name = member.name
+        _check_name(name, "entry")
+        if member.issym() or member.islnk():
+            _check_name(member.linkname, f"link target of '{name[:80]}'")
         base = posixpath.basename(name.rstrip("/"))
         if base == OPAQUE_MARKER:
             directory = self.fs.resolve_dir(_split(posixpath.dirname(name)))
@@ -188,8 +244,15 @@ class LayerApplier:
             assert source_stream is not None
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
             fd = os.open(dest, flags, 0o600)
-            with os.fdopen(fd, "wb") as out, source_stream:
-                shutil.copyfileobj(source_stream, out, 1 << 20)
+            if member.issparse():
+                try:
+                    with source_stream:
+                        _write_sparse(source_stream, fd, member.size)
+                finally:
+                    os.close(fd)
+            else:
+                with os.fdopen(fd, "wb") as out, source_stream:
+                    shutil.copyfileobj(source_stream, out, CHUNK)
             os.chmod(dest, mode)
         else:
             return
@@ -204,9 +267,13 @@ class LayerApplier:
                 os.chmod(path, stat.S_IMODE(member.mode) & ~(stat.S_ISUID | stat.S_ISGID))
 
 
-def unpack_layers(layers: list[Path], root: Path) -> None:
-    """Apply ``layers`` (bottom first) to the empty directory ``root``."""
-    applier = LayerApplier(root)
+def unpack_layers(
+    layers: list[Path], root: Path, limits: UnpackLimits | None = None, what: str = "the image"
+) -> None:
+    """Apply ``layers`` (bottom first) to the empty directory ``root``, refusing the image
+    (:class:`~neurodesk.image.limits.UnpackLimitError`) when it passes ``limits``."""
+    compressed = sum(layer.stat().st_size for layer in layers)
+    applier = LayerApplier(root, Budget(limits or UnpackLimits(), compressed, what))
     for layer in layers:
         applier.apply(layer)
     applier.finish()

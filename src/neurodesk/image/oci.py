@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,17 @@ MANIFEST_TYPES = {
 }
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 class ImageFormatError(NeurodeskError):
     """An image on disk is malformed or fails digest verification."""
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"size {value!r} is not a byte count")
+    return value
 
 
 @dataclass(frozen=True)
@@ -33,16 +43,16 @@ class Descriptor:
             return cls(
                 media_type=str(data["mediaType"]),
                 digest=str(data["digest"]),
-                size=int(data["size"]),
+                size=_size(data["size"]),
                 annotations=dict(data.get("annotations") or {}),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ImageFormatError(f"malformed OCI descriptor: {exc}") from None
 
     @property
     def hex(self) -> str:
         algorithm, _, value = self.digest.partition(":")
-        if algorithm != "sha256" or len(value) != 64:
+        if algorithm != "sha256" or not _HEX64.fullmatch(value):
             raise ImageFormatError(f"unsupported digest {self.digest!r}: only sha256 is accepted")
         return value
 
@@ -55,13 +65,23 @@ class ImageManifest:
     config_json: dict[str, Any]
 
     @property
+    def _config(self) -> dict[str, Any]:
+        inner = self.config_json.get("config")
+        return inner if isinstance(inner, dict) else {}
+
+    @property
     def env(self) -> dict[str, str]:
-        pairs = (self.config_json.get("config") or {}).get("Env") or []
-        return dict(p.split("=", 1) for p in pairs if "=" in p)
+        pairs = self._config.get("Env")
+        if not isinstance(pairs, list):
+            return {}
+        return dict(p.split("=", 1) for p in pairs if isinstance(p, str) and "=" in p)
 
     @property
     def labels(self) -> dict[str, str]:
-        return dict((self.config_json.get("config") or {}).get("Labels") or {})
+        labels = self._config.get("Labels")
+        if not isinstance(labels, dict):
+            return {}
+        return {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def sha256_file(path: Path) -> str:
@@ -85,17 +105,31 @@ class OCILayout:
 
     def read_blob_json(self, descriptor: Descriptor) -> dict[str, Any]:
         path = self.blob_path(descriptor)
+        if not path.is_file():
+            raise ImageFormatError(
+                f"{self.root}: blob {descriptor.digest} is missing",
+                hint="the layout is incomplete: copy or export it again",
+            )
         raw = path.read_bytes()
         if "sha256:" + hashlib.sha256(raw).hexdigest() != descriptor.digest:
             raise ImageFormatError(f"blob {descriptor.digest} does not match its digest")
-        data = json.loads(raw)
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ImageFormatError(f"blob {descriptor.digest} is not JSON") from None
         if not isinstance(data, dict):
             raise ImageFormatError(f"blob {descriptor.digest} is not a JSON object")
         return data
 
     def manifest(self, ref: str | None = None) -> ImageManifest:
-        index = json.loads((self.root / "index.json").read_text())
-        entries = [Descriptor.from_json(m) for m in index.get("manifests", [])]
+        try:
+            index = json.loads((self.root / "index.json").read_bytes())
+        except (ValueError, UnicodeDecodeError, OSError):
+            raise ImageFormatError(f"{self.root}/index.json is not readable JSON") from None
+        listed = index.get("manifests") if isinstance(index, dict) else None
+        if not isinstance(listed, list):
+            raise ImageFormatError(f"{self.root}/index.json has no 'manifests' list")
+        entries = [Descriptor.from_json(m) for m in listed]
         if ref is not None:
             entries = [
                 e for e in entries if e.annotations.get("org.opencontainers.image.ref.name") == ref
@@ -108,6 +142,9 @@ class OCILayout:
             )
         manifest_desc = entries[0]
         manifest = self.read_blob_json(manifest_desc)
-        config = Descriptor.from_json(manifest["config"])
-        layers = [Descriptor.from_json(layer) for layer in manifest.get("layers", [])]
+        layers_json = manifest.get("layers") or []
+        if not isinstance(layers_json, list):
+            raise ImageFormatError(f"manifest {manifest_desc.digest}: 'layers' is not a list")
+        config = Descriptor.from_json(manifest.get("config"))  # type: ignore[arg-type]
+        layers = [Descriptor.from_json(layer) for layer in layers_json]
         return ImageManifest(manifest_desc.digest, config, layers, self.read_blob_json(config))

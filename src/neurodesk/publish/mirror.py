@@ -150,8 +150,9 @@ def mirror_registry_to_registry(
     progress: TransferProgress,
 ) -> MirrorReport:
     settings = load_config(paths.config_file)
-    source = Registry(RegistryAddress.parse(src, insecure), settings.timeout)
-    target = Registry(RegistryAddress.parse(dst, insecure), settings.timeout)
+    http = settings.http_settings()
+    source = Registry(RegistryAddress.parse(src, insecure), settings.timeout, http)
+    target = Registry(RegistryAddress.parse(dst, insecure), settings.timeout, http)
     work = paths.cache / "mirror"
     copied, present = [], []
     try:
@@ -179,6 +180,8 @@ def mirror_registry_to_registry(
                 local.unlink()
             if target.put_manifest(dst_repo, tag, raw, media_type) != digest:
                 raise SourceError(f"{dst} changed the digest of {item.id}")
+            if target.manifest(dst_repo, tag)[2] != digest:  # read back before reporting it
+                raise SourceError(f"{dst}: {item.id} does not read back as {digest}")
             copied.append(item.id)
     finally:
         source.close()
@@ -197,7 +200,9 @@ def mirror_registry_to_tree(
     progress: TransferProgress,
 ) -> MirrorReport:
     settings = load_config(paths.config_file)
-    source = RegistrySource(src, [src], insecure, settings.timeout, settings.retries)
+    source = RegistrySource(
+        src, [src], insecure, settings.timeout, settings.retries, settings.http_settings()
+    )
     target = Tree(dst.absolute())
     have = {a.where for a in target.available()}
     copied, present = [], []

@@ -1,8 +1,9 @@
 """``neurodesk publish NAME --registry HOST[:PORT]/NS``: push an image with its digest.
 
 The store keeps each image's manifest byte for byte, so the pushed image has the digest the
-store knows. Blobs the registry already has (HEAD) are skipped, so a repeated or interrupted
-push only sends what is missing.
+store knows. Every answer is checked (:mod:`neurodesk.sources.http`), and the manifest is read
+back by its tag before success is reported. Blobs the registry already has (HEAD) are skipped,
+so a repeated or interrupted push only sends what is missing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from neurodesk.errors import NeurodeskError
+from neurodesk.sources.http import SourceError
 from neurodesk.sources.mirrors import MirrorSet
 from neurodesk.sources.progress import NullProgress, TransferProgress
 from neurodesk.sources.pull import parse_manifest
@@ -85,6 +87,16 @@ def push_image(
             lambda r: r.put_manifest(repo, record.builddate, raw, media_type),
             f"manifest of {repo}",
         )
+        # Success is what the registry gives back, not what it says: read the tag again.
+        _raw, _type, stored = mirrors.attempt(
+            lambda r: r.manifest(repo, record.builddate), f"reading back {repo}"
+        )
+        if stored != digest or digest != record.digest:
+            raise SourceError(
+                f"{address}: {repo}:{record.builddate} reads back as {stored}, "
+                f"not the pushed {record.digest}",
+                hint="the registry did not store the image; check it and publish again",
+            )
     finally:
         registry.close()
     return PushResult(

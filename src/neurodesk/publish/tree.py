@@ -8,6 +8,9 @@ A publish is a transaction, like a CVMFS publish on a Stratum 0:
 4. the catalog (``apps.json``, then ``log.txt``) is rewritten atomically: that is the commit;
 5. the staging directory, journal included, is removed.
 
+Each container directory carries ``files.json``, a per-file manifest (path, type, size, mode,
+sha256) of everything in it, written last; an install from the tree checks it.
+
 Readers never see a half-written container: a container directory appears by one rename, with
 its sandbox complete. A publish interrupted before step 4 (an error, or kill -9) is rolled back
 by the next publish or by :func:`recover`: what the journal names is removed (moved into
@@ -35,6 +38,7 @@ from neurodesk.publish.modules import render_lua
 from neurodesk.sources.tree import Tree
 from neurodesk.store import ImageRecord
 from neurodesk.store.atomic import write_text
+from neurodesk.store.filemanifest import write_manifest
 
 UNCATEGORISED = "other"
 
@@ -160,6 +164,7 @@ def _publish(record: ImageRecord, tree: Tree, files: CatalogFiles, txn: Path) ->
         wrapper.write_text(_tree_wrapper(placed, command, sandbox))
         wrapper.chmod(0o755)
     write_text(stage / "image.json", json.dumps({**record.to_json(), "commands": commands}))
+    write_manifest(stage)  # files.json: every file of the container, checked at install
 
     lua = render_lua(record, info, commands)
     module_rels = [

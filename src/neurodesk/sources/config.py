@@ -22,6 +22,9 @@ Example::
       cvmfs: false                      # removed
       object-storage:                   # re-pointed (any SourceConfig field but name)
         mirrors: [http://cache.lab/neurodesk/]
+    low_speed_limit: 1024               # bytes/s: a transfer slower than this ...
+    low_speed_time: 30                  # ... over this many seconds is abandoned (next mirror)
+    deadline: 21600                     # seconds one request to one mirror may take in all
 
 The sources you list are tried first, by kind (trees, registries, HTTP), in file order within a
 kind; then the built-in channels in upstream's order (:data:`BUILTIN`): CVMFS, SIF artifacts in
@@ -39,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from neurodesk.errors import NeurodeskError
 from neurodesk.errors import ValidationError as NdValidationError
+from neurodesk.sources.http import HttpSettings
 
 Kind = Literal["tree", "registry", "http", "sif-registry", "sif-http", "sif-file"]
 KIND_ORDER: dict[str, int] = {
@@ -96,6 +100,9 @@ class Config(BaseModel):
     catalog_url: str = DEFAULT_CATALOG_URL
     recipe_url: str = DEFAULT_RECIPE_URL
     defaults: dict[str, dict[str, Any] | Literal[False]] = Field(default_factory=dict)
+    low_speed_limit: int = Field(default=1024, ge=0)
+    low_speed_time: float = Field(default=30.0, gt=0)
+    deadline: float = Field(default=21600.0, gt=0)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -115,6 +122,14 @@ class Config(BaseModel):
             if override is not False:
                 self.builtin(name)  # validates the override now, not at first use
         return self
+
+    def http_settings(self) -> HttpSettings:
+        return HttpSettings(
+            timeout=self.timeout,
+            low_speed_limit=self.low_speed_limit,
+            low_speed_time=self.low_speed_time,
+            deadline=self.deadline,
+        )
 
     def ordered(self) -> list[SourceConfig]:
         """The sources listed in ``sources:``, by kind then file order."""

@@ -54,13 +54,19 @@ def _registry(config: SourceConfig, settings: Config, paths: Paths) -> Source:
         config.insecure,
         settings.timeout,
         settings.retries,
+        settings.http_settings(),
         naming=config.naming,
     )
 
 
 def _layout(config: SourceConfig, settings: Config, paths: Paths) -> Source:
     return LayoutSource(
-        config.name, config.mirrors, config.insecure, settings.timeout, settings.retries
+        config.name,
+        config.mirrors,
+        config.insecure,
+        settings.timeout,
+        settings.retries,
+        settings.http_settings(),
     )
 
 
@@ -133,7 +139,12 @@ def source_from_location(
         )
     if first.endswith(".tar"):
         layout = unpack_archive(
-            first, paths, settings.timeout, insecure, progress or NullProgress()
+            first,
+            paths,
+            settings.timeout,
+            insecure,
+            progress or NullProgress(),
+            settings.http_settings(),
         )
         mirrors, kind = [str(layout)], "http"
     elif first.startswith(("http://", "https://")):

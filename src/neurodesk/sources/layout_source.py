@@ -9,16 +9,27 @@ it; mirrors are probed by the time they take to answer ``index.json``.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from neurodesk.image.oci import MANIFEST_TYPES, Descriptor, sha256_file
+from neurodesk.errors import NeurodeskError
+from neurodesk.image.archive import extract_archive
+from neurodesk.image.oci import MANIFEST_TYPES, Descriptor, ImageFormatError, sha256_file
 from neurodesk.paths import Paths
+from neurodesk.sources.http import (
+    JSON_TYPES,
+    STATIC_TYPES,
+    BadAnswerError,
+    HttpSettings,
+    expect_status,
+    expect_type,
+    make_client,
+    parse_object,
+    request,
+)
 from neurodesk.sources.mirrors import MirrorSet
 from neurodesk.sources.naming import Available, Spec, newest
 from neurodesk.sources.progress import TransferProgress
@@ -28,10 +39,7 @@ from neurodesk.sources.transfer import (
     MissingError,
     OnBytes,
     SourceError,
-    TransientError,
-    check_status,
     download,
-    make_client,
 )
 from neurodesk.store import ImageRecord
 
@@ -45,6 +53,7 @@ class LayoutMirror:
         self.location = location.removeprefix("file://")
         self.is_http = location.startswith(("http://", "https://"))
         self.client = client
+        self.name = str(httpx.URL(location).copy_with(query=None)) if self.is_http else location
 
     def __str__(self) -> str:
         return self.location
@@ -58,17 +67,23 @@ class LayoutMirror:
             if not path.is_file():
                 raise MissingError(f"{path} does not exist")
             return path.read_bytes()
-        try:
-            response = self.client.get(self.url(rel))
-        except httpx.TransportError as exc:
-            raise TransientError(f"{self.url(rel)}: {type(exc).__name__}") from None
-        check_status(response, f"GET {self.url(rel)}")
-        return response.content
+        answer = request(self.client, "GET", self.url(rel), mirror=self.name)
+        expect_status(answer, 200)
+        expect_type(answer, JSON_TYPES | STATIC_TYPES)
+        return answer.content
 
     def fetch_blob(self, descriptor: Descriptor, dest: Path, on_bytes: OnBytes) -> None:
         rel = f"blobs/sha256/{descriptor.hex}"
         if self.is_http:
-            download(self.client, self.url(rel), dest, descriptor.digest, descriptor.size, on_bytes)
+            download(
+                self.client,
+                self.url(rel),
+                dest,
+                descriptor.digest,
+                descriptor.size,
+                on_bytes,
+                mirror=self.name,
+            )
             return
         src = Path(self.location) / rel
         if not src.is_file():
@@ -85,7 +100,10 @@ class LayoutMirror:
 def _entries(index: dict[str, Any]) -> list[tuple[str, Descriptor]]:
     out = []
     for entry in index.get("manifests") or []:
-        descriptor = Descriptor.from_json(entry)
+        try:
+            descriptor = Descriptor.from_json(entry)
+        except ImageFormatError:
+            continue  # a malformed entry names no image we could fetch
         ref = descriptor.annotations.get(REF, "")
         if descriptor.media_type in MANIFEST_TYPES and ref:
             out.append((ref, descriptor))
@@ -113,14 +131,20 @@ class LayoutSource:
     kind = "http"
 
     def __init__(
-        self, label: str, mirrors: list[str], insecure: bool, timeout: float, retries: int
+        self,
+        label: str,
+        mirrors: list[str],
+        insecure: bool,
+        timeout: float,
+        retries: int,
+        settings: HttpSettings | None = None,
     ):
         self.label = label
-        self.client = make_client(timeout, insecure)
+        self.client = make_client(settings or HttpSettings(timeout=timeout), insecure)
         self.timeout = timeout
         self.layouts = [LayoutMirror(m, self.client) for m in mirrors]
         self.mirrors: MirrorSet[LayoutMirror] = MirrorSet(
-            self.layouts, lambda m: self._probe(m), retries=retries
+            self.layouts, lambda m: self._probe(m), retries=retries, label=lambda m: m.name
         )
         self._index: dict[str, Any] | None = None
 
@@ -132,11 +156,14 @@ class LayoutSource:
 
     def index(self) -> dict[str, Any]:
         if self._index is None:
-            raw = self.mirrors.attempt(lambda m: m.read("index.json"), f"index of {self.label}")
-            try:
-                self._index = dict(json.loads(raw))
-            except ValueError:
-                raise SourceError(f"{self.label}: index.json is not JSON") from None
+
+            def read_index(mirror: LayoutMirror) -> dict[str, Any]:
+                index = parse_object(mirror.read("index.json"), mirror.name, "index.json")
+                if not isinstance(index.get("manifests", []), list):
+                    raise BadAnswerError(f"{mirror.name}: index.json: 'manifests' is not a list")
+                return index
+
+            self._index = self.mirrors.attempt(read_index, f"index of {self.label}")
         return self._index
 
     def find(self, spec: Spec) -> Available | None:
@@ -179,14 +206,19 @@ def _verified(raw: bytes, descriptor: Descriptor) -> bytes:
 
 
 def unpack_archive(
-    location: str, paths: Paths, timeout: float, insecure: bool, progress: TransferProgress
+    location: str,
+    paths: Paths,
+    timeout: float,
+    insecure: bool,
+    progress: TransferProgress,
+    settings: HttpSettings | None = None,
 ) -> Path:
     """Download (resumably) and unpack an OCI archive (a tar of a layout); return the layout."""
     key = location.replace("/", "_").replace(":", "_")
     cache = paths.cache / "archives"
     tar_path = cache / f"{key}"
     if location.startswith(("http://", "https://")):
-        with make_client(timeout, insecure) as client:
+        with make_client(settings or HttpSettings(timeout=timeout), insecure) as client:
             progress.add(location, location.rsplit("/", 1)[-1], None)
             download(
                 client, location, tar_path, None, None, lambda n: progress.advance(location, n)
@@ -199,9 +231,8 @@ def unpack_archive(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            with tarfile.open(tar_path) as archive:
-                archive.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError) as exc:
+            extract_archive(tar_path, tmp)
+        except (NeurodeskError, OSError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise SourceError(f"{location} is not a readable OCI archive: {exc}") from None
         shutil.rmtree(out, ignore_errors=True)

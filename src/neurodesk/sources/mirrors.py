@@ -4,7 +4,8 @@ Like a CVMFS client, which fetches ``.cvmfspublished`` from every Stratum 1 and 
 fastest, we time one small request per mirror (``/v2/`` for a registry, ``index.json`` for an
 HTTP layout) and try mirrors fastest first. On a transient error (dropped connection, timeout,
 5xx, short read) the same mirror is retried with exponential backoff; after ``retries``
-attempts, or at once on a corrupt or missing object, the next mirror is tried.
+attempts, or at once on a corrupt or missing object, an unusable answer (HTML, garbage, too
+many redirects) or a mirror below the low-speed limit, the next mirror is tried.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from neurodesk.sources.transfer import CorruptBlobError, MissingError, SourceError, TransientError
+from neurodesk.sources.http import (
+    BadAnswerError,
+    CorruptBlobError,
+    MissingError,
+    SourceError,
+    TransientError,
+)
 
 M = TypeVar("M")
 T = TypeVar("T")
@@ -86,8 +93,13 @@ class MirrorSet(Generic[M]):
             order.remove(mirror)
             order.append(mirror)
 
+    def _say(self, mirror: M, exc: SourceError) -> str:
+        """One line naming the mirror (http.py's messages already start with it)."""
+        label = self.label(mirror)
+        return exc.message if label in exc.message else f"{label}: {exc.message}"
+
     def attempt(self, operation: Callable[[M], T], what: str) -> T:
-        failures: list[str] = []
+        failures: dict[str, str] = {}  # the last failure of each mirror, in the order tried
         missing = 0
         for mirror in list(self.ordered()):
             delay = BACKOFF_START
@@ -95,23 +107,24 @@ class MirrorSet(Generic[M]):
                 try:
                     return operation(mirror)
                 except TransientError as exc:
-                    failures.append(f"{self.label(mirror)}: {exc.message}")
+                    failures[self.label(mirror)] = self._say(mirror, exc)
                     if attempt < self.retries:
                         self.sleep(delay)
                         delay = min(delay * 2, BACKOFF_MAX)
                 except MissingError as exc:
                     missing += 1
-                    failures.append(f"{self.label(mirror)}: {exc.message}")
+                    failures[self.label(mirror)] = self._say(mirror, exc)
                     break
-                except CorruptBlobError as exc:
-                    failures.append(f"{self.label(mirror)}: {exc.message}")
+                except (CorruptBlobError, BadAnswerError) as exc:
+                    failures[self.label(mirror)] = self._say(mirror, exc)
                     self.demote(mirror)
                     break
             else:
                 self.demote(mirror)
+        said = list(failures.values())
         if missing == len(self._mirrors):
-            raise MissingError(f"{what}: not found on any mirror ({failures[-1]})")
+            raise MissingError(f"{what}: not found on any mirror ({said[-1]})")
         raise SourceError(
-            f"{what} failed on every mirror; last error: {failures[-1] if failures else '?'}",
+            f"{what} failed on every mirror: {'; '.join(said) if said else '?'}",
             hint="check the mirrors are up, or raise 'timeout'/'retries' in config.yaml",
         )

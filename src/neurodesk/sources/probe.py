@@ -14,13 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from neurodesk.paths import Paths
 from neurodesk.sources.config import Config, SourceConfig
+from neurodesk.sources.http import HttpSettings, make_client, open_stream, request
 from neurodesk.sources.naming import Spec
 from neurodesk.sources.registry import Registry, RegistryAddress
-from neurodesk.sources.transfer import SourceError, make_client
+from neurodesk.sources.transfer import SourceError
 
 SAMPLE = 1 << 20
 
@@ -67,30 +66,30 @@ def _registry(probe: MirrorProbe, insecure: bool, timeout: float) -> None:
 
 def _http(probe: MirrorProbe, insecure: bool, timeout: float, sample: str | None) -> None:
     base = probe.mirror if probe.mirror.endswith("/") else probe.mirror + "/"
-    with make_client(timeout, insecure) as client:
+    with make_client(HttpSettings(timeout=timeout), insecure) as client:
         start = time.perf_counter()
         try:
-            answer = client.head(base + (sample or ""))
+            answer = request(client, "HEAD", base + (sample or ""))
             probe.latency_ms = (time.perf_counter() - start) * 1000
-            probe.reachable = answer.status_code < 500
-            if answer.status_code >= 500:
-                probe.error = f"HTTP {answer.status_code}"
-        except httpx.HTTPError as exc:
-            probe.reachable, probe.error = False, type(exc).__name__
+            probe.reachable = answer.status < 500
+            if answer.status >= 500:
+                probe.error = f"HTTP {answer.status}"
+        except SourceError as exc:
+            probe.reachable, probe.error = False, exc.message
             return
-        if not sample or answer.status_code != 200:
+        if not sample or answer.status != 200:
             return
         start = time.perf_counter()
         try:
             got = 0
             headers = {"Range": f"bytes=0-{SAMPLE - 1}"}
-            with client.stream("GET", base + sample, headers=headers) as body:
-                for chunk in body.iter_bytes():
+            with open_stream(client, "GET", base + sample, headers=headers) as body:
+                for chunk in body.chunks():
                     got += len(chunk)
                     if got >= SAMPLE:
                         break
-        except httpx.HTTPError as exc:
-            probe.error = f"throughput: {type(exc).__name__}"
+        except SourceError as exc:
+            probe.error = f"throughput: {exc.message}"
             return
         elapsed = time.perf_counter() - start
         probe.throughput_mbps = got / elapsed / 1e6 if elapsed > 0 else None

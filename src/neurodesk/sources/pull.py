@@ -3,7 +3,7 @@
 Blobs are downloaded into ``$NEURODESK_HOME/cache/fetch/<manifest hex>/`` laid out as an OCI
 image layout, then the store imports that layout (verifying every digest again as it copies).
 An interrupted pull leaves ``.part`` files there, which the next pull resumes; blobs the store
-already has are linked in, never downloaded again.
+already has are linked in (after checking their digest), never downloaded again.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
-from neurodesk.image.oci import Descriptor, ImageFormatError, OCILayout
+from neurodesk.image.oci import Descriptor, ImageFormatError, OCILayout, sha256_file
 from neurodesk.paths import Paths
 from neurodesk.sources.progress import NullProgress, TransferProgress
 from neurodesk.sources.transfer import OnBytes
@@ -26,28 +27,59 @@ from neurodesk.store.atomic import write_text
 
 GetBlob = Callable[[Descriptor, Path, OnBytes], None]
 WORKERS = 4
+LOCKS = "locks"  # cache/fetch/locks/<manifest hex>.lock
+STALE_FETCH_SECONDS = 7 * 24 * 3600.0
 
 
 def parse_manifest(raw: bytes) -> tuple[Descriptor, list[Descriptor]]:
     try:
         data = json.loads(raw)
         config = Descriptor.from_json(data["config"])
-        layers = [Descriptor.from_json(layer) for layer in data.get("layers") or []]
-    except (ValueError, KeyError, TypeError) as exc:
+        listed = data.get("layers") or []
+        if not isinstance(listed, list):
+            raise TypeError("'layers' is not a list")
+        layers = [Descriptor.from_json(layer) for layer in listed]
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise ImageFormatError(f"malformed image manifest: {exc}") from None
     for descriptor in (config, *layers):
         _ = descriptor.hex  # only sha256, and no path tricks in a digest
     return config, layers
 
 
-def _link_or_copy(src: Path, dest: Path) -> None:
+def _link_or_copy(src: Path, dest: Path) -> bool:
+    """Hard-link (or copy) ``src`` to ``dest``; False when ``src`` vanished meanwhile."""
     tmp = dest.with_name(dest.name + ".link")
     tmp.unlink(missing_ok=True)
     try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
+        try:
+            os.link(src, tmp)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            shutil.copyfile(src, tmp)
+    except FileNotFoundError:
+        return False
     tmp.replace(dest)
+    return True
+
+
+def blob_ok(path: Path, descriptor: Descriptor) -> bool:
+    """True when ``path`` holds exactly the bytes ``descriptor`` names (size, then sha256)."""
+    try:
+        if path.stat().st_size != descriptor.size:
+            return False
+        return sha256_file(path) == descriptor.digest
+    except OSError:
+        return False
+
+
+def fetch_lock(paths: Paths, manifest_digest: str) -> FileLock:
+    """The lock of one image's fetch directory. Lock files live in ``cache/fetch/locks/`` and are
+    never deleted: a lock file removed while another process waits on it would let two
+    processes hold "the" lock at once."""
+    locks = paths.cache / "fetch" / LOCKS
+    locks.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(locks / (manifest_digest.removeprefix("sha256:") + ".lock")))
 
 
 def pull_image(
@@ -61,26 +93,39 @@ def pull_image(
     get_blob: GetBlob,
     progress: TransferProgress | None = None,
 ) -> ImageRecord:
-    """Download what the store lacks of the image, then import it under name/version/date."""
+    """Download what the store lacks of the image, then import it under name/version/date.
+
+    One lock per image (by manifest digest) guards its fetch directory from creation to
+    removal, so any number of processes may pull the same or different images into one home.
+    Every blob taken from the store or left in the cache by an earlier attempt is verified
+    before reuse; a corrupt store blob is dropped from the store and fetched again."""
     progress = progress or NullProgress()
     store = Store(paths.store)
     config, layers = parse_manifest(manifest_raw)
     work = paths.cache / "fetch" / manifest_digest.removeprefix("sha256:")
-    blobs = work / "blobs" / "sha256"
-    blobs.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(work) + ".lock"):
+    with fetch_lock(paths, manifest_digest):
+        blobs = work / "blobs" / "sha256"
+        blobs.mkdir(parents=True, exist_ok=True)
         manifest_file = blobs / manifest_digest.removeprefix("sha256:")
         manifest_file.with_suffix(".tmp").write_bytes(manifest_raw)
         manifest_file.with_suffix(".tmp").replace(manifest_file)
         wanted: list[Descriptor] = []
         for descriptor in (config, *layers):
             dest = blobs / descriptor.hex
-            if dest.exists():
+            if descriptor in wanted:
                 continue
-            if store.blob_path(descriptor.digest).exists():
-                _link_or_copy(store.blob_path(descriptor.digest), dest)
-            elif descriptor not in wanted:
-                wanted.append(descriptor)
+            if dest.exists():
+                if blob_ok(dest, descriptor):
+                    continue
+                dest.unlink()  # a corrupt copy from an earlier attempt: never reused
+            in_store = store.blob_path(descriptor.digest)
+            if in_store.exists():
+                if blob_ok(in_store, descriptor):
+                    if _link_or_copy(in_store, dest):
+                        continue
+                else:
+                    store.drop_corrupt_blob(descriptor.digest)
+            wanted.append(descriptor)
 
         def one(descriptor: Descriptor) -> None:
             key = descriptor.digest
@@ -100,5 +145,45 @@ def pull_image(
         write_text(work / "index.json", json.dumps(index))
         record = store.import_layout(OCILayout(work), name, version, builddate)
         shutil.rmtree(work, ignore_errors=True)
-    Path(str(work) + ".lock").unlink(missing_ok=True)
     return record
+
+
+def clean_fetch_cache(paths: Paths, max_age: float = STALE_FETCH_SECONDS) -> tuple[int, int]:
+    """For ``gc``: in every fetch directory no pull holds, remove corrupt blobs and copies of
+    store blobs (hard links, which would keep a removed or corrupt store blob alive), and whole
+    directories untouched for ``max_age`` seconds. Returns (files removed, bytes freed)."""
+    root = paths.cache / "fetch"
+    removed = freed = 0
+    if not root.is_dir():
+        return removed, freed
+    now = time.time()
+    for work in sorted(root.iterdir()):
+        if work.name == LOCKS or not work.is_dir():
+            continue
+        lock = fetch_lock(paths, work.name)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue  # a pull is using it
+        try:
+            blobs = work / "blobs" / "sha256"
+            newest = max((p.lstat().st_mtime for p in work.rglob("*")), default=0.0)
+            if now - newest > max_age:
+                size = sum(p.lstat().st_size for p in work.rglob("*") if p.is_file())
+                removed += sum(1 for p in work.rglob("*") if p.is_file())
+                freed += size
+                shutil.rmtree(work, ignore_errors=True)
+                continue
+            for blob in sorted(blobs.iterdir()) if blobs.is_dir() else []:
+                if blob.name.endswith(".part"):
+                    continue  # a partial download, resumed (and verified) by the next pull
+                st = blob.lstat()
+                linked = st.st_nlink > 1
+                corrupt = not linked and sha256_file(blob) != "sha256:" + blob.name
+                if linked or corrupt or not blob.is_file():
+                    blob.unlink()
+                    removed += 1
+                    freed += 0 if linked else st.st_size
+        finally:
+            lock.release()
+    return removed, freed

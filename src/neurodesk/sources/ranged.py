@@ -21,7 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from neurodesk.sources.transfer import CorruptBlobError, SourceError, make_client
+from neurodesk.sources.http import HttpSettings, make_client, open_stream, refuse_html
+from neurodesk.sources.transfer import CorruptBlobError, SourceError
 
 PIECE = 4 << 20
 MAX_FAILS = 3
@@ -44,7 +45,7 @@ def ranged_download(
     urls: Sequence[str],
     size: int,
     dest: Path,
-    timeout: float,
+    settings: HttpSettings,
     insecure: bool = False,
     on_bytes: OnBytes | None = None,
     per_mirror: int = 2,
@@ -76,10 +77,11 @@ def ranged_download(
         length = min(piece, size - start)
         headers = {"Range": f"bytes={start}-{start + length - 1}"}
         got = 0
-        with client.stream("GET", url, headers=headers) as answer:
-            if answer.status_code != 206:
-                raise SourceError(f"HTTP {answer.status_code} to a Range request")
-            for chunk in answer.iter_bytes():
+        with open_stream(client, "GET", url, headers=headers) as answer:
+            if answer.status != 206:
+                raise SourceError(f"HTTP {answer.status} to a Range request")
+            refuse_html(answer)
+            for chunk in answer.chunks():
                 if got + len(chunk) > length:
                     raise SourceError("sent more bytes than asked")
                 os.pwrite(fd, chunk, start + got)
@@ -92,7 +94,7 @@ def ranged_download(
             raise SourceError(f"piece {number} ended after {got} of {length} bytes")
 
     def worker(url: str) -> None:
-        with make_client(timeout, insecure) as client:
+        with make_client(settings, insecure) as client:
             while fails[url] < MAX_FAILS and len(done) < count:
                 try:
                     number = todo.get(timeout=0.05)  # a piece may come back from a failure

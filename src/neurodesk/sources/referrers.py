@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from neurodesk.sources.http import expect_status, parse_object
 from neurodesk.sources.registry import Registry
-from neurodesk.sources.transfer import MissingError, SourceError, check_status
+from neurodesk.sources.transfer import MissingError, SourceError
 
 SIF_ARTIFACT = "application/vnd.sylabs.sif.layer.v1.sif"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -72,12 +73,12 @@ def _referrers_api(registry: Registry, repo: str, subject: str) -> list[dict[str
         params={"artifactType": SIF_ARTIFACT},
         headers={"Accept": INDEX},
     )
-    if response.status_code in (404, 400, 405, 501):
+    if response.status in (404, 400, 405, 501):
         return None  # no API: the tag schema is the fallback the spec names
-    check_status(response, f"referrers of {repo}@{subject}")
-    if not response.headers.get("Content-Type", "").startswith(INDEX):
+    expect_status(response, 200)
+    if response.content_type != INDEX:
         return None
-    return _sif_entries(_json(response.content, f"referrers of {repo}"))
+    return _sif_entries(parse_object(response.content, response.mirror, response.what))
 
 
 def _tag_schema(registry: Registry, repo: str, subject: str) -> list[dict[str, Any]]:

@@ -18,14 +18,18 @@ from typing import Any
 import httpx
 
 from neurodesk.sources.auth import credentials_for
-from neurodesk.sources.transfer import (
-    OnBytes,
-    SourceError,
-    TransientError,
-    check_status,
-    download,
+from neurodesk.sources.http import (
+    JSON_TYPES,
+    Answer,
+    BadAnswerError,
+    HttpSettings,
+    expect_status,
+    field,
+    json_object,
     make_client,
 )
+from neurodesk.sources.http import request as http_request
+from neurodesk.sources.transfer import OnBytes, SourceError, TransientError, download
 
 MANIFEST_ACCEPT = ", ".join(
     (
@@ -42,7 +46,13 @@ INDEX_TYPES = {
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 RETRY_AFTER_MAX = 30  # seconds a 429's Retry-After is honoured; longer: fall through
 CHUNK_SIZE = 16 << 20  # uploads above this are sent in PATCH chunks
+MAX_LISTING = 100_000  # repositories in a catalog: past this, a listing that never ends
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def _basic(credentials: tuple[str, str]) -> dict[str, str]:
+    raw = base64.b64encode(":".join(credentials).encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
 
 
 @dataclass(frozen=True)
@@ -79,9 +89,15 @@ class RegistryAddress:
 
 
 class Registry:
-    def __init__(self, address: RegistryAddress, timeout: float = 10.0) -> None:
+    """One registry mirror. Every answer is checked (status, content type, JSON shape) before
+    use, and every error names this mirror (see :mod:`neurodesk.sources.http`)."""
+
+    def __init__(
+        self, address: RegistryAddress, timeout: float = 10.0, settings: HttpSettings | None = None
+    ) -> None:
         self.address = address
-        self.client = make_client(timeout, insecure=not address.secure)
+        self.settings = settings or HttpSettings(timeout=timeout)
+        self.client = make_client(self.settings, insecure=not address.secure)
         self._token: dict[str, str] = {}
 
     def __str__(self) -> str:
@@ -98,10 +114,10 @@ class Registry:
         basic = getattr(self, "_basic", "")
         return {"Authorization": basic} if basic else {}
 
-    def _wait_retry_after(self, response: httpx.Response) -> bool:
+    def _wait_retry_after(self, answer: Answer) -> bool:
         """A 429 with ``Retry-After`` (seconds) up to :data:`RETRY_AFTER_MAX`: wait, say retry."""
-        text = response.headers.get("Retry-After", "").strip()
-        if response.status_code != 429 or not text.isdigit():
+        text = answer.headers.get("Retry-After", "").strip()
+        if answer.status != 429 or not text.isdigit():
             return False
         if int(text) > RETRY_AFTER_MAX:
             return False  # too long to wait here: the next channel is tried instead
@@ -111,8 +127,7 @@ class Registry:
     def _fetch_token(self, challenge: str, scope: str) -> bool:
         credentials = credentials_for(self.address.host)
         if challenge.lower().startswith("basic") and credentials:
-            raw = base64.b64encode(":".join(credentials).encode()).decode()
-            self._basic = f"Basic {raw}"
+            self._basic = _basic(credentials)["Authorization"]
             return True
         if not challenge.lower().startswith("bearer"):
             return False
@@ -120,29 +135,40 @@ class Registry:
         if "realm" not in params:
             return False
         query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
-        response = self.client.get(params["realm"], params=query, auth=credentials)
-        if response.status_code != 200:
+        if not params["realm"].startswith(("https://", "http://")):
+            raise BadAnswerError(f"{self}: token realm '{params['realm'][:80]}' is not a URL")
+        basic = _basic(credentials) if credentials else {}
+        answer = http_request(
+            self.client, "GET", params["realm"], mirror=str(self), params=query, headers=basic
+        )
+        if answer.status != 200:
             return False
-        body = response.json()
-        self._token[scope] = str(body.get("token") or body.get("access_token") or "")
-        return bool(self._token[scope])
+        body = json_object(answer, JSON_TYPES | {"text/plain", ""})
+        token = body.get("token") or body.get("access_token") or ""
+        if not isinstance(token, str):
+            raise BadAnswerError(f"{self}: the token endpoint answered a {type(token).__name__}")
+        self._token[scope] = token
+        return bool(token)
 
-    def request(self, method: str, url: str, scope: str = "", **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, url: str, scope: str = "", **kwargs: Any) -> Answer:
+        """One request (relative URLs are on this registry), with an anonymous token fetched
+        when the registry asks for one; the body is read under the limits of ``settings``."""
         if not url.startswith("http"):
             url = self.address.base + url
         headers = {**kwargs.pop("headers", {}), **self._auth_headers(scope)}
-        try:
-            response = self.client.request(method, url, headers=headers, **kwargs)
-            if response.status_code == 401 and self._fetch_token(
-                response.headers.get("WWW-Authenticate", ""), scope
-            ):
-                headers.update(self._auth_headers(scope))
-                response = self.client.request(method, url, headers=headers, **kwargs)
-            if self._wait_retry_after(response):
-                response = self.client.request(method, url, headers=headers, **kwargs)
-        except httpx.TransportError as exc:
-            raise TransientError(f"{method} {url}: {type(exc).__name__}: {exc}") from None
-        return response
+        answer = http_request(self.client, method, url, mirror=str(self), headers=headers, **kwargs)
+        if answer.status == 401 and self._fetch_token(
+            answer.headers.get("WWW-Authenticate", ""), scope
+        ):
+            headers.update(self._auth_headers(scope))
+            answer = http_request(
+                self.client, method, url, mirror=str(self), headers=headers, **kwargs
+            )
+        if self._wait_retry_after(answer):
+            answer = http_request(
+                self.client, method, url, mirror=str(self), headers=headers, **kwargs
+            )
+        return answer
 
     def _pull_scope(self, repo: str) -> str:
         return f"repository:{repo}:pull"
@@ -152,53 +178,59 @@ class Registry:
 
     # -- reading -------------------------------------------------------------------------------
     def ping(self) -> None:
-        response = self.request("GET", "/v2/")
-        if response.status_code not in (200, 401):
-            check_status(response, "GET /v2/")
-            raise SourceError(f"{self}: /v2/ answered HTTP {response.status_code}")
+        answer = self.request("GET", "/v2/")
+        expect_status(answer, 200, 401)
+        if answer.status == 200:
+            json_object(answer)  # a registry answers JSON ({}); a web server answers HTML
 
     def catalog(self) -> list[str]:
         repos: list[str] = []
         url = "/v2/_catalog?n=1000"
         while url:
-            response = self.request("GET", url, scope="registry:catalog:*")
-            check_status(response, f"{self}: list repositories")
-            repos += response.json().get("repositories") or []
-            link = response.headers.get("Link", "")
+            answer = self.request("GET", url, scope="registry:catalog:*")
+            body = json_object(answer)
+            repos += field(body, "repositories", list, str(self), answer.what, [], each=str)
+            link = answer.headers.get("Link", "")
             match = re.match(r"<([^>]+)>", link)
             url = match.group(1) if match else ""
+            if len(repos) > MAX_LISTING or (
+                url.startswith("http") and not url.startswith(self.address.base + "/")
+            ):
+                raise BadAnswerError(f"{self}: the repository listing does not end")
         return repos
 
     def tags(self, repo: str) -> list[str]:
-        response = self.request("GET", f"/v2/{repo}/tags/list", scope=self._pull_scope(repo))
-        check_status(response, f"{self}: tags of {repo}")
-        return list(response.json().get("tags") or [])
+        answer = self.request("GET", f"/v2/{repo}/tags/list", scope=self._pull_scope(repo))
+        body = json_object(answer)
+        return list(field(body, "tags", list, str(self), answer.what, [], each=str))
 
     def manifest(self, repo: str, reference: str) -> tuple[bytes, str, str]:
         """``(raw bytes, media type, digest)``; the digest is computed, and checked against the
         registry's when it sends one."""
-        response = self.request(
+        answer = self.request(
             "GET",
             f"/v2/{repo}/manifests/{reference}",
             scope=self._pull_scope(repo),
             headers={"Accept": MANIFEST_ACCEPT},
         )
-        check_status(response, f"manifest {repo}:{reference}")
-        raw = response.content
+        body = json_object(answer, JSON_TYPES)
+        raw = answer.content
         digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-        claimed = response.headers.get("Docker-Content-Digest")
+        claimed = answer.headers.get("Docker-Content-Digest")
         if (claimed and claimed != digest) or (
             reference.startswith("sha256:") and reference != digest
         ):
-            raise TransientError(f"manifest {repo}:{reference} arrived corrupt")
-        media_type = response.headers.get("Content-Type", "").split(";")[0] or OCI_MANIFEST
+            raise TransientError(f"{self}: manifest {repo}:{reference} arrived corrupt")
+        media_type = answer.content_type
+        if media_type == "application/json":
+            media_type = str(body.get("mediaType") or OCI_MANIFEST)
         return raw, media_type, digest
 
     def blob_exists(self, repo: str, digest: str) -> bool:
-        response = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=self._pull_scope(repo))
-        if response.status_code == 404:
+        answer = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=self._pull_scope(repo))
+        if answer.status == 404:
             return False
-        check_status(response, f"HEAD blob {digest}")
+        expect_status(answer, 200)
         return True
 
     def download_blob(
@@ -215,6 +247,8 @@ class Registry:
             size,
             on_bytes,
             headers=self._auth_headers(scope),
+            mirror=str(self),
+            settings=self.settings,
         )
 
     # -- writing -------------------------------------------------------------------------------
@@ -224,8 +258,10 @@ class Registry:
         """Monolithic PUT for small blobs, PATCH chunks then PUT for large ones."""
         scope = self._push_scope(repo)
         start = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope)
-        check_status(start, f"start upload to {repo}")
-        location = start.headers["Location"]
+        expect_status(start, 202)
+        location = start.headers.get("Location", "")
+        if not location:
+            raise BadAnswerError(f"{self}: {start.what}: no upload Location in the answer")
         size = path.stat().st_size
         try:
             with path.open("rb") as handle:
@@ -242,7 +278,7 @@ class Registry:
                                 "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
                             },
                         )
-                        check_status(response, f"upload {digest}")
+                        expect_status(response, 202)
                         location = response.headers.get("Location", location)
                         offset += len(chunk)
                         if on_bytes:
@@ -261,9 +297,12 @@ class Registry:
                 content=body,
                 headers={"Content-Type": "application/octet-stream"},
             )
-        except httpx.TransportError as exc:
-            raise TransientError(f"upload {digest}: {exc}") from None
-        check_status(response, f"finish upload {digest}")
+        except httpx.InvalidURL:
+            raise BadAnswerError(f"{self}: upload Location '{location[:80]}' is no URL") from None
+        expect_status(response, 201)
+        stored = response.headers.get("Docker-Content-Digest")
+        if stored and stored != digest:
+            raise BadAnswerError(f"{self}: stored blob {digest} as {stored}")
         if on_bytes and body:
             on_bytes(len(body))
 
@@ -275,9 +314,9 @@ class Registry:
             content=raw,
             headers={"Content-Type": media_type},
         )
-        check_status(response, f"push manifest {repo}:{tag}")
+        expect_status(response, 201)
         digest = "sha256:" + hashlib.sha256(raw).hexdigest()
         claimed = response.headers.get("Docker-Content-Digest")
         if claimed and claimed != digest:
-            raise SourceError(f"{self} stored {repo}:{tag} as {claimed}, expected {digest}")
+            raise BadAnswerError(f"{self}: stored {repo}:{tag} as {claimed}, expected {digest}")
         return digest

@@ -7,15 +7,15 @@ channel 4 of upstream's order).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from neurodesk.image.oci import Descriptor
+from neurodesk.image.oci import Descriptor, ImageFormatError
 from neurodesk.paths import Paths
+from neurodesk.sources.http import BadAnswerError, HttpSettings, parse_object
 from neurodesk.sources.mirrors import MirrorSet
 from neurodesk.sources.naming import BUILDDATE, Available, Spec, newest
 from neurodesk.sources.progress import TransferProgress
-from neurodesk.sources.pull import pull_image
+from neurodesk.sources.pull import parse_manifest, pull_image
 from neurodesk.sources.registry import INDEX_TYPES, Registry, RegistryAddress
 from neurodesk.sources.transfer import MissingError, OnBytes, SourceError
 from neurodesk.store import ImageRecord
@@ -31,11 +31,14 @@ class RegistrySource:
         insecure: bool,
         timeout: float,
         retries: int,
+        settings: HttpSettings | None = None,
         naming: str = "neurodesk",
     ) -> None:
         self.label = label
         self.naming = naming
-        self.registries = [Registry(RegistryAddress.parse(m, insecure), timeout) for m in mirrors]
+        self.registries = [
+            Registry(RegistryAddress.parse(m, insecure), timeout, settings) for m in mirrors
+        ]
         self.mirrors: MirrorSet[Registry] = MirrorSet(
             self.registries, lambda r: r.ping(), retries=retries
         )
@@ -103,17 +106,32 @@ class RegistrySource:
     # -- fetching --------------------------------------------------------------------------------
     def _manifest(self, registry: Registry, repo: str, tag: str) -> tuple[bytes, str, str]:
         raw, media_type, digest = registry.manifest(repo, tag)
-        if media_type in INDEX_TYPES or "manifests" in json.loads(raw):
-            entries = json.loads(raw).get("manifests") or []
+        what = f"manifest {repo}:{tag}"
+        body = parse_object(raw, str(registry), what)
+        if media_type in INDEX_TYPES or "manifests" in body:
+            entries = body.get("manifests")
+            if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+                raise BadAnswerError(f"{registry}: {what}: 'manifests' is not a list of objects")
+
+            def platform(entry: dict[str, object], key: str) -> object:
+                found = entry.get("platform")
+                return found.get(key) if isinstance(found, dict) else None
+
             chosen = [
                 e
                 for e in entries
-                if (e.get("platform") or {}).get("architecture") in (None, "amd64")
-                and (e.get("platform") or {}).get("os") in (None, "linux")
+                if platform(e, "architecture") in (None, "amd64")
+                and platform(e, "os") in (None, "linux")
+                and isinstance(e.get("digest"), str)
             ]
             if not chosen:
                 raise SourceError(f"{repo}:{tag} has no linux/amd64 image")
-            raw, media_type, digest = registry.manifest(repo, chosen[0]["digest"])
+            raw, media_type, digest = registry.manifest(repo, str(chosen[0]["digest"]))
+            body = parse_object(raw, str(registry), what)
+        try:
+            parse_manifest(raw)
+        except ImageFormatError as exc:
+            raise BadAnswerError(f"{registry}: {what}: {exc.message}") from None
         return raw, media_type, digest
 
     def fetch(

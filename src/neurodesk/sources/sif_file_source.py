@@ -10,28 +10,27 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import httpx
-
 from neurodesk.errors import NotFoundError
 from neurodesk.paths import Paths
 from neurodesk.sources.config import Config, SourceConfig
+from neurodesk.sources.http import HttpSettings, expect_status, make_client, request
 from neurodesk.sources.naming import Available, Spec, split_id
 from neurodesk.sources.origins import UNVERIFIED
 from neurodesk.sources.progress import NullProgress, TransferProgress
 from neurodesk.sources.ranged import finish, ranged_download
 from neurodesk.sources.sif_store import download_dir, import_sif, sha256_file
-from neurodesk.sources.transfer import SourceError, check_status, download, make_client
+from neurodesk.sources.transfer import SourceError, download
 from neurodesk.store import ImageRecord
 
 
 class SifFileSource:
     kind = "sif-file"
 
-    def __init__(self, location: str, insecure: bool, timeout: float) -> None:
+    def __init__(self, location: str, insecure: bool, settings: HttpSettings) -> None:
         self.label = location
         self.location = location
         self.insecure = insecure
-        self.timeout = timeout
+        self.settings = settings
         self.remote = location.startswith(("http://", "https://"))
 
     def close(self) -> None:
@@ -72,18 +71,15 @@ class SifFileSource:
             )  # fmt: skip
         dest = download_dir(paths) / f"{found.id}.sif"
         show = progress or NullProgress()
-        with make_client(self.timeout, self.insecure) as client:
-            try:
-                head = client.head(self.location)
-            except httpx.HTTPError as exc:
-                raise SourceError(f"{self.location}: {type(exc).__name__}") from None
-            check_status(head, f"HEAD {self.location}")
+        with make_client(self.settings, self.insecure) as client:
+            head = request(client, "HEAD", self.location)
+            expect_status(head, 200)
             length = head.headers.get("Content-Length", "")
             ranges = head.headers.get("Accept-Ranges", "") == "bytes" and length.isdigit()
             show.add(found.id, f"{found.id}.sif", int(length) if length.isdigit() else None)
             if ranges:
                 digest, _ = ranged_download(
-                    [self.location], int(length), dest, self.timeout, self.insecure,
+                    [self.location], int(length), dest, self.settings, self.insecure,
                     lambda n: show.advance(found.id, n), per_mirror=4,
                 )  # fmt: skip
                 finish(dest, digest, None)
@@ -99,4 +95,4 @@ class SifFileSource:
 
 
 def from_config(config: SourceConfig, settings: Config, paths: Paths) -> SifFileSource:
-    return SifFileSource(config.mirrors[0], config.insecure, settings.timeout)
+    return SifFileSource(config.mirrors[0], config.insecure, settings.http_settings())

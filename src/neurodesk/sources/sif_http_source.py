@@ -13,16 +13,15 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
-
 from neurodesk.paths import Paths
 from neurodesk.sources.config import Config, SourceConfig
+from neurodesk.sources.http import HttpSettings, make_client, mirror_name, request
 from neurodesk.sources.naming import Available, Spec
 from neurodesk.sources.origins import PUBLISHER, UNVERIFIED
 from neurodesk.sources.progress import NullProgress, TransferProgress
 from neurodesk.sources.ranged import finish, ranged_download
 from neurodesk.sources.sif_store import download_dir, import_sif
-from neurodesk.sources.transfer import SourceError, make_client
+from neurodesk.sources.transfer import SourceError
 from neurodesk.store import ImageRecord
 
 # Given an exact spec, the digest a publisher published for its SIF, or None.
@@ -37,13 +36,13 @@ class SifHttpSource:
         label: str,
         mirrors: list[str],
         insecure: bool,
-        timeout: float,
+        settings: HttpSettings,
         publisher_digest: DigestLookup | None = None,
     ) -> None:
         self.label = label
         self.bases = [m if m.endswith("/") else m + "/" for m in mirrors]
         self.insecure = insecure
-        self.timeout = timeout
+        self.settings = settings
         self.publisher_digest = publisher_digest
         self._found: dict[str, tuple[int, list[str]]] = {}
         self.last_errors: list[str] = []
@@ -53,18 +52,15 @@ class SifHttpSource:
 
     def _head(self, url: str) -> int | None:
         """The file's size at ``url``; None when absent; SourceError when the mirror fails."""
-        try:
-            with make_client(min(self.timeout, 10.0), self.insecure) as client:
-                answer = client.head(url)
-        except httpx.HTTPError as exc:
-            raise SourceError(f"{httpx.URL(url).host}: {type(exc).__name__}") from None
-        if answer.status_code == 404 or answer.status_code == 403:
+        with make_client(self.settings, self.insecure) as client:
+            answer = request(client, "HEAD", url)
+        if answer.status in (403, 404):
             return None  # S3 answers 403 for a missing key in a bucket that is not listable
-        if answer.status_code != 200:
-            raise SourceError(f"{httpx.URL(url).host}: HTTP {answer.status_code}")
+        if answer.status != 200:
+            raise SourceError(f"{mirror_name(url)}: HEAD: HTTP {answer.status}")
         length = answer.headers.get("Content-Length", "")
         if not length.isdigit() or int(length) == 0:
-            raise SourceError(f"{httpx.URL(url).host}: no file size")
+            raise SourceError(f"{mirror_name(url)}: HEAD: no file size")
         return int(length)
 
     def find(self, spec: Spec) -> Available | None:
@@ -105,7 +101,7 @@ class SifHttpSource:
         show.add(found.where, f"{found.where}.simg ({self.label}, {len(urls)} mirrors)", size)
         dest = download_dir(paths) / f"{found.where}.simg"
         digest, _served = ranged_download(
-            urls, size, dest, self.timeout, self.insecure, lambda n: show.advance(found.where, n)
+            urls, size, dest, self.settings, self.insecure, lambda n: show.advance(found.where, n)
         )
         finish(dest, digest, expected)
         return import_sif(
@@ -147,6 +143,6 @@ def from_config(config: SourceConfig, settings: Config, paths: Paths) -> SifHttp
         config.name,
         config.mirrors,
         config.insecure,
-        settings.timeout,
+        settings.http_settings(),
         _publisher_digest(settings, paths),
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neurodesk.image.oci import ImageFormatError
 from neurodesk.sources.naming import Available, Spec, newest, split_id
 
 STAGING = ".neurodesk-staging"  # hidden: readers listing containers/ never look inside
@@ -46,12 +47,19 @@ class Tree:
         return self.container_dir(image_id) / f"{image_id}.simg"
 
     def metadata(self, image_id: str) -> dict[str, Any]:
+        """``image.json`` of a container ({} when absent); ImageFormatError when damaged."""
         path = self.container_dir(image_id) / "image.json"
-        if path.is_file():
-            data = json.loads(path.read_text())
-            if isinstance(data, dict):
-                return data
-        return {}
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_bytes())
+        except (ValueError, UnicodeDecodeError, OSError):
+            data = None
+        if not isinstance(data, dict) or not all(
+            isinstance(data.get(key, ""), str) for key in ("name", "version", "builddate")
+        ):
+            raise ImageFormatError(f"{path} is damaged", hint="publish the image to the tree again")
+        return data
 
     def is_tree(self) -> bool:
         return self.containers.is_dir()
@@ -63,7 +71,10 @@ class Tree:
         for entry in sorted(self.containers.iterdir()):
             if entry.name.startswith(".") or not (entry / f"{entry.name}.simg").is_dir():
                 continue
-            meta = self.metadata(entry.name)
+            try:
+                meta = self.metadata(entry.name)
+            except ImageFormatError:
+                meta = {}  # named by its id; installing it reports the damage
             if meta.get("name"):
                 parts: tuple[str, str, str] | None = (
                     str(meta["name"]),

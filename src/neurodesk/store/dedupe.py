@@ -12,7 +12,7 @@ import errno
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # ext4 allows 65000 links per inode; stay below it and start a second copy when full.
@@ -24,6 +24,7 @@ class DedupeResult:
     files: int = 0
     linked: int = 0
     bytes_shared: int = 0
+    hashes: dict[str, str] = field(default_factory=dict)  # relative path → sha256 hex
 
 
 def file_key(path: str, st: os.stat_result) -> str:
@@ -54,6 +55,7 @@ def dedupe_tree(root: Path, pool: Path) -> DedupeResult:
                 continue
             result.files += 1
             key = file_key(path, st)
+            result.hashes[os.path.relpath(path, root)] = key.split("-", 1)[0]
             shared = pool_path(pool, key)
             try:
                 existing = os.lstat(shared)

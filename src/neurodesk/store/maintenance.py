@@ -23,6 +23,7 @@ class GcReport:
     blobs: int = 0
     files: int = 0
     tmp: int = 0
+    cache: int = 0  # files removed from the fetch cache (filled in by the caller)
     bytes_freed: int = 0
     kept_blobs_reason: str = ""
 
@@ -32,6 +33,7 @@ class GcReport:
             "blobs": self.blobs,
             "files": self.files,
             "tmp": self.tmp,
+            "cache": self.cache,
             "bytes_freed": self.bytes_freed,
             "kept_blobs_reason": self.kept_blobs_reason,
         }

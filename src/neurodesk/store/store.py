@@ -36,9 +36,17 @@ from filelock import FileLock
 
 from neurodesk.errors import NotFoundError
 from neurodesk.image.layers import unpack_layers
-from neurodesk.image.oci import Descriptor, ImageFormatError, ImageManifest, OCILayout
+from neurodesk.image.limits import UnpackLimits
+from neurodesk.image.oci import (
+    Descriptor,
+    ImageFormatError,
+    ImageManifest,
+    OCILayout,
+    sha256_file,
+)
 from neurodesk.store.atomic import write_text
 from neurodesk.store.dedupe import dedupe_tree
+from neurodesk.store.filemanifest import MANIFEST_NAME, write_manifest
 from neurodesk.store.version import version_key
 
 Progress = Callable[[str], None]
@@ -147,12 +155,32 @@ class Store:
             _rmtree_writable(work)
 
     # -- writing -------------------------------------------------------------------------------
+    def drop_corrupt_blob(self, digest: str) -> None:
+        """Remove a blob whose bytes no longer match its digest (it is fetched again)."""
+        with self.lock():
+            self.blob_path(digest).unlink(missing_ok=True)
+
     def _add_blob(self, source: Path, descriptor: Descriptor) -> Path:
-        """Copy one blob in, verifying its digest and size while copying."""
+        """Copy one blob in, verifying its digest and size while copying.
+
+        A blob already in the store is reused only when it is ``source`` itself (a hard link the
+        fetch made after checking it) or still matches its digest; a corrupt one is replaced."""
         final = self.blob_path(descriptor.digest)
         descriptor.hex  # noqa: B018 - validates the digest form before it names a file
         if final.exists():
-            return final
+            try:
+                if source.exists() and os.path.samefile(source, final):
+                    return final
+            except OSError:
+                pass
+            if final.stat().st_size == descriptor.size and sha256_file(final) == descriptor.digest:
+                return final
+            final.unlink()  # corrupt: replaced by the verified copy below
+        if not source.is_file():
+            raise ImageFormatError(
+                f"blob {descriptor.digest} is missing from {source.parent}",
+                hint="the image is incomplete: fetch, export or build it again",
+            )
         final.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         size = 0
@@ -269,6 +297,20 @@ class Store:
             self._write_ref(record)
         return record
 
+    def verification_path(self, record: ImageRecord) -> Path:
+        return self.root / "verified" / f"{record.digest.removeprefix('sha256:')}.json"
+
+    def record_verification(self, record: ImageRecord, check: dict[str, object]) -> None:
+        """Remember that (and how) an image used in place was verified at install."""
+        write_text(self.verification_path(record), json.dumps(check, indent=2))
+
+    def verification(self, record: ImageRecord) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.verification_path(record).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def _write_ref(self, record: ImageRecord) -> None:
         write_text(
             self._ref_path(record.name, record.version, record.builddate),
@@ -284,7 +326,12 @@ class Store:
 
     def _unpack(self, manifest: ImageManifest, image_dir: Path) -> None:
         def fill(rootfs: Path) -> dict[str, Any]:
-            unpack_layers([self.blob_path(d.digest) for d in manifest.layers], rootfs)
+            unpack_layers(
+                [self.blob_path(d.digest) for d in manifest.layers],
+                rootfs,
+                UnpackLimits.load(self.root.parent / "config.yaml"),
+                what=f"image {manifest.digest[:19]}",
+            )
             return manifest.config_json
 
         self._make_image_dir(image_dir, fill)
@@ -304,7 +351,8 @@ class Store:
             write_text(work / "image.json", json.dumps(config, indent=2))
             if say:
                 say("sharing files already in the store")
-            dedupe_tree(work / "rootfs", self.files_dir)
+            shared = dedupe_tree(work / "rootfs", self.files_dir)
+            write_manifest(work / "rootfs", work / MANIFEST_NAME, known=shared.hashes)
             image_dir.parent.mkdir(parents=True, exist_ok=True)
             work.replace(image_dir)
         except BaseException:
