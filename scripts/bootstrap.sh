@@ -21,6 +21,7 @@ TEST_PACKAGES=(dcm2niix squashfs-tools squashfuse skopeo umoci podman runc lmod 
   tcl less procps  # tcl, less, procps: environment-modules' modulecmd.tcl, unpacked by the tests
   tigervnc-standalone-server xauth novnc)  # neurodesk desktop's browser desktop for GUI tools
 TEST_PACKAGES+=(httpdirfs fuse3)  # SIF images: lazy HTTP mounts (httpdirfs), fusermount3 for squashfuse
+TEST_PACKAGES+=(squid aria2)  # channels: a caching proxy in front of every channel; aria2c for the benchmark
 
 apt_install() {
   local missing=()

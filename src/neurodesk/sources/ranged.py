@@ -24,7 +24,7 @@ import httpx
 from neurodesk.sources.http import HttpSettings, make_client, open_stream, refuse_html
 from neurodesk.sources.transfer import CorruptBlobError, SourceError
 
-PIECE = 4 << 20
+PIECE_MIN, PIECE_MAX = 256 << 10, 16 << 20
 MAX_FAILS = 3
 OnBytes = Callable[[int], None]
 
@@ -33,9 +33,13 @@ def _piece_count(size: int, piece: int) -> int:
     return max(1, (size + piece - 1) // piece)
 
 
-def _load_done(path: Path, count: int) -> set[int]:
+def _load_done(path: Path, count: int, piece: int) -> set[int]:
+    """Pieces finished by an earlier run, if it cut the file the same way."""
     try:
-        numbers = {int(x) for x in path.read_text().split()}
+        lines = path.read_text().split()
+        if not lines or lines[0] != f"piece={piece}":
+            return set()
+        numbers = {int(x) for x in lines[1:]}
     except (OSError, ValueError):
         return set()
     return {n for n in numbers if 0 <= n < count}
@@ -49,17 +53,24 @@ def ranged_download(
     insecure: bool = False,
     on_bytes: OnBytes | None = None,
     per_mirror: int = 2,
-    piece: int = PIECE,
+    piece: int | None = None,
 ) -> tuple[str, dict[str, int]]:
-    """Download ``size`` bytes to ``dest``; returns ``(sha256 digest, bytes per mirror)``."""
+    """Download ``size`` bytes to ``dest``; returns ``(sha256 digest, bytes per mirror)``.
+
+    Pieces are a quarter of each worker's fair share, between 256 KiB and 16 MiB, so every
+    mirror gets work and a slow one holds up little at the end."""
+    if piece is None:
+        share = size // max(1, 4 * per_mirror * len(urls))
+        piece = min(PIECE_MAX, max(PIECE_MIN, share))
     part = dest.with_name(dest.name + ".part")
     done_file = dest.with_name(dest.name + ".part.done")
     count = _piece_count(size, piece)
-    done = _load_done(done_file, count) if part.exists() else set()
-    if not part.exists() or part.stat().st_size != size:
+    done = _load_done(done_file, count, piece) if part.exists() else set()
+    if not part.exists() or part.stat().st_size != size or not done:
         done = set()
         with part.open("wb") as out:
             out.truncate(size)
+        done_file.write_text(f"piece={piece}\n")
     if on_bytes and done:
         on_bytes(sum(min(piece, size - n * piece) for n in done))
     todo: queue.Queue[int] = queue.Queue()

@@ -1,0 +1,219 @@
+"""Upstream's four channels, each replicated on loopback, through the defaults a user has:
+install and run through each, take each away in turn and the next serves, all down is one
+line; SIF artifacts pushed by our publisher and by oras-py; integrity of every byte (issue 12).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from neurodesk.catalog.update import write_atomic
+from tests.conftest import assert_one_line_error, run_cli
+from tests.httpserve import Fault, FileServer
+from tests.integration.channel_replicas import (
+    DATE,
+    ID,
+    NAME,
+    VERSION,
+    Pushed,
+    TokenRegistry,
+    TokenServer,
+    make_rootfs,
+    make_sif,
+    make_tree,
+    push_image,
+    write_auth_file,
+)
+from tests.integration.conftest import need
+from tests.integration.distribution_helpers import free_port
+from tests.upstream_data import write_apps_json
+
+pytestmark = pytest.mark.integration
+
+CHANNELS = ["cvmfs", "sif-artifacts", "object-storage", "registry-images"]
+
+
+@dataclass
+class Replicas:
+    root: Path
+    tree: Path
+    sif: Path
+    registry: TokenRegistry
+    tokens: TokenServer
+    pushed: Pushed
+    fast: FileServer
+    slow: FileServer
+    apps_json: Path
+    auth_file: Path
+
+    def live(self, channel: str) -> dict[str, object]:
+        if channel == "cvmfs":
+            return {"mirrors": [str(self.tree)]}
+        if channel in ("sif-artifacts", "registry-images"):
+            return {"mirrors": [f"{self.registry.address}/neurodesk"], "insecure": True}
+        return {"mirrors": [self.fast.url, self.slow.url]}
+
+    def dead(self, channel: str) -> dict[str, object]:
+        port = free_port()  # nothing listens there
+        if channel == "cvmfs":
+            return {"mirrors": [str(self.root / "no-cvmfs")]}
+        if channel in ("sif-artifacts", "registry-images"):
+            return {"mirrors": [f"127.0.0.1:{port}/neurodesk"], "insecure": True}
+        return {"mirrors": [f"http://127.0.0.1:{port}/"]}
+
+    def configure(self, home: Path, live: set[str], **extra: object) -> None:
+        """config.yaml with only the defaults, re-pointed: ``live`` ones at the replicas."""
+        defaults = {c: (self.live(c) if c in live else self.dead(c)) for c in CHANNELS}
+        config = {"timeout": 3, "retries": 1, "defaults": defaults, **extra}
+        write_atomic(home / "config.yaml", json.dumps(config).encode())
+
+    def pushed_sif_digest(self) -> str:
+        import hashlib
+
+        return "sha256:" + hashlib.sha256(self.sif.read_bytes()).hexdigest()
+
+    def env(self) -> dict[str, str]:
+        return {"NEURODESK_CATALOG_URL": str(self.apps_json), "NO_PROXY": "127.0.0.1"}
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    need("bwrap", "docker-registry", "mksquashfs", "unsquashfs")
+    root = tmp_path_factory.mktemp("channels")
+    rootfs = make_rootfs(root / "rootfs")
+    tree = make_tree(rootfs, root / "cvmfs")
+    objects = root / "objects"
+    objects.mkdir()
+    sif = make_sif(rootfs, objects / f"{ID}.simg")
+    tokens = TokenServer(root).start()
+    registry = TokenRegistry(root / "registry", tokens).start()
+    fast = FileServer(objects).__enter__()
+    slow = FileServer(objects, fault=Fault(delay=0.02)).__enter__()
+    try:
+        auth = write_auth_file(root / "auth.json", registry.address)
+        (root / "blobs").mkdir()
+        pushed = push_image(registry.address, rootfs, root / "blobs", auth)
+        # The SIF artifact, pushed by our publisher (as the lab's admin: push needs a login).
+        from neurodesk.publish.sif_artifact import push_sif_artifact
+        from neurodesk.sources.registry import Registry, RegistryAddress
+
+        os.environ["REGISTRY_AUTH_FILE"] = str(auth)
+        try:
+            client = Registry(RegistryAddress.parse(registry.address, insecure=True))
+            push_sif_artifact(client, pushed.repo, pushed.tag, sif, f"{ID}.sif")
+            client.close()
+        finally:
+            del os.environ["REGISTRY_AUTH_FILE"]
+        apps_json = write_apps_json(root / "apps.json")
+        yield Replicas(root, tree, sif, registry, tokens, pushed, fast, slow, apps_json, auth)
+    finally:
+        slow.__exit__(None, None, None)
+        fast.__exit__(None, None, None)
+        registry.stop()
+        tokens.stop()
+
+
+def fresh_home(tmp_path: Path, replicas: Replicas, live: set[str]) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    replicas.configure(home, live)
+    update = run_cli(["update"], home, replicas.env())
+    assert update.returncode == 0, update.stderr
+    return home
+
+
+@pytest.mark.parametrize("serving", range(len(CHANNELS)), ids=CHANNELS)
+def test_each_channel_serves_when_those_before_it_are_gone(
+    tmp_path: Path, replicas: Replicas, serving: int
+) -> None:
+    channel = CHANNELS[serving]
+    home = fresh_home(tmp_path, replicas, set(CHANNELS[serving:]))
+    which = run_cli(["sources", "--which", f"{NAME}/{VERSION}", "--json"], home, replicas.env())
+    assert which.returncode == 0, which.stderr
+    answer = json.loads(which.stdout)
+    assert answer["served_by"] == channel and answer["spec"] == f"{NAME}/{VERSION}/{DATE}"
+    assert [t["source"] for t in answer["tried"]][1:] == CHANNELS[: serving + 1]
+    installed = run_cli(["install", NAME, "--json"], home, replicas.env())
+    assert installed.returncode == 0, installed.stderr
+    ran = run_cli(["exec", NAME, "--", "fslhello"], home, cwd=tmp_path)
+    assert ran.returncode == 0 and "fsl says hello" in ran.stdout, ran.stderr
+    info = json.loads(run_cli(["info", NAME, "--json", "--local"], home).stdout)
+    stored = [o for o in info["offers"] if o["source"] == "store"]
+    assert [(o["version"], o["builddate"]) for o in stored] == [(VERSION, DATE)]
+    if channel == "sif-artifacts":
+        assert stored[0]["origin"]["verified"] == "publisher"
+        assert stored[0]["origin"]["sha256"] == replicas.pushed_sif_digest()
+    if channel == "object-storage":
+        # The registry channels are gone: nobody vouches for the file's bytes.
+        assert stored[0]["origin"]["verified"] == "unverified-by-publisher"
+        assert stored[0]["origin"]["sha256"] == replicas.pushed_sif_digest()
+    assert not list((home / "cache" / "downloads").glob("*"))  # nothing left behind
+
+
+def test_object_storage_is_checked_against_the_registrys_digest(
+    tmp_path: Path, replicas: Replicas
+) -> None:
+    home = fresh_home(tmp_path, replicas, set(CHANNELS))
+    served_before = {s.url: len(s.requests) for s in (replicas.fast, replicas.slow)}
+    installed = run_cli(["install", NAME, "--from", "object-storage"], home, replicas.env())
+    assert installed.returncode == 0, installed.stderr
+    info = json.loads(run_cli(["info", NAME, "--json", "--local"], home).stdout)
+    origin = next(o for o in info["offers"] if o["source"] == "store")["origin"]
+    assert origin["verified"] == "publisher" and origin["channel"] == "object-storage"
+    # Both mirrors served Range pieces.
+    for server in (replicas.fast, replicas.slow):
+        ranged = [r for r in server.requests[served_before[server.url] :] if "Range" in r[2]]
+        assert ranged, f"{server.url} served no piece"
+
+
+def test_a_corrupt_mirror_never_reaches_the_store(tmp_path: Path, replicas: Replicas) -> None:
+    home = fresh_home(tmp_path, replicas, set(CHANNELS))
+    replicas.fast.fault = Fault(corrupt=True)
+    replicas.slow.fault = Fault(corrupt=True)
+    try:
+        proc = run_cli(["install", NAME, "--from", "object-storage"], home, replicas.env())
+    finally:
+        replicas.fast.fault = Fault()
+        replicas.slow.fault = Fault(delay=0.02)
+    assert_one_line_error(proc, "publisher's digest")
+    assert not (home / "store" / "refs").exists() or not list(
+        (home / "store" / "refs").rglob("*.json")
+    )
+    assert not list((home / "cache" / "downloads").glob("*.simg"))
+
+
+def test_all_channels_down_is_one_line(tmp_path: Path, replicas: Replicas) -> None:
+    home = fresh_home(tmp_path, replicas, set())
+    proc = run_cli(["install", NAME], home, replicas.env())
+    assert_one_line_error(proc, "cvmfs", "sif-artifacts", "object-storage", "registry-images")
+    assert not (home / "installs").exists() or not list((home / "installs").rglob("fslhello"))
+
+
+def test_unknown_container_suggests_close_matches(tmp_path: Path, replicas: Replicas) -> None:
+    home = fresh_home(tmp_path, replicas, set(CHANNELS))
+    proc = run_cli(["install", "fsll"], home, replicas.env())
+    assert_one_line_error(proc, "did you mean fsl")
+
+
+def test_install_from_a_sif_file_and_a_sif_url(tmp_path: Path, replicas: Replicas) -> None:
+    home = fresh_home(tmp_path, replicas, set())
+    local = run_cli(["install", f"{NAME}/{VERSION}", "--from", str(replicas.sif)], home)
+    assert local.returncode == 0, local.stderr
+    assert "fsl says hello" in run_cli(["exec", NAME, "--", "fslhello"], home, cwd=tmp_path).stdout
+    other = tmp_path / "home2"
+    other.mkdir()
+    url = f"{replicas.fast.url}{ID}.simg"
+    remote = run_cli(["install", NAME, "--from", url], other, replicas.env())
+    assert remote.returncode == 0, remote.stderr
+    info = json.loads(run_cli(["info", NAME, "--json", "--local"], other).stdout)
+    stored = next(o for o in info["offers"] if o["source"] == "store")
+    assert (stored["version"], stored["builddate"]) == (VERSION, DATE)  # from the file name
+    assert stored["origin"]["verified"] == "unverified-by-publisher"
+    missing = run_cli(["install", NAME, "--from", str(tmp_path / "nope.sif")], tmp_path / "h3")
+    assert_one_line_error(missing, "nope.sif")
