@@ -217,3 +217,75 @@ def test_install_from_a_sif_file_and_a_sif_url(tmp_path: Path, replicas: Replica
     assert stored["origin"]["verified"] == "unverified-by-publisher"
     missing = run_cli(["install", NAME, "--from", str(tmp_path / "nope.sif")], tmp_path / "h3")
     assert_one_line_error(missing, "nope.sif")
+
+
+def test_publish_sif_then_install_from_it_and_oras_interop(
+    tmp_path: Path, replicas: Replicas
+) -> None:
+    """A lab's own distribution: our publish --sif pushes image + SIF referrer (tag schema);
+    oras-py pulls that SIF; oras-py pushes another SIF referrer; our channel installs it."""
+    import hashlib
+
+    import oras.client
+    import oras.oci
+
+    home = fresh_home(tmp_path, replicas, {"registry-images"})
+    assert run_cli(["install", NAME], home, replicas.env()).returncode == 0  # an OCI image
+    lab = f"{replicas.registry.address}/lab"
+    login = {"REGISTRY_AUTH_FILE": str(replicas.auth_file)}
+    anonymous = run_cli(["publish", NAME, "--registry", lab, "--insecure", "--sif"], home)
+    assert_one_line_error(anonymous, "access denied")  # push needs the lab's login
+    published = run_cli(
+        ["publish", NAME, "--registry", lab, "--insecure", "--sif", "--json"], home, login
+    )
+    assert published.returncode == 0, published.stderr
+    sif = json.loads(published.stdout)[0]["sif"]
+    assert sif["via"] == "tag schema"  # Debian's docker-registry has no Referrers API
+    # oras-py, an independent client, pulls the artifact our publisher pushed.
+    client = oras.client.OrasClient(hostname=replicas.registry.address, insecure=True)
+    repo = f"lab/{NAME}_{VERSION}"
+    files = client.pull(target=f"{lab}/{NAME}_{VERSION}@{sif['artifact']}", outdir=str(tmp_path))
+    pulled = Path(files[0]).read_bytes()
+    assert "sha256:" + hashlib.sha256(pulled).hexdigest() == sif["digest"]
+    # Our channel, configured as a lab source, installs from what we published.
+    lab_home = tmp_path / "lab-home"
+    lab_home.mkdir()
+    lab_source = {"name": "lab", "kind": "sif-registry", "mirrors": [lab], "insecure": True}
+    config = {"sources": [lab_source], "defaults": dict.fromkeys(CHANNELS, False)}
+    (lab_home / "config.yaml").write_text(json.dumps(config))
+    first = run_cli(["install", f"{NAME}/{VERSION}"], lab_home)
+    assert first.returncode == 0, first.stderr
+    assert "fsl says hello" in run_cli(["exec", NAME, "--", "fslhello"], lab_home).stdout
+    # oras-py pushes a newer SIF for the same image; the tag-schema index is extended with it.
+    from neurodesk.publish.sif_artifact import add_to_tag_schema
+    from neurodesk.sources.registry import Registry, RegistryAddress
+
+    other = make_sif(make_rootfs(tmp_path / "rootfs2"), tmp_path / "other.sif")
+    registry = Registry(RegistryAddress.parse(replicas.registry.address, insecure=True))
+    raw, media_type, subject = registry.manifest(repo, DATE)
+    grant = [{"type": "repository", "name": repo, "actions": ["pull", "push"]}]
+    client.auth.set_token_auth(replicas.tokens.sign("labadmin", grant))
+    answer = client.push(
+        target=f"{lab}/{NAME}_{VERSION}",
+        files=[f"{other}:application/vnd.sylabs.sif.layer.v1.sif"],
+        subject=oras.oci.Subject(mediaType=media_type, digest=subject, size=len(raw)),
+        manifest_annotations={"org.opencontainers.image.created": "2999-01-01T00:00:00Z"},
+        disable_path_validation=True,
+    )
+    artifact = answer.headers["Docker-Content-Digest"]
+    os.environ["REGISTRY_AUTH_FILE"] = str(replicas.auth_file)
+    try:
+        manifest = registry.manifest(repo, artifact)[0]
+        add_to_tag_schema(registry, repo, subject, artifact, len(manifest), "2999-01-01T00:00:00Z")
+    finally:
+        del os.environ["REGISTRY_AUTH_FILE"]
+        registry.close()
+    newer = tmp_path / "newer-home"
+    newer.mkdir()
+    (newer / "config.yaml").write_text(json.dumps(config))
+    second = run_cli(["install", f"{NAME}/{VERSION}"], newer)
+    assert second.returncode == 0, second.stderr
+    info = json.loads(run_cli(["info", NAME, "--json", "--local"], newer).stdout)
+    origin = next(o for o in info["offers"] if o["source"] == "store")["origin"]
+    assert origin["sha256"] == "sha256:" + hashlib.sha256(other.read_bytes()).hexdigest()
+    assert origin["verified"] == "publisher"

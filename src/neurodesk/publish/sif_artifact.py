@@ -104,7 +104,7 @@ def push_sif_artifact(
     via = "referrers API"
     if not answer.headers.get("OCI-Subject"):
         via = "tag schema"
-        _add_to_tag_schema(registry, repo, subject, artifact, len(raw), created)
+        add_to_tag_schema(registry, repo, subject, artifact, len(raw), created)
     found = find_sif(registry, repo, reference)
     if found.digest != sif_digest:
         raise NeurodeskError(
@@ -115,7 +115,7 @@ def push_sif_artifact(
     return SifPush(repo, subject, artifact, sif_digest, size, via)
 
 
-def _add_to_tag_schema(
+def add_to_tag_schema(
     registry: Registry, repo: str, subject: str, artifact: str, size: int, created: str
 ) -> None:
     tag = tag_schema_tag(subject)

@@ -99,7 +99,7 @@ def needs_exact_id(config: SourceConfig) -> bool:
     """Upstream's channels are asked for exact container ids, completed from the catalog."""
     if config.kind in ("tree", "sif-file"):
         return False  # a tree is looked through; a file is one image
-    return config.builtin or config.naming == "upstream" or config.kind.startswith("sif-")
+    return config.builtin or config.naming == "upstream" or config.kind == "sif-http"
 
 
 def complete_from_catalog(paths: Paths, spec: Spec) -> Spec | None:
