@@ -33,6 +33,7 @@ class FileServer:
     root: Path
     fault: Fault = field(default_factory=Fault)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    timed: list[tuple[str, str, dict[str, str], float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         owner = self
@@ -52,6 +53,9 @@ class FileServer:
 
             def _answer(self, head: bool) -> None:
                 owner.requests.append((self.command, self.path, dict(self.headers.items())))
+                owner.timed.append(
+                    (self.command, self.path, dict(self.headers.items()), time.monotonic())
+                )
                 fault = owner.fault
                 if fault.stall:
                     time.sleep(fault.stall)

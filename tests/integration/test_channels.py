@@ -5,6 +5,7 @@ line; SIF artifacts pushed by our publisher and by oras-py; integrity of every b
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -289,3 +290,75 @@ def test_publish_sif_then_install_from_it_and_oras_interop(
     origin = next(o for o in info["offers"] if o["source"] == "store")["origin"]
     assert origin["sha256"] == "sha256:" + hashlib.sha256(other.read_bytes()).hexdigest()
     assert origin["verified"] == "publisher"
+
+
+def only(replicas: Replicas, home: Path, channel: str, mirrors: list[str]) -> None:
+    """config.yaml with every built-in channel removed but ``channel``, at ``mirrors``."""
+    defaults: dict[str, object] = dict.fromkeys(CHANNELS, False)
+    defaults[channel] = {"mirrors": mirrors, "insecure": True}
+    config = {"timeout": 2, "retries": 1, "low_speed_time": 2, "defaults": defaults}
+    (home / "config.yaml").write_text(json.dumps(config))
+    assert run_cli(["update"], home, replicas.env()).returncode == 0
+
+
+FAULTS = [
+    ("object-storage", Fault(status=500), "HTTP 500"),
+    ("object-storage", Fault(status=429), "HTTP 429"),
+    ("object-storage", Fault(status=401), "HTTP 401"),
+    ("object-storage", Fault(status=404), "object-storage: not there"),
+    ("object-storage", Fault(status=403), "object-storage: not there"),
+    ("object-storage", Fault(stall=6), "object-storage"),
+    ("sif-artifacts", Fault(html=True), "HTML"),
+    ("sif-artifacts", Fault(status=401), "access denied"),
+    ("sif-artifacts", Fault(status=403), "access denied"),
+    ("sif-artifacts", Fault(status=500), "HTTP 500"),
+    ("registry-images", Fault(status=404), "registry-images: not there"),
+    ("registry-images", Fault(html=True), "HTML"),
+]
+
+
+@pytest.mark.parametrize(
+    ("channel", "fault", "needle"), FAULTS, ids=[f"{c}-{n}" for c, _f, n in FAULTS]
+)
+def test_a_faulty_channel_is_one_line_and_leaves_nothing(
+    tmp_path: Path, replicas: Replicas, channel: str, fault: Fault, needle: str
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    with FileServer(tmp_path, fault=fault) as server:
+        address = server.url if channel == "object-storage" else server.url.removeprefix("http://")
+        only(
+            replicas,
+            home,
+            channel,
+            [address.rstrip("/") + ("/" if channel == "object-storage" else "/neurodesk")],
+        )
+        proc = run_cli(["install", NAME], home, replicas.env(), timeout=120)
+    assert_one_line_error(proc, needle)
+    assert not (home / "store" / "refs").exists() or not list((home / "store" / "refs").rglob("*"))
+    assert (
+        not list((home / "cache" / "downloads").glob("*"))
+        if (home / "cache" / "downloads").exists()
+        else True
+    )
+
+
+def test_retry_after_is_honoured_then_the_next_channel_serves(
+    tmp_path: Path, replicas: Replicas
+) -> None:
+    home = fresh_home(tmp_path, replicas, {"object-storage"})
+    with FileServer(tmp_path, fault=Fault(status=429, retry_after="1")) as busy:
+        config = json.loads((home / "config.yaml").read_text())
+        config["defaults"]["sif-artifacts"] = {
+            "mirrors": [busy.url.removeprefix("http://").rstrip("/") + "/neurodesk"],
+            "insecure": True,
+        }
+        (home / "config.yaml").write_text(json.dumps(config))
+        proc = run_cli(["install", NAME, "--json"], home, replicas.env())
+        times = [t for _m, _p, _h, t in busy.timed]
+    assert proc.returncode == 0, proc.stderr
+    assert len(times) >= 2 and max(b - a for a, b in itertools.pairwise(times)) >= 0.9
+    info = json.loads(run_cli(["info", NAME, "--json", "--local"], home).stdout)
+    assert next(o for o in info["offers"] if o["source"] == "store")["origin"]["channel"] == (
+        "object-storage"
+    )
