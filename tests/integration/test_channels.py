@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -362,3 +363,38 @@ def test_retry_after_is_honoured_then_the_next_channel_serves(
     assert next(o for o in info["offers"] if o["source"] == "store")["origin"]["channel"] == (
         "object-storage"
     )
+
+
+def test_a_squid_in_front_serves_the_second_install_from_its_cache(
+    tmp_path: Path, replicas: Replicas
+) -> None:
+    need("squid")
+    from tests.integration.squid import Squid
+
+    proxy = Squid().start()
+    try:
+        env = {
+            **replicas.env(),
+            "NO_PROXY": "",
+            "HTTP_PROXY": proxy.url,
+            "HTTPS_PROXY": proxy.url,
+        }
+        gets: list[int] = []
+        for round_ in ("first", "second"):
+            home = tmp_path / round_
+            home.mkdir()
+            only(replicas, home, "object-storage", [replicas.fast.url])
+            before = len(replicas.fast.requests)
+            proc = run_cli(["install", NAME], home, env)
+            assert proc.returncode == 0, proc.stderr
+            new = replicas.fast.requests[before:]
+            gets.append(sum(1 for method, path, _h in new if method == "GET"))
+            ran = run_cli(["exec", NAME, "--", "fslhello"], home, cwd=tmp_path)
+            assert "fsl says hello" in ran.stdout, ran.stderr
+        time.sleep(0.5)  # squid writes its access log line after the answer
+        sif_lines = [line for line in proxy.access() if f"{ID}.simg" in line]
+    finally:
+        proxy.stop()
+    assert gets[0] >= 1, "the first install went through squid to the origin"
+    assert gets[1] == 0, f"the second install reached the origin {gets[1]} times"
+    assert any("HIT/" in line for line in sif_lines), sif_lines
