@@ -26,6 +26,7 @@ class Fault:
     corrupt: bool = False  # flip one byte of every body
     truncate: bool = False  # send half the body, then close
     retry_after: str = ""  # with status 429
+    fail_after: int | None = None  # answer 500 after this many GETs were served
 
 
 @dataclass
@@ -34,6 +35,7 @@ class FileServer:
     fault: Fault = field(default_factory=Fault)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     timed: list[tuple[str, str, dict[str, str], float]] = field(default_factory=list)
+    served: int = 0
 
     def __post_init__(self) -> None:
         owner = self
@@ -57,6 +59,10 @@ class FileServer:
                     (self.command, self.path, dict(self.headers.items()), time.monotonic())
                 )
                 fault = owner.fault
+                if fault.fail_after is not None and self.command == "GET":
+                    owner.served += 1
+                    if owner.served > fault.fail_after:
+                        fault = Fault(status=500)
                 if fault.stall:
                     time.sleep(fault.stall)
                 if fault.status is not None:
