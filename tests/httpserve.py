@@ -87,42 +87,50 @@ class FileServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                data = path.read_bytes()
-                etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+                size = path.stat().st_size
+                stamp = f"{size}-{path.stat().st_mtime_ns}".encode()
+                etag = '"' + hashlib.sha256(stamp).hexdigest()[:16] + '"'
                 if self.headers.get("If-None-Match") == etag:
                     self.send_response(304)
                     self.send_header("ETag", etag)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                start, end, status = 0, len(data) - 1, 200
+                start, end, status = 0, size - 1, 200
                 wanted = self.headers.get("Range", "")
                 if wanted.startswith("bytes="):
                     first, _, last = wanted.removeprefix("bytes=").partition("-")
                     start = int(first)
-                    end = min(int(last), len(data) - 1) if last else len(data) - 1
+                    end = min(int(last), size - 1) if last else size - 1
                     status = 206
-                body = data[start : end + 1]
-                if fault.corrupt and body:
-                    body = bytes([body[0] ^ 0xFF]) + body[1:]
+                length = end - start + 1
                 self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(length))
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("ETag", etag)
+                self.send_header("Last-Modified", self.date_time_string(int(path.stat().st_mtime)))
                 if status == 206:
-                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
                 self.end_headers()
                 if head:
                     return
-                if fault.truncate:
-                    body = body[: len(body) // 2]
-                for offset in range(0, len(body), 64 << 10):
-                    if fault.delay:
-                        time.sleep(fault.delay)
-                    try:
-                        self.wfile.write(body[offset : offset + (64 << 10)])
-                    except (BrokenPipeError, ConnectionResetError):
-                        return
+                send = length // 2 if fault.truncate else length
+                with path.open("rb") as handle:
+                    handle.seek(start)
+                    sent = 0
+                    while sent < send:
+                        chunk = handle.read(min(64 << 10, send - sent))
+                        if not chunk:
+                            break
+                        if fault.corrupt and sent == 0:
+                            chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                        if fault.delay:
+                            time.sleep(fault.delay)
+                        try:
+                            self.wfile.write(chunk)
+                        except (BrokenPipeError, ConnectionResetError):
+                            return
+                        sent += len(chunk)
                 if fault.truncate:
                     self.close_connection = True
 

@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import io
 import json
+import random
 import shutil
 import subprocess
 import tarfile
@@ -49,7 +50,16 @@ def b64url(data: bytes) -> str:
 
 def make_rootfs(root: Path, payload: int = 0) -> Path:
     """dash as /bin/sh with its libraries, /usr/bin/fslhello; ``payload`` random bytes extra."""
-    for directory in ("bin", "usr/bin", "lib/x86_64-linux-gnu", "lib64", "tmp", "etc"):
+    for directory in (
+        "bin",
+        "usr/bin",
+        "lib/x86_64-linux-gnu",
+        "lib64",
+        "tmp",
+        "etc",
+        "dev",
+        "proc",
+    ):
         (root / directory).mkdir(parents=True, exist_ok=True)
     shutil.copy2("/bin/dash", root / "bin" / "sh")
     libs = subprocess.run(["ldd", "/bin/dash"], capture_output=True, text=True, check=True)
@@ -69,14 +79,12 @@ def make_rootfs(root: Path, payload: int = 0) -> Path:
     )
     if payload:
         (root / "opt").mkdir(exist_ok=True)
+        generator = random.Random(f"payload{payload}")  # incompressible, reproducible
         with (root / "opt" / "payload.bin").open("wb") as out:
             left = payload
-            seed = hashlib.sha256(b"payload").digest()
             while left > 0:
-                seed = hashlib.sha256(seed).digest() * 2048  # 64 KiB, incompressible enough
-                out.write(seed[: min(left, len(seed))])
-                left -= len(seed)
-                seed = seed[:32]
+                out.write(generator.randbytes(min(left, 1 << 20)))
+                left -= 1 << 20
     return root
 
 

@@ -361,8 +361,12 @@ def _tree_offers(source: TreeSource, detail: bool) -> list[Offer]:
 
 def source_offers(paths: Paths, unreachable: list[str], detail: bool = False) -> list[Offer]:
     offers: list[Offer] = []
-    if not paths.config_file.is_file():
-        return offers  # only the built-in channels: they serve upstream's catalog
+    try:
+        text = paths.config_file.read_text(errors="replace")
+    except OSError:
+        return offers  # no config.yaml: only the built-in channels, listed by the catalog
+    if "sources" not in text:
+        return offers  # no 'sources:' list (cheap check: the full parse costs ~0.1 s)
     from neurodesk.sources.fetch import open_sources
     from neurodesk.sources.tree_source import TreeSource
 
