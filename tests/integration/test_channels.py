@@ -398,3 +398,26 @@ def test_a_squid_in_front_serves_the_second_install_from_its_cache(
     assert gets[0] >= 1, "the first install went through squid to the origin"
     assert gets[1] == 0, f"the second install reached the origin {gets[1]} times"
     assert any("HIT/" in line for line in sif_lines), sif_lines
+
+
+def test_sources_probe_reports_every_mirror(tmp_path: Path, replicas: Replicas) -> None:
+    home = fresh_home(tmp_path, replicas, {"cvmfs", "object-storage", "registry-images"})
+    assert run_cli(["install", NAME], home, replicas.env()).returncode == 0  # a sample to time
+    plain = run_cli(["sources", "--json"], home, replicas.env())
+    assert next(r["source"] for r in json.loads(plain.stdout)) == "cvmfs"
+    assert all(r["reachable"] is None for r in json.loads(plain.stdout))  # nothing contacted
+    proc = run_cli(["sources", "--probe", "--json"], home, replicas.env())
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["source"], r["mirror"]): r for r in json.loads(proc.stdout)}
+    state = {source: r["reachable"] for (source, _m), r in rows.items()}
+    assert state == {
+        "cvmfs": True,
+        "sif-artifacts": False,
+        "object-storage": True,
+        "registry-images": True,
+    }
+    objects = [r for (source, _m), r in rows.items() if source == "object-storage"]
+    assert len(objects) == 2 and all(r["throughput_mbps"] and r["latency_ms"] for r in objects)
+    assert rows[("sif-artifacts", next(m for s, m in rows if s == "sif-artifacts"))]["error"]
+    table = run_cli(["sources", "--probe"], home, replicas.env())
+    assert "DOWN" in table.stdout and "MB/s" in table.stdout

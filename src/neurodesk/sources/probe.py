@@ -64,20 +64,28 @@ def _registry(probe: MirrorProbe, insecure: bool, timeout: float) -> None:
     probe.latency_ms = (time.perf_counter() - start) * 1000
 
 
-def _http(probe: MirrorProbe, insecure: bool, timeout: float, sample: str | None) -> None:
+def _http(probe: MirrorProbe, insecure: bool, timeout: float, samples: list[str]) -> None:
     base = probe.mirror if probe.mirror.endswith("/") else probe.mirror + "/"
     with make_client(HttpSettings(timeout=timeout), insecure) as client:
-        start = time.perf_counter()
-        try:
-            answer = request(client, "HEAD", base + (sample or ""))
-            probe.latency_ms = (time.perf_counter() - start) * 1000
-            probe.reachable = answer.status < 500
-            if answer.status >= 500:
-                probe.error = f"HTTP {answer.status}"
-        except SourceError as exc:
-            probe.reachable, probe.error = False, exc.message
-            return
-        if not sample or answer.status != 200:
+        sample = ""
+        for index, name in enumerate(["", *samples]):
+            start = time.perf_counter()
+            try:
+                answer = request(client, "HEAD", base + name)
+            except SourceError as exc:
+                probe.reachable, probe.error = False, exc.message
+                return
+            if index == 0:
+                probe.latency_ms = (time.perf_counter() - start) * 1000
+                probe.reachable = answer.status < 500
+                if answer.status >= 500:
+                    probe.error = f"HTTP {answer.status}"
+                    return
+            elif answer.status == 200:
+                sample = name
+                break
+        if not sample:
+            probe.error = "throughput not measured: no known SIF found here"
             return
         start = time.perf_counter()
         try:
@@ -95,17 +103,22 @@ def _http(probe: MirrorProbe, insecure: bool, timeout: float, sample: str | None
         probe.throughput_mbps = got / elapsed / 1e6 if elapsed > 0 else None
 
 
-def _sample(paths: Paths) -> str | None:
-    """A SIF file name to time downloads with: the smallest-named container of the catalog."""
+def _samples(paths: Paths) -> list[str]:
+    """SIF names to time downloads with: images this machine has (so likely the mirrors too),
+    then the first few of upstream's catalog; at most four."""
     from neurodesk.catalog.upstream import load_cached
+    from neurodesk.store import Store
 
+    names = [f"{r.id}.simg" for r in Store(paths.store).images()] if paths.store.is_dir() else []
     try:
         catalog = load_cached(paths.home)
+    except SourceError:
+        catalog = None
     except Exception:
-        return None
-    if catalog is None or not catalog.containers:
-        return None
-    return f"{catalog.containers[0].id}.simg"
+        catalog = None
+    if catalog is not None:
+        names += [f"{c.id}.simg" for c in catalog.containers[:3]]
+    return list(dict.fromkeys(names))[:4]
 
 
 def probe_sources(settings: Config, paths: Paths, probe: bool) -> list[MirrorProbe]:
@@ -115,7 +128,7 @@ def probe_sources(settings: Config, paths: Paths, probe: bool) -> list[MirrorPro
     if not probe:
         return rows
     configs = {c.name: c for c in settings.channels()}
-    sample = _sample(paths)
+    samples = _samples(paths)
 
     def run(row: MirrorProbe) -> MirrorProbe:
         config: SourceConfig = configs[row.source]
@@ -124,7 +137,7 @@ def probe_sources(settings: Config, paths: Paths, probe: bool) -> list[MirrorPro
         elif row.kind in ("registry", "sif-registry"):
             _registry(row, config.insecure, min(settings.timeout, 10.0))
         else:
-            _http(row, config.insecure, min(settings.timeout, 10.0), sample)
+            _http(row, config.insecure, min(settings.timeout, 10.0), samples)
         return row
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(rows)))) as pool:
