@@ -49,8 +49,17 @@ class Tool:
     name: str
     offers: list[Offer]
 
+    def _newest(self) -> list[Offer]:
+        """Offers newest first; sorted once (search asks for several attributes per tool)."""
+        key = (len(self.offers), id(self.offers[-1]) if self.offers else 0)
+        cached = self.__dict__.get("_sorted")
+        if cached is None or cached[0] != key:
+            cached = (key, sorted(self.offers, key=_newest_first))
+            self.__dict__["_sorted"] = cached
+        return list(cached[1])
+
     def _first(self, attr: str) -> Any:
-        for offer in sorted(self.offers, key=_newest_first):
+        for offer in self._newest():
             value = getattr(offer, attr)
             if value:
                 return value
