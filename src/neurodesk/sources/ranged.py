@@ -78,6 +78,7 @@ def ranged_download(
         if number not in done:
             todo.put(number)
     lock = threading.Lock()
+    frontier = _Frontier(part, piece, size)
     served: dict[str, int] = {url: 0 for url in urls}
     fails: dict[str, int] = {url: 0 for url in urls}
     errors: list[str] = []
@@ -124,6 +125,7 @@ def ranged_download(
                     served[url] += min(piece, size - number * piece)
                     with done_file.open("a") as record:
                         record.write(f"{number}\n")
+                frontier.advance(done, lock)
 
     try:
         jobs = [url for url in urls for _ in range(per_mirror)]
@@ -138,16 +140,48 @@ def ranged_download(
             f"any mirror; last error: {errors[-1] if errors else '?'}",
             hint="run the same command again: finished pieces are kept",
         )
-    digest = _sha256(part)
-    return digest, served
+    frontier.advance(done, lock)
+    return frontier.digest(), served
 
 
-def _sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            hasher.update(chunk)
-    return "sha256:" + hasher.hexdigest()
+class _Frontier:
+    """The sha256 of the file's finished prefix, advanced by whichever worker finished a
+    piece, so hashing overlaps the download instead of re-reading the whole file after it."""
+
+    def __init__(self, part: Path, piece: int, size: int) -> None:
+        self.part = part
+        self.piece = piece
+        self.size = size
+        self.next = 0  # the first piece not hashed yet
+        self.hasher = hashlib.sha256()
+        self.busy = threading.Lock()
+
+    def advance(self, done: set[int], lock: threading.Lock) -> None:
+        if not self.busy.acquire(blocking=False):
+            return  # another worker is hashing; it will pick up this piece too
+        try:
+            with self.part.open("rb") as handle:
+                while True:
+                    with lock:
+                        ready = self.next in done
+                    if not ready:
+                        return
+                    handle.seek(self.next * self.piece)
+                    left = min(self.piece, self.size - self.next * self.piece)
+                    while left > 0:
+                        chunk = handle.read(min(left, 1 << 20))
+                        if not chunk:
+                            raise SourceError(f"{self.part.name}: shorter than expected")
+                        self.hasher.update(chunk)
+                        left -= len(chunk)
+                    self.next += 1
+        finally:
+            self.busy.release()
+
+    def digest(self) -> str:
+        if self.next * self.piece < self.size:
+            raise SourceError(f"{self.part.name}: not every piece was hashed")
+        return "sha256:" + self.hasher.hexdigest()
 
 
 def finish(dest: Path, digest: str, expected: str | None) -> None:
