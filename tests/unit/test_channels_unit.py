@@ -6,12 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from httpserve import Fault, FileServer
 from neurodesk.errors import ValidationError

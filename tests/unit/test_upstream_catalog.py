@@ -4,12 +4,9 @@ over it offline, upstream recipe facts, and one-line errors for bad catalogs (is
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conftest import assert_one_line_error, run_cli
 from httpserve import Fault, FileServer
