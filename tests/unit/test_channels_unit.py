@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from httpserve import Fault, FileServer
 from neurodesk.errors import ValidationError
 from neurodesk.sources.auth import credentials_for
 from neurodesk.sources.config import load_config
 from neurodesk.sources.http import HttpSettings
 from neurodesk.sources.ranged import finish, ranged_download
 from neurodesk.sources.transfer import CorruptBlobError, SourceError
+from tests.httpserve import Fault, FileServer
 
 
 def test_builtin_channels_in_upstreams_order_after_the_listed_ones(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, run_cli
-from httpserve import Fault, FileServer
 from neurodesk.catalog.upstream import CatalogError, cached_path, load_cached, parse, parse_bytes
-from upstream_data import count_containers, make_apps_json, write_apps_json
+from tests.conftest import assert_one_line_error, run_cli
+from tests.httpserve import Fault, FileServer
+from tests.upstream_data import count_containers, make_apps_json, write_apps_json
 
 
 def serve_catalog(tmp_path: Path) -> Path:
