@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from neurodesk.catalog.update import write_atomic
+from neurodesk.store.atomic import write_text
 from tests.conftest import assert_one_line_error, run_cli
 from tests.httpserve import Fault, FileServer
 from tests.integration.channel_replicas import (
@@ -73,7 +73,7 @@ class Replicas:
         """config.yaml with only the defaults, re-pointed: ``live`` ones at the replicas."""
         defaults = {c: (self.live(c) if c in live else self.dead(c)) for c in CHANNELS}
         config = {"timeout": 3, "retries": 1, "defaults": defaults, **extra}
-        write_atomic(home / "config.yaml", json.dumps(config).encode())
+        write_text(home / "config.yaml", json.dumps(config))
 
     def pushed_sif_digest(self) -> str:
         import hashlib

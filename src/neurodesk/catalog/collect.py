@@ -282,12 +282,12 @@ def recipe_offers(cache: Path | None = None) -> list[Offer]:
     stamp = _stamp(folder)
     offers = _load_recipe_offers(shipped_recipes())
     if cache is not None:
-        from neurodesk.catalog.update import write_atomic
+        from neurodesk.store.atomic import write_text
 
         try:
             payload = {"env": env, "dir": str(folder), "stamp": stamp}
             payload["offers"] = [asdict(o) for o in offers]
-            write_atomic(cache, json.dumps(payload).encode())
+            write_text(cache, json.dumps(payload))
         except OSError:
             pass  # a read-only home: no cache, only slower
     return offers

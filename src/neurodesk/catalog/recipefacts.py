@@ -74,9 +74,9 @@ def recipe_facts(
     if raw is not None:
         facts = facts_from_yaml(raw)
         if facts is not None:
-            from neurodesk.catalog.update import write_atomic
+            from neurodesk.store.atomic import write_text
 
-            write_atomic(cached, raw)
+            write_text(cached, raw.decode("utf-8", errors="replace"))
             return facts
     try:
         old = cached.read_bytes()

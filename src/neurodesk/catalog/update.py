@@ -10,8 +10,6 @@ a shared file system).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,21 +40,6 @@ class UpdateResult:
         return f"catalog {state}: {len(self.catalog.containers)} containers of {tools} tools"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_meta(home: Path) -> dict[str, str]:
     try:
         data = json.loads(meta_path(home).read_text())
@@ -72,14 +55,20 @@ def cached_since(home: Path) -> str:
 
 
 def _store(home: Path, url: str, raw: bytes, etag: str, modified: str) -> None:
-    write_atomic(cached_path(home), raw)
+    from neurodesk.store.atomic import write_text
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CatalogError(f"{url}: the catalog is not UTF-8 text") from None
+    write_text(cached_path(home), text)
     meta = {
         "url": url,
         "etag": etag,
         "last_modified": modified,
         "fetched": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    write_atomic(meta_path(home), json.dumps(meta, indent=2).encode())
+    write_text(meta_path(home), json.dumps(meta, indent=2))
 
 
 def _local(url: str) -> Path | None:

@@ -25,10 +25,10 @@ def origin_path(paths: Paths, image_id: str) -> Path:
 def record_origin(
     paths: Paths, image_id: str, channel: str, url: str, sha256: str, verified: str
 ) -> None:
-    from neurodesk.catalog.update import write_atomic
+    from neurodesk.store.atomic import write_text
 
     data = {"channel": channel, "url": url, "sha256": sha256, "verified": verified}
-    write_atomic(origin_path(paths, image_id), json.dumps(data, indent=2).encode())
+    write_text(origin_path(paths, image_id), json.dumps(data, indent=2))
 
 
 def read_origin(paths: Paths, image_id: str) -> dict[str, Any]:
