@@ -10,7 +10,8 @@ probe) and everything else according to ``mode``:
   ``html_everywhere``);
 * ``garbage-json`` — ``200 application/json`` that is not JSON;
 * ``garbage-manifest`` — a JSON object of the manifest type that is no manifest;
-* ``wrong-shape`` — JSON of the wrong shape (a list where an object is due, tags as numbers).
+* ``wrong-shape`` — JSON of the wrong shape (a list where an object is due, tags as numbers);
+* ``catalog-loop`` — an empty repository list whose next page is itself.
 
 With ``target``, only paths containing it are attacked; the rest is proxied to ``upstream``
 unchanged. Every connection ends after ``max_seconds`` at the latest; :meth:`close` stops the
@@ -135,6 +136,9 @@ class HostileServer:
             self._send(
                 h, 200, b'{"tags": [1, 2], "repositories": "x", "manifests": 7}', "application/json"
             )
+        elif mode == "catalog-loop":
+            link = {"Link": f'<{h.path}>; rel="next"'}
+            self._send(h, 200, b'{"repositories": []}', "application/json", link)
         elif mode == "redirect-loop":
             self._send(h, 302, b"", "text/plain", {"Location": path})
         elif mode in ("trickle", "stall"):

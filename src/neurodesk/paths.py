@@ -12,12 +12,38 @@ from pathlib import Path
 
 import platformdirs
 
+from neurodesk.errors import NeurodeskError
+
 
 def default_home() -> Path:
     env = os.environ.get("NEURODESK_HOME")
     if env:
-        return Path(env).expanduser().absolute()
-    return Path(platformdirs.user_data_dir("neurodesk", appauthor=False))
+        home = Path(env).expanduser().absolute()
+        where = "NEURODESK_HOME"
+    else:
+        home = Path(platformdirs.user_data_dir("neurodesk", appauthor=False))
+        where = "the neurodesk data directory"
+    _check_home(home, where)
+    return home
+
+
+def _check_home(home: Path, where: str) -> None:
+    """The home must be a directory, or not exist yet below a directory: never a file."""
+    if "\0" in str(home) or len(str(home).encode("utf-8", "surrogateescape")) > 3000:
+        raise NeurodeskError(
+            f"{where} is not a usable path", hint="set NEURODESK_HOME to a directory"
+        )
+    for candidate in (home, *home.parents):
+        try:
+            if candidate.is_dir():
+                return
+            if candidate.exists() or candidate.is_symlink():
+                raise NeurodeskError(
+                    f"{where} ({home}) is not a directory: {candidate} is a file",
+                    hint="set NEURODESK_HOME to a directory; it is created when missing",
+                )
+        except OSError as exc:
+            raise NeurodeskError(f"{where} ({home}) is not usable: {exc.strerror}") from None
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ HOSTILE = [
     ("garbage-json", "/manifests/"),
     ("garbage-manifest", "/manifests/"),
     ("wrong-shape", "/tags/"),
+    ("catalog-loop", "/_catalog"),
 ]
 
 

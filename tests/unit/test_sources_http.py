@@ -97,9 +97,9 @@ def test_an_answer_larger_than_allowed_is_refused() -> None:
 
 def test_proxies_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     with HostileServer("html") as proxy:
+        for name in ("http_proxy", "all_proxy", "ALL_PROXY", "NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        monkeypatch.delenv("NO_PROXY", raising=False)
-        monkeypatch.delenv("no_proxy", raising=False)
         with make_client(FAST) as client:
             answer = request(client, "GET", "http://registry.invalid/v2/x")
         assert answer.status == 200 and proxy.requests  # the proxy was asked, not the host

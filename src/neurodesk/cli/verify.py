@@ -50,7 +50,12 @@ def verify(names: tuple[str, ...], everything: bool, tree: Path | None, as_json:
         results += check_tree(tree)
     for name in names:
         path = Path(name)
-        if "/" in name and path.is_dir():
+        if name.startswith(("/", ".")) or ("/" in name and path.is_dir()):
+            if not path.is_dir():
+                raise NotFoundError(
+                    f"{name} is not a container directory",
+                    hint="name an image, or a tree's containers/<id>/ directory",
+                )
             results.append(verify_container(path))
             continue
         results.append(verify_record(store, store.resolve(name)))

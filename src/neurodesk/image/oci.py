@@ -39,6 +39,8 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Descriptor:
+        if not isinstance(data, dict):
+            raise ImageFormatError(f"malformed OCI descriptor: {str(data)[:60]!r} is not an object")
         try:
             return cls(
                 media_type=str(data["mediaType"]),

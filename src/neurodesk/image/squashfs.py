@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurodesk.errors import ExternalCommandError
+from neurodesk.image.limits import Budget, UnpackLimits
 from neurodesk.image.oci import ImageFormatError
 from neurodesk.systools import require
 
@@ -115,9 +116,27 @@ def digest_range(path: Path, offset: int = 0, length: int | None = None) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def unsquash(path: Path, dest: Path, offset: int = 0) -> None:
-    """Extract a squashfs file system (at ``offset`` in ``path``) into the empty ``dest``."""
+def _check_listing(unsquashfs: str, path: Path, offset: int, limits: UnpackLimits | None) -> None:
+    """Count the listed entries against the decompression limits before extracting: a few
+    kilobytes of squashfs can hold a gigabyte file."""
+    args = [unsquashfs, "-lln", "-n", *(["-o", str(offset)] if offset else []), str(path)]
+    proc = subprocess.run(args, capture_output=True, text=True, errors="replace", check=False)
+    if proc.returncode != 0:
+        return  # the extraction itself reports what is wrong
+    compressed = max(path.stat().st_size - offset, 1)
+    budget = Budget(limits or UnpackLimits.load(), compressed, f"squashfs {path.name}")
+    for line in proc.stdout.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[0][:1] in "-dlcbps":
+            size = int(parts[2]) if parts[0][0] == "-" and parts[2].isdigit() else 0
+            budget.take(parts[5], size)
+
+
+def unsquash(path: Path, dest: Path, offset: int = 0, limits: UnpackLimits | None = None) -> None:
+    """Extract a squashfs file system (at ``offset`` in ``path``) into the empty ``dest``,
+    within the decompression ``limits`` (default: from the environment)."""
     unsquashfs = require("unsquashfs", "unpack squashfs and SIF images")
+    _check_listing(unsquashfs, path, offset, limits)
     args = [unsquashfs, "-n", "-no-xattrs", "-f", "-d", str(dest)]
     if offset:
         args += ["-o", str(offset)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -155,6 +156,26 @@ def output_dir_for(item: Input, output_root: Path) -> Path:
     return output_root / item.label
 
 
+def check_output_root(root: Path) -> None:
+    """``--output`` must be a directory, or missing below a writable directory: refused before
+    anything of the batch is written."""
+    for candidate in (root, *root.parents):
+        if candidate.is_dir():
+            if not os.access(candidate, os.W_OK | os.X_OK):
+                raise ValidationError(
+                    f"--output {root}: {candidate} is not writable",
+                    [],
+                    hint="give a directory you can write to (it is created when missing)",
+                )
+            return
+        if candidate.exists() or candidate.is_symlink():
+            raise ValidationError(
+                f"--output {root}: {candidate} is not a directory",
+                [],
+                hint="give a directory; it is created when missing",
+            )
+
+
 def define_batch(
     image: ImageRecord,
     command: list[str],
@@ -178,6 +199,8 @@ def define_batch(
     check_command(command, inputs)
     info = image_info(image)
     output_root = output_root.absolute() if output_root else None
+    if output_root is not None:
+        check_output_root(output_root)
     digest = definition_hash(info, command, inputs, output_root, env, binds)
     batch_id = name or f"{image.name}-{digest}"
     if not batch_id.replace("-", "").replace("_", "").replace(".", "").isalnum():

@@ -30,6 +30,7 @@ from neurodesk.sources.registry_source import RegistrySource
 from neurodesk.sources.transfer import MissingError, SourceError
 from neurodesk.sources.tree import Tree
 from neurodesk.store import ImageRecord
+from neurodesk.store.verify import verify_container
 
 Say = Callable[[str], None]
 
@@ -116,6 +117,13 @@ def mirror_tree_to_tree(src: Path, dst: Path, names: list[str], say: Say) -> Mir
             present.append(item.id)
             continue
         say(f"copying {item.id}")
+        damaged = verify_container(source.container_dir(item.where)).problems
+        if damaged:  # never spread a damaged copy: it is checked against its files.json first
+            raise NeurodeskError(
+                f"{item.id} in {src} differs from its files.json in {len(damaged)} file(s), "
+                f"e.g. {damaged[0]}",
+                hint=f"publish {item.name} to {src} again, or mirror from another copy",
+            )
         result = publish_tree(_tree_record(source, item), target.root)
         verify_same_files(source.sandbox(item.where), result.container_dir / f"{item.id}.simg")
         copied.append(item.id)

@@ -59,7 +59,13 @@ def _published_ids(files: CatalogFiles) -> set[str]:
 
 
 def lock(tree: Tree) -> FileLock:
-    tree.root.mkdir(parents=True, exist_ok=True)
+    try:
+        tree.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NeurodeskError(
+            f"cannot make the tree {tree.root}: {exc.strerror}",
+            hint="give a directory you can write to; it is created when missing",
+        ) from None
     return FileLock(str(tree.root / ".neurodesk-lock"))
 
 

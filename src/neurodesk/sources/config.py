@@ -25,6 +25,9 @@ Example::
     low_speed_limit: 1024               # bytes/s: a transfer slower than this ...
     low_speed_time: 30                  # ... over this many seconds is abandoned (next mirror)
     deadline: 21600                     # seconds one request to one mirror may take in all
+    max_unpack_ratio: 20                # an image unpacks to at most 20x its compressed size,
+    max_unpack_size: 64G                # ... and never more than this,
+    max_unpack_files: 2000000           # ... in at most this many files
 
 The sources you list are tried first, by kind (trees, registries, HTTP), in file order within a
 kind; then the built-in channels in upstream's order (:data:`BUILTIN`): CVMFS, SIF artifacts in
@@ -38,10 +41,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from neurodesk.errors import NeurodeskError
 from neurodesk.errors import ValidationError as NdValidationError
+from neurodesk.image.limits import parse_size
 from neurodesk.sources.http import HttpSettings
 
 Kind = Literal["tree", "registry", "http", "sif-registry", "sif-http", "sif-file"]
@@ -103,6 +107,20 @@ class Config(BaseModel):
     low_speed_limit: int = Field(default=1024, ge=0)
     low_speed_time: float = Field(default=30.0, gt=0)
     deadline: float = Field(default=21600.0, gt=0)
+    # Decompression limits, read by neurodesk.image.limits (which also documents them).
+    max_unpack_ratio: float | None = Field(default=None, gt=0)
+    max_unpack_size: int | str | None = None
+    max_unpack_files: int | None = Field(default=None, gt=0)
+
+    @field_validator("max_unpack_size")
+    @classmethod
+    def _size(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            try:
+                parse_size(value, "max_unpack_size")
+            except NeurodeskError as exc:
+                raise ValueError(exc.message) from None
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -194,7 +212,13 @@ def load_config(path: Path) -> Config:
     if not path.is_file():
         return Config()
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise NeurodeskError(
+            f"{path}: byte {exc.start} is not UTF-8 text", hint="save the file as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise NeurodeskError(f"{path} cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""

@@ -4,8 +4,9 @@ Everything a server sends is untrusted (DESIGN.md, Trust). This module gives eve
 publisher the same behaviour:
 
 * :func:`make_client` — an ``httpx.Client`` with connect/read timeouts, a bounded number of
-  redirects, TLS verification unless ``insecure``, and the proxies of ``HTTPS_PROXY`` /
-  ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` from the environment;
+  redirects (never from https down to plain http), TLS verification unless ``insecure``, and
+  the proxies of ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` from the
+  environment;
 * :func:`open_stream` — one request whose body is read under a **low-speed limit** (fewer than
   ``low_speed_limit`` bytes/s averaged over ``low_speed_time`` seconds abandons it) and an
   overall **deadline**, so a trickling or stalling mirror cannot hold an install for ever;
@@ -101,7 +102,10 @@ class HttpSettings:
 
 def mirror_name(url: str | httpx.URL) -> str:
     """``host[:port]`` of a URL: how a mirror is named in messages by default."""
-    parsed = httpx.URL(str(url))
+    try:
+        parsed = httpx.URL(str(url))
+    except httpx.InvalidURL:
+        return str(url)[:80]
     return f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host or str(url)
 
 
@@ -139,6 +143,11 @@ def _transport_error(mirror: str, what: str, exc: Exception) -> SourceError:
     if isinstance(exc, httpx.UnsupportedProtocol):
         return BadAnswerError(f"{mirror}: {what}: redirected to an unsupported address")
     detail = str(exc).splitlines()[0] if str(exc) else "connection lost"
+    if "CERTIFICATE_VERIFY_FAILED" in detail or "WRONG_VERSION_NUMBER" in detail:
+        return BadAnswerError(
+            f"{mirror}: {what}: TLS failed: {detail}",
+            hint="check the address; use --insecure (or insecure: true) only for a trusted mirror",
+        )
     return TransientError(f"{mirror}: {what}: {type(exc).__name__}: {detail}")
 
 
@@ -224,12 +233,17 @@ def open_stream(
     (default: the URL's ``host:port``)."""
     settings = settings or _settings_of(client)
     mirror = mirror or mirror_name(url)
-    what = f"{method} {httpx.URL(url).path}"
+    try:
+        what = f"{method} {httpx.URL(url).path}"
+    except httpx.InvalidURL as exc:
+        raise BadAnswerError(f"{mirror}: '{url[:80]}' is not a usable URL: {exc}") from None
     start = time.monotonic()
     try:
         with client.stream(
             method, url, headers=dict(headers or {}), content=content, params=params
         ) as response:
+            if url.startswith("https://") and response.url.scheme != "https":
+                raise BadAnswerError(f"{mirror}: {what}: redirected from https to plain http")
             yield Stream(response, mirror, what, settings, start)
     except (httpx.TransportError, httpx.StreamError, httpx.TooManyRedirects) as exc:
         raise _transport_error(mirror, what, exc) from None

@@ -159,7 +159,7 @@ class LayoutSource:
 
             def read_index(mirror: LayoutMirror) -> dict[str, Any]:
                 index = parse_object(mirror.read("index.json"), mirror.name, "index.json")
-                if not isinstance(index.get("manifests", []), list):
+                if not isinstance(index.get("manifests"), list):
                     raise BadAnswerError(f"{mirror.name}: index.json: 'manifests' is not a list")
                 return index
 

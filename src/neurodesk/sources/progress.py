@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -63,7 +64,7 @@ class RichProgress:
 
     def add(self, key: str, description: str, total: int | None) -> None:
         with self.lock:
-            self.tasks[key] = self.progress.add_task(description, total=total)
+            self.tasks[key] = self.progress.add_task(escape(description), total=total)
 
     def advance(self, key: str, amount: int) -> None:
         with self.lock:

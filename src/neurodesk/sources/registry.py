@@ -20,10 +20,12 @@ import httpx
 from neurodesk.sources.auth import credentials_for
 from neurodesk.sources.http import (
     JSON_TYPES,
+    STATIC_TYPES,
     Answer,
     BadAnswerError,
     HttpSettings,
     expect_status,
+    expect_type,
     field,
     json_object,
     make_client,
@@ -180,16 +182,20 @@ class Registry:
     def ping(self) -> None:
         answer = self.request("GET", "/v2/")
         expect_status(answer, 200, 401)
-        if answer.status == 200:
-            json_object(answer)  # a registry answers JSON ({}); a web server answers HTML
+        if answer.status == 200:  # a registry answers JSON ({} or true); a web server HTML
+            expect_type(answer, JSON_TYPES | STATIC_TYPES)
 
     def catalog(self) -> list[str]:
         repos: list[str] = []
         url = "/v2/_catalog?n=1000"
+        seen: set[str] = set()
         while url:
+            if url in seen or len(seen) > MAX_LISTING // 100:
+                raise BadAnswerError(f"{self}: the repository listing does not end")
+            seen.add(url)
             answer = self.request("GET", url, scope="registry:catalog:*")
             body = json_object(answer)
-            repos += field(body, "repositories", list, str(self), answer.what, [], each=str)
+            repos += field(body, "repositories", list, str(self), answer.what, each=str)
             link = answer.headers.get("Link", "")
             match = re.match(r"<([^>]+)>", link)
             url = match.group(1) if match else ""

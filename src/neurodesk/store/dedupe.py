@@ -2,12 +2,14 @@
 
 A file's key is the sha256 of its content plus its mode, owner and modification time, so files
 that share an inode are identical in every respect a program can observe (except the link
-count). ``files/`` holds one name per key; an image's copy is replaced by a hard link to it. A
+count). ``files/`` holds one name per key; an image's copy is replaced by a hard link to it,
+after checking that the pool's copy still has the content its name says. A
 pool entry whose link count has fallen to 1 is used by no image any more and ``gc`` removes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -64,6 +66,15 @@ def dedupe_tree(root: Path, pool: Path) -> DedupeResult:
                 os.link(path, shared)  # first of its kind: it becomes the pool's copy
                 continue
             if existing.st_ino == st.st_ino or existing.st_nlink >= MAX_LINKS:
+                continue
+            if file_key(str(shared), existing) != key:
+                # The pool's copy was damaged after it was stored: never link to it. This
+                # file (just verified against its layer) takes its place in the pool.
+                fixed = f"{shared}.nd-fix"
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(fixed)
+                os.link(path, fixed)
+                os.replace(fixed, shared)
                 continue
             tmp = os.path.join(dirpath, f".nd-link-{name}")
             try:

@@ -28,6 +28,7 @@ from neurodesk.image.archive import (
     is_docker_archive,
     is_oci_archive,
 )
+from neurodesk.image.limits import UnpackLimits
 from neurodesk.image.oci import ImageFormatError, OCILayout
 from neurodesk.image.sandbox import image_config, looks_like_rootfs
 from neurodesk.image.squashfs import (
@@ -156,7 +157,7 @@ def import_path(
         digest = digest_range(path)
 
         def fill_sqfs(root: Path) -> dict[str, Any]:
-            unsquash(path, root)
+            unsquash(path, root, limits=UnpackLimits.load(store.root.parent / "config.yaml"))
             return image_config(root)
 
         return store.import_rootfs(digest, fill_sqfs, *ident, source="squashfs", progress=say)
@@ -166,7 +167,12 @@ def import_path(
     raw_labels = sif_labels(path)
 
     def fill_sif(root: Path) -> dict[str, Any]:
-        unsquash(path, root, offset=partition.offset)
+        unsquash(
+            path,
+            root,
+            offset=partition.offset,
+            limits=UnpackLimits.load(store.root.parent / "config.yaml"),
+        )
         labels: dict[str, str] = {}
         if raw_labels:
             try:
@@ -179,10 +185,18 @@ def import_path(
     return store.import_rootfs(digest, fill_sif, *ident, source="sif", progress=say)
 
 
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
 def _layout_identity(layout: OCILayout) -> Identity:
-    index = json.loads((layout.root / "index.json").read_text())
-    for entry in index.get("manifests") or []:
-        ref = (entry.get("annotations") or {}).get("org.opencontainers.image.ref.name")
-        if ref:
+    try:
+        index = json.loads((layout.root / "index.json").read_bytes())
+    except (ValueError, UnicodeDecodeError, OSError):
+        raise ImageFormatError(f"{layout.root}/index.json is not readable JSON") from None
+    entries = index.get("manifests") if isinstance(index, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        annotations = entry.get("annotations") if isinstance(entry, dict) else None
+        ref = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+        if isinstance(ref, str) and ref:
             return guess_identity(ref)
     return Identity()

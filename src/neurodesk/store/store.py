@@ -103,11 +103,24 @@ class ImageRecord:
         return data
 
 
+MAX_NAME_BYTES = 200  # refs/<name>/<version>/<builddate>.json: each a file name (255 bytes)
+
+
 def _check_name(kind: str, value: str) -> None:
     # Names become directory names under refs/: keep them to one safe path component.
     if not value or value in (".", "..") or "/" in value or value.startswith("."):
         raise ImageFormatError(
             f"invalid image {kind} {value!r}", hint=f"use a plain {kind} without '/'"
+        )
+    if len(value.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise ImageFormatError(
+            f"image {kind} {value[:40]!r}... is longer than {MAX_NAME_BYTES} bytes",
+            hint=f"use a shorter {kind}",
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ImageFormatError(
+            f"invalid image {kind} {value!r}: control characters are not allowed",
+            hint=f"use a plain {kind}",
         )
 
 
