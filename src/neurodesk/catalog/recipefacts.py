@@ -2,7 +2,8 @@
 
 ``neurodesk info NAME`` reads ``recipe_url`` (config.yaml; ``{name}`` is replaced by the tool's
 name; default: neurocontainers' ``recipes/{name}/build.yaml``) once and keeps a copy under
-``$NEURODESK_HOME/cache/upstream/recipes/``, so later calls and offline calls use the copy.
+``$NEURODESK_HOME/cache/upstream/recipes/``, so later calls (for a day) and offline calls use
+the copy.
 A recipe is untrusted text: it is parsed with ``yaml.safe_load``, size-capped, and only plain
 strings are taken from it.
 """
@@ -10,6 +11,7 @@ strings are taken from it.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 from neurodesk.catalog.upstream import cache_dir
 
 MAX_BYTES = 1 << 20
+FRESH_SECONDS = 24 * 3600  # a cached recipe younger than this is used without asking again
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+\-]*$")
 
 
@@ -69,6 +72,14 @@ def recipe_facts(
     if not _NAME.match(name) or not url_template:
         return None
     cached = cache_dir(home) / "recipes" / f"{name}.yaml"
+    try:
+        fresh = time.time() - cached.stat().st_mtime < FRESH_SECONDS
+    except OSError:
+        fresh = False
+    if fresh:
+        facts = facts_from_yaml(cached.read_bytes())
+        if facts is not None:
+            return facts  # asked less than a day ago: no network round trip
     url = url_template.replace("{name}", name)
     raw = _download(url, timeout)
     if raw is not None:

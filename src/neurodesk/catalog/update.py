@@ -37,7 +37,9 @@ class UpdateResult:
     def summary(self) -> str:
         tools = len(self.catalog.names())
         state = "updated" if self.changed else "already up to date"
-        return f"catalog {state}: {len(self.catalog.containers)} containers of {tools} tools"
+        skipped = len(self.catalog.skipped)
+        note = f" ({skipped} undated entries left out)" if skipped else ""
+        return f"catalog {state}: {len(self.catalog.containers)} containers of {tools} tools{note}"
 
 
 def _read_meta(home: Path) -> dict[str, str]:
