@@ -38,7 +38,8 @@ class UpdateResult:
         tools = len(self.catalog.names())
         state = "updated" if self.changed else "already up to date"
         skipped = len(self.catalog.skipped)
-        note = f" ({skipped} undated entries left out)" if skipped else ""
+        entries = "entry" if skipped == 1 else "entries"
+        note = f" ({skipped} undated {entries} left out)" if skipped else ""
         return f"catalog {state}: {len(self.catalog.containers)} containers of {tools} tools{note}"
 
 
