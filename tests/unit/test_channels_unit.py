@@ -113,3 +113,15 @@ def test_a_wrong_file_never_gets_its_final_name(tmp_path: Path) -> None:
     with pytest.raises(CorruptBlobError):
         finish(dest, digest, "sha256:" + "0" * 64)
     assert not dest.exists() and not (tmp_path / "f.simg.part").exists()
+
+
+def test_retry_after_is_waited_once_when_short() -> None:
+    from neurodesk.sources.throttle import wait_retry_after
+
+    slept: list[float] = []
+    assert wait_retry_after(429, {"Retry-After": "2"}, slept.append) and slept == [2]
+    assert not wait_retry_after(429, {"Retry-After": "3600"}, slept.append)  # next channel
+    assert not wait_retry_after(429, {}, slept.append)
+    assert not wait_retry_after(503, {"Retry-After": "1"}, slept.append)
+    assert not wait_retry_after(429, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, slept.append)
+    assert slept == [2]

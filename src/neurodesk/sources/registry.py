@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from neurodesk.sources.http import (
     make_client,
 )
 from neurodesk.sources.http import request as http_request
+from neurodesk.sources.throttle import wait_retry_after
 from neurodesk.sources.transfer import OnBytes, SourceError, TransientError, download
 
 MANIFEST_ACCEPT = ", ".join(
@@ -46,7 +46,6 @@ INDEX_TYPES = {
     "application/vnd.docker.distribution.manifest.list.v2+json",
 }
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-RETRY_AFTER_MAX = 30  # seconds a 429's Retry-After is honoured; longer: fall through
 CHUNK_SIZE = 16 << 20  # uploads above this are sent in PATCH chunks
 MAX_LISTING = 100_000  # repositories in a catalog: past this, a listing that never ends
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
@@ -117,14 +116,8 @@ class Registry:
         return {"Authorization": basic} if basic else {}
 
     def _wait_retry_after(self, answer: Answer) -> bool:
-        """A 429 with ``Retry-After`` (seconds) up to :data:`RETRY_AFTER_MAX`: wait, say retry."""
-        text = answer.headers.get("Retry-After", "").strip()
-        if answer.status != 429 or not text.isdigit():
-            return False
-        if int(text) > RETRY_AFTER_MAX:
-            return False  # too long to wait here: the next channel is tried instead
-        time.sleep(int(text))
-        return True
+        """A 429 with a short ``Retry-After``: wait and say retry (:mod:`.throttle`)."""
+        return wait_retry_after(answer.status, answer.headers)
 
     def _fetch_token(self, challenge: str, scope: str) -> bool:
         credentials = credentials_for(self.address.host)

@@ -21,6 +21,7 @@ from neurodesk.sources.origins import PUBLISHER, UNVERIFIED
 from neurodesk.sources.progress import NullProgress, TransferProgress
 from neurodesk.sources.ranged import finish, ranged_download
 from neurodesk.sources.sif_store import download_dir, import_sif
+from neurodesk.sources.throttle import wait_retry_after
 from neurodesk.sources.transfer import SourceError
 from neurodesk.store import ImageRecord
 
@@ -54,6 +55,8 @@ class SifHttpSource:
         """The file's size at ``url``; None when absent; SourceError when the mirror fails."""
         with make_client(self.settings, self.insecure) as client:
             answer = request(client, "HEAD", url)
+            if wait_retry_after(answer.status, answer.headers):
+                answer = request(client, "HEAD", url)
         if answer.status in (403, 404):
             return None  # S3 answers 403 for a missing key in a bucket that is not listable
         if answer.status != 200:
