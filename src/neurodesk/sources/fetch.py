@@ -166,8 +166,13 @@ def source_from_location(
     return make_source(config, settings, paths)
 
 
-def _config_of(source: Source, settings: Config) -> SourceConfig | None:
-    return settings.named(source.label)
+def spec_for(source: Source, settings: Config, spec: Spec, exact: Spec | None) -> Spec | None:
+    """What to ask ``source`` for: ``spec`` itself, or for upstream's channels the exact id the
+    catalog gave (``exact``); None when such a channel cannot be asked (no catalog entry)."""
+    config = settings.named(source.label)
+    if config is not None and needs_exact_id(config):
+        return exact
+    return spec
 
 
 @contextmanager
@@ -218,13 +223,10 @@ def fetch_image(
     exact = complete_from_catalog(paths, spec)
     with open_sources(paths, source, insecure, progress) as sources:
         for candidate in sources:
-            config = _config_of(candidate, settings)
-            asked = spec
-            if config is not None and needs_exact_id(config):
-                if exact is None:
-                    problems.append(f"{candidate.label}: not in upstream's catalog")
-                    continue
-                asked = exact
+            asked = spec_for(candidate, settings, spec, exact)
+            if asked is None:
+                problems.append(f"{candidate.label}: not in upstream's catalog")
+                continue
             try:
                 found = candidate.find(asked)
                 if found is None:

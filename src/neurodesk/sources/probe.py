@@ -164,7 +164,7 @@ def which(paths: Paths, spec_text: str) -> WhichAnswer:
     """Which channel would serve ``spec_text`` now (asked in order; nothing is downloaded)."""
     from neurodesk.errors import NotFoundError
     from neurodesk.sources.config import load_config
-    from neurodesk.sources.fetch import complete_from_catalog, needs_exact_id, open_sources
+    from neurodesk.sources.fetch import complete_from_catalog, open_sources, spec_for
     from neurodesk.store import Store
 
     spec = Spec.parse(spec_text)
@@ -178,13 +178,10 @@ def which(paths: Paths, spec_text: str) -> WhichAnswer:
     tried: list[tuple[str, str]] = [("store", "not there")]
     with open_sources(paths) as sources:
         for source in sources:
-            config = settings.named(source.label)
-            asked = spec
-            if config is not None and needs_exact_id(config):
-                if exact is None:
-                    tried.append((source.label, "not in upstream's catalog"))
-                    continue
-                asked = exact
+            asked = spec_for(source, settings, spec, exact)
+            if asked is None:
+                tried.append((source.label, "not in upstream's catalog"))
+                continue
             try:
                 found = source.find(asked)
             except SourceError as exc:
