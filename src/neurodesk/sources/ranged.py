@@ -73,10 +73,14 @@ def ranged_download(
         done_file.write_text(f"piece={piece}\n")
     if on_bytes and done:
         on_bytes(sum(min(piece, size - n * piece) for n in done))
+    jobs = [url for url in urls for _ in range(per_mirror)]
+    # Each worker starts with a piece of its own (so every mirror is put to work, however
+    # late its thread starts); the rest are taken from the queue by whoever is free.
+    left = [number for number in range(count) if number not in done]
+    first = dict(enumerate(left[: len(jobs)]))
     todo: queue.Queue[int] = queue.Queue()
-    for number in range(count):
-        if number not in done:
-            todo.put(number)
+    for number in left[len(jobs) :]:
+        todo.put(number)
     lock = threading.Lock()
     frontier = _Frontier(part, piece, size)
     served: dict[str, int] = {url: 0 for url in urls}
@@ -105,13 +109,18 @@ def ranged_download(
                 on_bytes(-got)
             raise SourceError(f"piece {number} ended after {got} of {length} bytes")
 
-    def worker(url: str) -> None:
+    def worker(slot: int) -> None:
+        url = jobs[slot]
+        mine = first.get(slot)
         with make_client(settings, insecure) as client:
             while fails[url] < MAX_FAILS and len(done) < count:
-                try:
-                    number = todo.get(timeout=0.05)  # a piece may come back from a failure
-                except queue.Empty:
-                    continue
+                if mine is not None:
+                    number, mine = mine, None
+                else:
+                    try:
+                        number = todo.get(timeout=0.05)  # a piece may come back from a failure
+                    except queue.Empty:
+                        continue
                 try:
                     fetch_piece(client, url, number)
                 except (httpx.HTTPError, SourceError) as exc:
@@ -126,11 +135,12 @@ def ranged_download(
                     with done_file.open("a") as record:
                         record.write(f"{number}\n")
                 frontier.advance(done, lock)
+        if mine is not None:
+            todo.put(mine)  # this mirror gave up before starting: leave the piece to others
 
     try:
-        jobs = [url for url in urls for _ in range(per_mirror)]
         with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
-            list(pool.map(worker, jobs))
+            list(pool.map(worker, range(len(jobs))))
     finally:
         os.fsync(fd)
         os.close(fd)
