@@ -22,6 +22,8 @@ TEST_PACKAGES=(dcm2niix git-annex rpm squashfs-tools squashfuse skopeo umoci pod
   tigervnc-standalone-server xauth novnc)  # neurodesk desktop's browser desktop for GUI tools
 # the desktop session in that browser desktop: window manager, panel, menu, terminal, root colour
 TEST_PACKAGES+=(openbox tint2 jgmenu xterm x11-utils x11-xserver-utils xclip)
+TEST_PACKAGES+=(httpdirfs fuse3)  # SIF images: lazy HTTP mounts (httpdirfs), fusermount3 for squashfuse
+TEST_PACKAGES+=(squid aria2)  # channels: a caching proxy in front of every channel; aria2c for the benchmark
 
 apt_install() {
   local missing=()

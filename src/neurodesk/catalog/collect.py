@@ -10,21 +10,20 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from neurodesk.catalog.appsjson import CatalogFiles
-from neurodesk.catalog.imageinfo import ImageInfo, first_sentence, read_image_info
 from neurodesk.errors import NeurodeskError
-from neurodesk.install.commands import discover_commands
 from neurodesk.paths import Paths
-from neurodesk.recipe.context import RenderContext
-from neurodesk.recipe.load import load_recipe, shipped_recipes
-from neurodesk.sources.fetch import open_sources
-from neurodesk.sources.tree_source import TreeSource
-from neurodesk.store import ImageRecord, Store
 from neurodesk.store.version import version_key
+
+# The heavy parts (pydantic models, Jinja, HTTP clients) are imported where they are used:
+# 'neurodesk search' over upstream's ~400 containers has a budget of 100 ms.
+if TYPE_CHECKING:
+    from neurodesk.catalog.imageinfo import ImageInfo
+    from neurodesk.sources.tree_source import TreeSource
+    from neurodesk.store import ImageRecord, Store
 
 
 @dataclass
@@ -42,6 +41,7 @@ class Offer:
     licenses: list[str] = field(default_factory=list)
     size: int | None = None  # bytes, when known cheaply
     digest: str = ""
+    gui_apps: list[tuple[str, str]] = field(default_factory=list)  # (menu label, command)
 
 
 @dataclass
@@ -49,8 +49,17 @@ class Tool:
     name: str
     offers: list[Offer]
 
+    def _newest(self) -> list[Offer]:
+        """Offers newest first; sorted once (search asks for several attributes per tool)."""
+        key = (len(self.offers), id(self.offers[-1]) if self.offers else 0)
+        cached = self.__dict__.get("_sorted")
+        if cached is None or cached[0] != key:
+            cached = (key, sorted(self.offers, key=_newest_first))
+            self.__dict__["_sorted"] = cached
+        return list(cached[1])
+
     def _first(self, attr: str) -> Any:
-        for offer in sorted(self.offers, key=_newest_first):
+        for offer in self._newest():
             value = getattr(offer, attr)
             if value:
                 return value
@@ -84,6 +93,16 @@ class Tool:
     def licenses(self) -> list[str]:
         return list(self._first("licenses"))
 
+    @property
+    def gui_apps(self) -> list[tuple[str, str]]:
+        return sorted({g for o in self.offers for g in o.gui_apps})
+
+    @property
+    def releases(self) -> list[tuple[str, str]]:
+        """``(version, build date)`` pairs that can be installed, oldest first."""
+        dated = {(o.version, o.builddate) for o in self.offers if o.builddate}
+        return sorted(dated, key=lambda r: (version_key(r[0]), r[1]))
+
     def to_json(self, full: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "name": self.name,
@@ -91,6 +110,8 @@ class Tool:
             "categories": self.categories,
             "description": self.description,
             "sources": self.sources,
+            "releases": [f"{v}/{d}" for v, d in self.releases],
+            "gui_apps": [{"name": g, "exec": e} for g, e in self.gui_apps],
         }
         if full:
             data.update(
@@ -128,6 +149,31 @@ def _negate_str(text: str) -> tuple[int, ...]:
 class Catalog:
     tools: dict[str, Tool]
     unreachable: list[str] = field(default_factory=list)
+    upstream_missing: bool = False  # 'neurodesk update' never ran in this home
+
+
+UPSTREAM = "upstream"  # the source name of offers from upstream's catalog
+
+
+def upstream_offers(paths: Paths) -> list[Offer] | None:
+    """One offer per container of upstream's cached catalog; None when it was never fetched."""
+    from neurodesk.catalog.upstream import load_cached
+
+    catalog = load_cached(paths.home)
+    if catalog is None:
+        return None
+    return [
+        Offer(
+            c.name,
+            c.version,
+            c.builddate,
+            UPSTREAM,
+            list(c.categories),
+            commands=[command.split()[0] for _gui, command in c.gui_apps if command.split()],
+            gui_apps=list(c.gui_apps),
+        )
+        for c in catalog.containers
+    ]
 
 
 def tree_size(root: Path) -> int:
@@ -173,6 +219,12 @@ def _offer(record: ImageRecord, source: str, info: ImageInfo, commands: list[str
 
 
 def store_offers(paths: Paths, detail: bool = False) -> list[Offer]:
+    if not (paths.store / "refs").is_dir():
+        return []
+    from neurodesk.catalog.imageinfo import read_image_info
+    from neurodesk.install.commands import discover_commands
+    from neurodesk.store import Store
+
     store = Store(paths.store)
     offers = []
     for record in store.images():
@@ -205,9 +257,54 @@ def _deploy_bins(directives: list[Any], top: list[str]) -> list[str]:
     return sorted({b.rsplit("/", 1)[-1] for b in bins if "{{" not in b})
 
 
-def recipe_offers() -> list[Offer]:
+def _stamp(folder: Path) -> list[Any]:
+    files = sorted(folder.glob("*/build.yaml"))
+    return [[str(p), p.stat().st_mtime_ns, p.stat().st_size] for p in files]
+
+
+def recipe_offers(cache: Path | None = None) -> list[Offer]:
+    """Offers of the shipped recipes; kept in ``cache`` (a JSON file) until a recipe changes.
+
+    A hit costs a directory listing and no import of the recipe machinery: the cache records
+    the recipes folder and the ``NEURODESK_RECIPES`` it was made under.
+    """
+    env = os.environ.get("NEURODESK_RECIPES", "")
+    if cache is not None:
+        try:
+            data = json.loads(cache.read_text())
+            if data["env"] == env and data["stamp"] == _stamp(Path(data["dir"])):
+                return [_offer_from_json(o) for o in data["offers"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    from neurodesk.recipe.load import recipes_dir, shipped_recipes
+
+    folder = recipes_dir()
+    stamp = _stamp(folder)
+    offers = _load_recipe_offers(shipped_recipes())
+    if cache is not None:
+        from neurodesk.store.atomic import write_text
+
+        try:
+            payload = {"env": env, "dir": str(folder), "stamp": stamp}
+            payload["offers"] = [asdict(o) for o in offers]
+            write_text(cache, json.dumps(payload))
+        except OSError:
+            pass  # a read-only home: no cache, only slower
+    return offers
+
+
+def _offer_from_json(data: dict[str, Any]) -> Offer:
+    data["gui_apps"] = [tuple(g) for g in data.get("gui_apps") or []]
+    return Offer(**data)
+
+
+def _load_recipe_offers(files: list[Path]) -> list[Offer]:
+    from neurodesk.catalog.imageinfo import first_sentence
+    from neurodesk.recipe.context import RenderContext
+    from neurodesk.recipe.load import load_recipe
+
     offers = []
-    for path in shipped_recipes():
+    for path in files:
         try:
             recipe = load_recipe(path)
         except NeurodeskError:
@@ -235,6 +332,9 @@ def recipe_offers() -> list[Offer]:
 
 
 def _tree_offers(source: TreeSource, detail: bool) -> list[Offer]:
+    from neurodesk.catalog.appsjson import CatalogFiles
+    from neurodesk.catalog.imageinfo import read_image_info
+
     offers = []
     for tree in source.trees:
         if not tree.is_tree():
@@ -270,7 +370,16 @@ def _tree_offers(source: TreeSource, detail: bool) -> list[Offer]:
 
 def source_offers(paths: Paths, unreachable: list[str], detail: bool = False) -> list[Offer]:
     offers: list[Offer] = []
-    with open_sources(paths) as sources:
+    try:
+        text = paths.config_file.read_text(errors="replace")
+    except OSError:
+        return offers  # no config.yaml: only the built-in channels, listed by the catalog
+    if "sources" not in text:
+        return offers  # no 'sources:' list (cheap check: the full parse costs ~0.1 s)
+    from neurodesk.sources.fetch import open_sources
+    from neurodesk.sources.tree_source import TreeSource
+
+    with open_sources(paths, builtin=False) as sources:
         for source in sources:
             try:
                 if isinstance(source, TreeSource):
@@ -288,10 +397,15 @@ def build_catalog(
     paths: Paths, remote: bool = True, detail: bool = False, only: str | None = None
 ) -> Catalog:
     unreachable: list[str] = []
-    offers: list[Offer] = [*store_offers(paths, detail), *recipe_offers()]
+    recipes = recipe_offers(paths.cache / "recipe-offers.json")
+    offers: list[Offer] = [*store_offers(paths, detail), *recipes]
+    upstream = upstream_offers(paths)
+    offers += upstream or []
     if remote:
         offers += source_offers(paths, unreachable, detail)
-    return Catalog(merge(o for o in offers if only is None or o.name == only), unreachable)
+    return Catalog(
+        merge(o for o in offers if only is None or o.name == only), unreachable, upstream is None
+    )
 
 
 def merge(offers: Iterable[Offer]) -> dict[str, Tool]:

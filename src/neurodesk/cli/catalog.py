@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from neurodesk.catalog.categories import CATEGORIES
@@ -18,6 +20,9 @@ from neurodesk.cli.output import (
 from neurodesk.errors import NotFoundError
 from neurodesk.paths import Paths
 
+if TYPE_CHECKING:
+    from neurodesk.catalog.recipefacts import RecipeFacts
+
 local_option = click.option(
     "--local", is_flag=True, help="only the store and recipes: do not ask configured sources"
 )
@@ -27,6 +32,10 @@ json_option = click.option("--json", "as_json", is_flag=True, help=json_option_h
 def _warn(catalog: Catalog) -> None:
     for problem in catalog.unreachable:
         err_console.print(f"[yellow]warning:[/] skipped {problem}", soft_wrap=True)
+    if catalog.upstream_missing:
+        from neurodesk.catalog.upstream import never_updated_note
+
+        err_console.print(never_updated_note(), soft_wrap=True, markup=False)
 
 
 def _rows(tools: list[Tool]) -> list[tuple[str, str, str, str, str]]:
@@ -52,8 +61,9 @@ COLUMNS = ["NAME", "VERSIONS", "CATEGORIES", "SOURCES", "DESCRIPTION"]
 def search(term: str, local: bool, as_json: bool) -> None:
     """Find tools whose name, commands, categories or description contain TERM.
 
-    Looks in the local store, the recipes and every source in $NEURODESK_HOME/config.yaml;
-    best matches (by name) first. Example: neurodesk search diffusion
+    Looks in the local store, the recipes, upstream's catalog (cached by 'neurodesk update';
+    works offline) and every source in $NEURODESK_HOME/config.yaml; best matches (by name)
+    first. Example: neurodesk search diffusion
     """
     catalog = build_catalog(Paths.from_env(), remote=not local)
     hits = search_tools(catalog.tools, term)
@@ -77,7 +87,8 @@ def search(term: str, local: bool, as_json: bool) -> None:
 @local_option
 @json_option
 def list_tools(category: str | None, local: bool, as_json: bool) -> None:
-    """List every tool available: in the store, as a recipe, or in a configured source."""
+    """List every tool available: in the store, as a recipe, in upstream's catalog (see
+    'neurodesk update') or in a configured source."""
     catalog = build_catalog(Paths.from_env(), remote=not local)
     tools = list(catalog.tools.values())
     if category:
@@ -121,24 +132,94 @@ def info(name: str, local: bool, as_json: bool, packages: bool) -> None:
             f"no tool named '{name}' in the store, the recipes or the sources",
             hint=f"try: neurodesk search {name}",
         )
+    paths = Paths.from_env()
+    upstream = _upstream_facts(paths, tool, local)
+    origins = _origins(paths, tool)
     if as_json:
-        emit_json(tool.to_json(full=True))
+        data = tool.to_json(full=True)
+        data["upstream_recipe"] = upstream.__dict__ if upstream else None
+        data["channels"] = _channels(paths) if "upstream" in tool.sources else []
+        for offer in data["offers"]:
+            offer["origin"] = origins.get(f"{offer['version']}/{offer['builddate']}") or None
+        emit_json(data)
         return
-    console.print(f"[bold]{tool.name}[/] — {tool.description}", soft_wrap=True)
+    description = tool.description or (upstream.description if upstream else "")
+    licenses = tool.licenses or (upstream.licenses if upstream else [])
+    console.print(f"{tool.name} — {description or '-'}", soft_wrap=True, markup=False, style="bold")
     console.print(f"categories: {', '.join(tool.categories) or '-'}", soft_wrap=True)
-    console.print(f"licence:    {', '.join(tool.licenses) or '-'}", soft_wrap=True)
-    console.print(f"commands:   {' '.join(tool.commands) or '-'}", soft_wrap=True)
+    console.print(f"licence:    {', '.join(licenses) or '-'}", soft_wrap=True, markup=False)
+    console.print(f"commands:   {' '.join(tool.commands) or '-'}", soft_wrap=True, markup=False)
+    if tool.gui_apps:
+        guis = ", ".join(f"{g} ({e})" for g, e in tool.gui_apps)
+        console.print(f"GUI apps:   {guis}", soft_wrap=True, markup=False)
+    if upstream and upstream.citation:
+        console.print(f"citation:   {upstream.citation}", soft_wrap=True, markup=False)
+    if upstream and upstream.documentation:
+        console.print(f"docs:       {upstream.documentation}", soft_wrap=True, markup=False)
+    if "upstream" in tool.sources:
+        channels = ", ".join(_channels(paths)) or "none (all built-in channels removed)"
+        console.print(f"channels:   {channels}", soft_wrap=True, markup=False)
     print_table(
         None,
-        ["VERSION", "BUILD DATE", "SOURCE", "SIZE"],
+        ["VERSION", "BUILD DATE", "SOURCE", "SIZE", "VERIFIED"],
         [
-            (o.version, o.builddate or "-", o.source, _size(o.size))
+            (
+                o.version,
+                o.builddate or "-",
+                o.source,
+                _size(o.size),
+                origins.get(f"{o.version}/{o.builddate}", {}).get("verified", "-")
+                if o.source == "store"
+                else "-",
+            )
             for o in sorted(tool.offers, key=lambda o: (o.version, o.builddate, o.source))
         ],
     )
     if tool.readme:
         console.print()
         console.print(tool.readme.strip(), markup=False, soft_wrap=True)
+
+
+def _upstream_facts(paths: Paths, tool: Tool, local: bool) -> RecipeFacts | None:
+    if "upstream" not in tool.sources:
+        return None
+    from neurodesk.catalog.recipefacts import recipe_facts
+    from neurodesk.sources.config import load_config
+
+    settings = load_config(paths.config_file)
+    if local:
+        return recipe_facts(paths.home, tool.name, "", settings.timeout) or _cached_facts(
+            paths, tool.name
+        )
+    return recipe_facts(paths.home, tool.name, settings.recipe_url, min(settings.timeout, 5.0))
+
+
+def _cached_facts(paths: Paths, name: str) -> RecipeFacts | None:
+    from neurodesk.catalog.recipefacts import facts_from_yaml
+    from neurodesk.catalog.upstream import cache_dir
+
+    try:
+        return facts_from_yaml((cache_dir(paths.home) / "recipes" / f"{name}.yaml").read_bytes())
+    except OSError:
+        return None
+
+
+def _channels(paths: Paths) -> list[str]:
+    from neurodesk.sources.config import load_config
+
+    return [c.name for c in load_config(paths.config_file).channels() if c.builtin]
+
+
+def _origins(paths: Paths, tool: Tool) -> dict[str, dict[str, str]]:
+    from neurodesk.sources.origins import read_origin
+
+    out = {}
+    for offer in tool.offers:
+        if offer.source == "store":
+            origin = read_origin(paths, f"{offer.name}_{offer.version}_{offer.builddate}")
+            if origin:
+                out[f"{offer.version}/{offer.builddate}"] = origin
+    return out
 
 
 def register(group: click.Group) -> None:

@@ -44,8 +44,10 @@ def _image(image: str, paths: Paths, source: str | None, insecure: bool) -> Imag
     "--from",
     "source",
     metavar="SOURCE",
-    help="take the image from this source only: a name from config.yaml, a registry "
-    "HOST[:PORT]/NS, an http(s):// OCI layout, a CVMFS-layout tree or OCI layout directory",
+    help="take the image from this source only: a name from config.yaml or a built-in channel "
+    "(cvmfs, sif-artifacts, object-storage, registry-images), a registry HOST[:PORT]/NS, an "
+    "http(s):// OCI layout, a CVMFS-layout tree or OCI layout directory, or a SIF file (a path "
+    "or an http(s):// URL ending in .sif or .simg)",
 )
 @click.option("--insecure", is_flag=True, help="the source speaks plain HTTP (no TLS)")
 @click.option("--json", "as_json", is_flag=True, help=json_option_help)

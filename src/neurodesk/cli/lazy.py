@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "examples": ("examples", "examples"),
     "exec": ("run", "exec_"),
     "exec-lock": ("lock", "exec_lock"),
+    "export": ("export", "export"),
     "gc": ("images", "gc"),
     "images": ("images", "images"),
     "import": ("images", "import_"),
@@ -42,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("lock", "sync"),
     "test": ("testcmd", "test"),
     "uninstall": ("install", "uninstall"),
+    "update": ("update", "update"),
+    "sources": ("sources", "sources"),
     "verify": ("verify", "verify"),
 }
 

@@ -34,9 +34,20 @@ def _chosen(store: Store, images: tuple[str, ...]) -> list[ImageRecord]:
     help="write into this CVMFS-layout tree (containers/, neurodesk-modules/, apps.json)",
 )
 @click.option("--insecure", is_flag=True, help="the registry speaks plain HTTP (no TLS)")
+@click.option(
+    "--sif",
+    is_flag=True,
+    help="with --registry: also attach the image's SIF as a referrer artifact "
+    "(artifactType application/vnd.sylabs.sif.layer.v1.sif), as upstream does",
+)
 @click.option("--json", "as_json", is_flag=True, help=json_option_help)
 def publish(
-    images: tuple[str, ...], registry: str | None, tree: Path | None, insecure: bool, as_json: bool
+    images: tuple[str, ...],
+    registry: str | None,
+    tree: Path | None,
+    insecure: bool,
+    sif: bool,
+    as_json: bool,
 ) -> None:
     """Publish images from the local store (all of them when no NAME is given).
 
@@ -48,13 +59,22 @@ def publish(
                                DIR/neurodesk-modules/<category>/<name>/<version>.lua, and
                                updates DIR/apps.json and DIR/log.txt last; an interrupted
                                publish is rolled back by the next one
+    --sif                      (with --registry) also writes the image as a SIF and pushes
+                               it as an OCI 1.1 referrer of the image: registries with the
+                               Referrers API index it themselves, for others the index under
+                               the tag sha256-<hex> is kept (the tag schema). Credentials come
+                               from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json
+                               or ~/.docker/config.json
     \b
     Examples:
       neurodesk publish dcm2niix --registry 127.0.0.1:5000/neurodesk --insecure
+      neurodesk publish dcm2niix --registry registry.lab/neurodesk --sif
       neurodesk publish --tree /srv/cvmfs/neurodesk.example.org
     """
     if (registry is None) == (tree is None):
         raise click.UsageError("give exactly one of --registry HOST[:PORT]/NS or --tree DIR")
+    if sif and registry is None:
+        raise click.UsageError("--sif goes with --registry")
     paths = Paths.from_env()
     store = Store(paths.store)
     results = []
@@ -65,15 +85,30 @@ def publish(
                 pushed = push_image(
                     store, record, registry, insecure, settings.timeout, settings.retries, progress
                 )
-            results.append(
-                {
-                    "image": record.id,
-                    "reference": pushed.reference,
-                    "digest": pushed.digest,
-                    "uploaded_blobs": pushed.uploaded,
-                    "skipped_blobs": pushed.skipped,
+            result: dict[str, object] = {
+                "image": record.id,
+                "reference": pushed.reference,
+                "digest": pushed.digest,
+                "uploaded_blobs": pushed.uploaded,
+                "skipped_blobs": pushed.skipped,
+            }
+            if sif:
+                from neurodesk.publish.sif_publish import publish_sif
+
+                attached = publish_sif(paths, record, registry, insecure, settings)
+                result["sif"] = {
+                    "digest": attached.sif_digest,
+                    "size": attached.size,
+                    "artifact": attached.artifact,
+                    "via": attached.via,
                 }
-            )
+                if not as_json:
+                    console.print(
+                        f"attached {record.id}.sif ({attached.size} bytes, "
+                        f"{attached.sif_digest}) as a referrer, by the {attached.via}",
+                        soft_wrap=True,
+                    )
+            results.append(result)
             if not as_json:
                 console.print(
                     f"pushed {record.id} → {pushed.reference}@{pushed.digest} "

@@ -7,6 +7,7 @@ covers public pulls from GHCR and Docker Hub; ``--insecure`` means plain HTTP.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from neurodesk.sources.auth import credentials_for
 from neurodesk.sources.http import (
     JSON_TYPES,
     STATIC_TYPES,
@@ -28,6 +30,7 @@ from neurodesk.sources.http import (
     make_client,
 )
 from neurodesk.sources.http import request as http_request
+from neurodesk.sources.throttle import wait_retry_after
 from neurodesk.sources.transfer import OnBytes, SourceError, TransientError, download
 
 MANIFEST_ACCEPT = ", ".join(
@@ -46,6 +49,11 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CHUNK_SIZE = 16 << 20  # uploads above this are sent in PATCH chunks
 MAX_LISTING = 100_000  # repositories in a catalog: past this, a listing that never ends
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def _basic(credentials: tuple[str, str]) -> dict[str, str]:
+    raw = base64.b64encode(":".join(credentials).encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
 
 
 @dataclass(frozen=True)
@@ -102,9 +110,20 @@ class Registry:
     # -- requests with anonymous bearer auth ----------------------------------------------------
     def _auth_headers(self, scope: str) -> dict[str, str]:
         token = self._token.get(scope)
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        if token:
+            return {"Authorization": f"Bearer {token}"}
+        basic = getattr(self, "_basic", "")
+        return {"Authorization": basic} if basic else {}
+
+    def _wait_retry_after(self, answer: Answer) -> bool:
+        """A 429 with a short ``Retry-After``: wait and say retry (:mod:`.throttle`)."""
+        return wait_retry_after(answer.status, answer.headers)
 
     def _fetch_token(self, challenge: str, scope: str) -> bool:
+        credentials = credentials_for(self.address.host)
+        if challenge.lower().startswith("basic") and credentials:
+            self._basic = _basic(credentials)["Authorization"]
+            return True
         if not challenge.lower().startswith("bearer"):
             return False
         params = dict(_CHALLENGE.findall(challenge))
@@ -113,7 +132,10 @@ class Registry:
         query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
         if not params["realm"].startswith(("https://", "http://")):
             raise BadAnswerError(f"{self}: token realm '{params['realm'][:80]}' is not a URL")
-        answer = http_request(self.client, "GET", params["realm"], mirror=str(self), params=query)
+        basic = _basic(credentials) if credentials else {}
+        answer = http_request(
+            self.client, "GET", params["realm"], mirror=str(self), params=query, headers=basic
+        )
         if answer.status != 200:
             return False
         body = json_object(answer, JSON_TYPES | {"text/plain", ""})
@@ -134,6 +156,10 @@ class Registry:
             answer.headers.get("WWW-Authenticate", ""), scope
         ):
             headers.update(self._auth_headers(scope))
+            answer = http_request(
+                self.client, method, url, mirror=str(self), headers=headers, **kwargs
+            )
+        if self._wait_retry_after(answer):
             answer = http_request(
                 self.client, method, url, mirror=str(self), headers=headers, **kwargs
             )

@@ -1,4 +1,9 @@
-"""An OCI registry source with one or more mirrors: ``<ns>/<name>_<version>:<builddate>``."""
+"""An OCI registry source with one or more mirrors.
+
+Images are named ``<ns>/<name>_<version>:<builddate>`` (ours) or, with ``naming: upstream``,
+``<ns>/<name>:<version>_<builddate>`` (upstream's, on quay.io/neurodesk and ghcr.io/neurodesk:
+channel 4 of upstream's order).
+"""
 
 from __future__ import annotations
 
@@ -27,8 +32,10 @@ class RegistrySource:
         timeout: float,
         retries: int,
         settings: HttpSettings | None = None,
+        naming: str = "neurodesk",
     ) -> None:
         self.label = label
+        self.naming = naming
         self.registries = [
             Registry(RegistryAddress.parse(m, insecure), timeout, settings) for m in mirrors
         ]
@@ -41,7 +48,18 @@ class RegistrySource:
             registry.close()
 
     # -- what is there ---------------------------------------------------------------------------
+    def _upstream_versions(self, registry: Registry, spec: Spec) -> list[Available]:
+        repo = registry.address.repo(spec.name)
+        found = []
+        for tag in registry.tags(repo):
+            version, sep, builddate = tag.rpartition("_")
+            if sep and BUILDDATE.match(builddate):
+                found.append(Available(spec.name, version, builddate, f"{repo}:{tag}"))
+        return found
+
     def _versions(self, registry: Registry, spec: Spec) -> list[Available]:
+        if self.naming == "upstream":
+            return self._upstream_versions(registry, spec)
         if spec.version:
             repos = [registry.address.repo(f"{spec.name}_{spec.version}")]
         else:
@@ -68,6 +86,9 @@ class RegistrySource:
         return newest(dated or candidates, spec)
 
     def available(self) -> list[Available]:
+        if self.naming == "upstream":
+            return []  # upstream's registries are listed by its catalog, not by /v2/_catalog
+
         def listing(registry: Registry) -> list[Available]:
             out = []
             for repo in registry.catalog():

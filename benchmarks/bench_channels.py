@@ -1,0 +1,225 @@
+"""Install-to-first-command through each of upstream's channels, against the upstream way,
+and ``neurodesk search`` over the whole catalog (issue 12).
+
+Every channel is replicated on 127.0.0.1 (the test replicas: token-auth docker-registry with
+the SIF attached as a referrer, two object-storage mirrors, a CVMFS-layout tree) holding one
+container whose root filesystem carries ``--size-mb`` of incompressible payload. Each variant
+starts from nothing (a fresh NEURODESK_HOME or an empty directory) and ends when ``fslhello``
+has run:
+
+* neurodesk: ``neurodesk install fsl --from CHANNEL`` then the installed wrapper;
+* upstream's way: ``curl`` of the SIF + ``unsquashfs -o OFFSET`` + ``bwrap``;
+  ``aria2c -x4`` over both mirrors + the same (when aria2c is installed);
+  ``skopeo copy`` + ``umoci unpack`` + ``bwrap`` of the registry image.
+
+Runs are interleaved; the table has medians and ratios against curl+unsquashfs. Then
+``neurodesk search`` over upstream's catalog (a generated apps.json of ~300 containers) against
+``neurodesk --version`` (Python start-up and the CLI).
+
+Usage: python -m benchmarks.bench_channels [--size-mb 64] [--runs 3]   (1 GB+: --size-mb 1100)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from tests.httpserve import FileServer
+from tests.integration.channel_replicas import (
+    ID,
+    NAME,
+    TokenRegistry,
+    TokenServer,
+    make_rootfs,
+    make_sif,
+    make_tree,
+    push_image,
+    write_auth_file,
+)
+from tests.upstream_data import write_apps_json
+
+from neurodesk.image.squashfs import sif_root_partition
+
+BWRAP = ["bwrap", "--ro-bind", "{root}", "/", "--dev", "/dev", "--proc", "/proc"]
+
+
+def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])}... failed: {proc.stderr[-800:]}")
+
+
+def bwrap_hello(root: Path) -> list[str]:
+    return [a.replace("{root}", str(root)) for a in BWRAP] + ["/usr/bin/fslhello"]
+
+
+class Bench:
+    def __init__(self, work: Path, size_mb: int) -> None:
+        self.work = work
+        rootfs = make_rootfs(work / "rootfs", payload=size_mb << 20)
+        self.tree = make_tree(rootfs, work / "cvmfs")
+        objects = work / "objects"
+        objects.mkdir()
+        self.sif = make_sif(rootfs, objects / f"{ID}.simg")
+        self.tokens = TokenServer(work).start()
+        self.registry = TokenRegistry(work / "registry", self.tokens).start()
+        self.mirrors = [FileServer(objects).__enter__(), FileServer(objects).__enter__()]
+        auth = write_auth_file(work / "auth.json", self.registry.address)
+        (work / "blobs").mkdir()
+        self.pushed = push_image(self.registry.address, rootfs, work / "blobs", auth)
+        env = {**os.environ, "REGISTRY_AUTH_FILE": str(auth)}
+        code = (
+            "import sys; from pathlib import Path;"
+            "from neurodesk.publish.sif_artifact import push_sif_artifact;"
+            "from neurodesk.sources.registry import Registry, RegistryAddress;"
+            f"r = Registry(RegistryAddress.parse('{self.registry.address}', insecure=True));"
+            f"push_sif_artifact(r, '{self.pushed.repo}', '{self.pushed.tag}', "
+            f"Path('{self.sif}'), '{ID}.sif')"
+        )
+        run([sys.executable, "-c", code], env)
+        self.apps_json = write_apps_json(work / "apps.json")
+        self.count = 0
+
+    def stop(self) -> None:
+        for mirror in self.mirrors:
+            mirror.__exit__(None, None, None)
+        self.registry.stop()
+        self.tokens.stop()
+
+    def fresh(self) -> Path:
+        self.count += 1
+        path = self.work / f"run{self.count}"
+        path.mkdir()
+        return path
+
+    def home(self) -> tuple[Path, dict[str, str]]:
+        home = self.fresh()
+        reg = {"mirrors": [f"{self.registry.address}/neurodesk"], "insecure": True}
+        defaults = {
+            "cvmfs": {"mirrors": [str(self.tree)]},
+            "sif-artifacts": reg,
+            "object-storage": {"mirrors": [m.url for m in self.mirrors]},
+            "registry-images": reg,
+        }
+        (home / "config.yaml").write_text(json.dumps({"defaults": defaults}))
+        env = {
+            **os.environ,
+            "NEURODESK_HOME": str(home),
+            "NEURODESK_CATALOG_URL": str(self.apps_json),
+            "NO_PROXY": "127.0.0.1",
+        }
+        run([sys.executable, "-m", "neurodesk", "update"], env)
+        return home, env
+
+    def neurodesk(self, channel: str) -> float:
+        home, env = self.home()
+        start = time.perf_counter()
+        run([sys.executable, "-m", "neurodesk", "install", NAME, "--from", channel], env)
+        run([str(home / "installs" / "containers" / ID / "bin" / "fslhello")], env, home)
+        return time.perf_counter() - start
+
+    def curl_unsquashfs(self, aria: bool) -> float:
+        where = self.fresh()
+        sif = where / f"{ID}.simg"
+        start = time.perf_counter()
+        if aria:
+            urls = [f"{m.url}{ID}.simg" for m in self.mirrors]
+            run(["aria2c", "-q", "-x4", "-s4", "-d", str(where), "-o", sif.name, *urls])
+        else:
+            run(["curl", "-sfo", str(sif), f"{self.mirrors[0].url}{ID}.simg"])
+        offset = sif_root_partition(sif).offset
+        run(["unsquashfs", "-q", "-n", "-o", str(offset), "-d", str(where / "root"), str(sif)])
+        run(bwrap_hello(where / "root"))
+        return time.perf_counter() - start
+
+    def skopeo_umoci(self) -> float:
+        where = self.fresh()
+        start = time.perf_counter()
+        source = f"docker://{self.registry.address}/{self.pushed.repo}:{self.pushed.tag}"
+        run(["skopeo", "copy", "--src-tls-verify=false", source, f"oci:{where / 'oci'}:x"])
+        run(["umoci", "unpack", "--image", f"{where / 'oci'}:x", str(where / "bundle")])
+        run(bwrap_hello(where / "bundle" / "rootfs"))
+        return time.perf_counter() - start
+
+
+def table(title: str, samples: dict[str, list[float]], baseline: str, unit: str = "s") -> None:
+    scale = 1.0 if unit == "s" else 1e3
+    base = statistics.median(samples[baseline])
+    out = Table(title=title)
+    for column in ("variant", "runs", f"median {unit}", f"ratio vs {baseline}"):
+        out.add_column(column, justify="left" if column == "variant" else "right")
+    for name, values in samples.items():
+        median = statistics.median(values)
+        out.add_row(name, str(len(values)), f"{median * scale:.2f}", f"{median / base:.2f}x")
+    Console().print(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=64, help="payload in the image")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--search-runs", type=int, default=10)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-channels-"))
+    bench = Bench(work, args.size_mb)
+    try:
+        variants = {
+            "upstream: curl + unsquashfs": lambda: bench.curl_unsquashfs(aria=False),
+            "neurodesk cvmfs (in place)": lambda: bench.neurodesk("cvmfs"),
+            "neurodesk sif-artifacts": lambda: bench.neurodesk("sif-artifacts"),
+            "neurodesk object-storage (2 mirrors)": lambda: bench.neurodesk("object-storage"),
+            "neurodesk registry-images": lambda: bench.neurodesk("registry-images"),
+            "upstream: skopeo + umoci": bench.skopeo_umoci,
+        }
+        if shutil.which("aria2c"):
+            variants["upstream: aria2c -x4 (2 mirrors) + unsquashfs"] = lambda: (
+                bench.curl_unsquashfs(aria=True)
+            )
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.runs):
+            for name, variant in variants.items():
+                samples[name].append(variant())
+        size = bench.sif.stat().st_size / 1e6
+        table(
+            f"install to first command, {size:.0f} MB SIF, load {os.getloadavg()[0]:.1f}",
+            samples,
+            "upstream: curl + unsquashfs",
+        )
+        home, env = bench.home()
+        search: dict[str, list[float]] = {"neurodesk --version": [], "neurodesk search fsl": []}
+        for _ in range(args.search_runs):
+            for name, argv in (
+                ("neurodesk --version", ["--version"]),
+                ("neurodesk search fsl", ["search", "fsl"]),
+            ):
+                start = time.perf_counter()
+                run([sys.executable, "-m", "neurodesk", *argv], env)
+                search[name].append(time.perf_counter() - start)
+        added = statistics.median(search["neurodesk search fsl"]) - statistics.median(
+            search["neurodesk --version"]
+        )
+        table(
+            f"search over {len(json.loads(bench.apps_json.read_text()))} tools "
+            f"(search itself: {added * 1e3:.0f} ms over start-up; goal < 100 ms)",
+            search,
+            "neurodesk --version",
+            unit="ms",
+        )
+        del home
+    finally:
+        bench.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Built-in channels in config.yaml, credentials from auth files, resumable ranged downloads
+across mirrors (issue 12)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from neurodesk.errors import ValidationError
+from neurodesk.sources.auth import credentials_for
+from neurodesk.sources.config import load_config
+from neurodesk.sources.http import HttpSettings
+from neurodesk.sources.ranged import finish, ranged_download
+from neurodesk.sources.transfer import CorruptBlobError, SourceError
+from tests.httpserve import Fault, FileServer
+
+
+def test_builtin_channels_in_upstreams_order_after_the_listed_ones(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "sources:\n  - {name: lab, kind: registry, url: reg.lab/nd}\n"
+        "defaults:\n  cvmfs: false\n  object-storage: {mirrors: ['http://cache.lab/']}\n"
+    )
+    config = load_config(path)
+    names = [c.name for c in config.channels()]
+    assert names == ["lab", "sif-artifacts", "object-storage", "registry-images"]
+    objects = config.named("object-storage")
+    assert objects is not None and objects.mirrors == ["http://cache.lab/"] and objects.builtin
+    assert config.named("registry-images").naming == "upstream"  # type: ignore[union-attr]
+    fresh = load_config(tmp_path / "none.yaml")
+    assert next(c.name for c in fresh.channels()) == "cvmfs"
+
+
+def test_an_unknown_default_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("defaults:\n  cvmfss: false\n")
+    with pytest.raises(ValidationError) as caught:
+        load_config(path)
+    assert "cvmfss" in caught.value.message and "cvmfs" in caught.value.message
+
+
+def test_catalog_url_from_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("catalog_url: http://site/apps.json\n")
+    assert load_config(path).catalog_source() == "http://site/apps.json"
+    monkeypatch.setenv("NEURODESK_CATALOG_URL", "http://env/apps.json")
+    assert load_config(path).catalog_source() == "http://env/apps.json"
+
+
+def test_credentials_come_from_the_first_auth_file_naming_the_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def auth(user: str) -> dict[str, object]:
+        token = base64.b64encode(f"{user}:pw".encode()).decode()
+        return {"auths": {"reg.lab:5000": {"auth": token}, "https://other.io": {"auth": token}}}
+
+    first, runtime = tmp_path / "first.json", tmp_path / "run"
+    first.write_text(json.dumps(auth("alice")))
+    (runtime / "containers").mkdir(parents=True)
+    (runtime / "containers" / "auth.json").write_text(json.dumps(auth("bob")))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(first))
+    assert credentials_for("reg.lab:5000") == ("alice", "pw")
+    assert credentials_for("other.io") == ("alice", "pw")
+    monkeypatch.delenv("REGISTRY_AUTH_FILE")
+    assert credentials_for("reg.lab:5000") == ("bob", "pw")
+    assert credentials_for("nowhere.io") is None
+    (runtime / "containers" / "auth.json").write_text("{not json")
+    assert credentials_for("reg.lab:5000") is None  # a broken file is skipped, not fatal
+
+
+def test_ranged_download_uses_every_mirror_and_resumes(tmp_path: Path) -> None:
+    data = hashlib.sha256(b"x").digest() * 40000  # 1.28 MB
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "f.simg").write_bytes(data)
+    expected = "sha256:" + hashlib.sha256(data).hexdigest()
+    dest = tmp_path / "f.simg"
+    settings = HttpSettings(timeout=2)
+    with FileServer(www) as fast, FileServer(www, fault=Fault(delay=0.01)) as slow:
+        urls = [fast.url + "f.simg", slow.url + "f.simg"]
+        # A first attempt where one mirror is down and the other fails after 7 pieces.
+        fast.fault, slow.fault = Fault(fail_after=7), Fault(status=500)
+        with pytest.raises(SourceError):
+            ranged_download(urls, len(data), dest, settings, piece=64 << 10)
+        fast.fault, slow.fault = Fault(), Fault(delay=0.01)
+        done_before = (tmp_path / "f.simg.part.done").read_text().split()[1:]
+        assert len(set(done_before)) == 7
+        before = len(fast.requests) + len(slow.requests)
+        digest, served = ranged_download(urls, len(data), dest, settings, piece=64 << 10)
+        asked = len(fast.requests) + len(slow.requests) - before
+    assert digest == expected
+    assert all(served[u] > 0 for u in urls), served  # both mirrors served pieces
+    assert asked == 20 - len(set(done_before))  # finished pieces were not fetched again
+    finish(dest, digest, expected)
+    assert dest.read_bytes() == data and not (tmp_path / "f.simg.part").exists()
+
+
+def test_a_wrong_file_never_gets_its_final_name(tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "f.simg").write_bytes(b"a" * 300_000)
+    dest = tmp_path / "f.simg"
+    with FileServer(www) as server:
+        digest, _ = ranged_download([server.url + "f.simg"], 300_000, dest, HttpSettings())
+    with pytest.raises(CorruptBlobError):
+        finish(dest, digest, "sha256:" + "0" * 64)
+    assert not dest.exists() and not (tmp_path / "f.simg.part").exists()
+
+
+def test_retry_after_is_waited_once_when_short() -> None:
+    from neurodesk.sources.throttle import wait_retry_after
+
+    slept: list[float] = []
+    assert wait_retry_after(429, {"Retry-After": "2"}, slept.append) and slept == [2]
+    assert not wait_retry_after(429, {"Retry-After": "3600"}, slept.append)  # next channel
+    assert not wait_retry_after(429, {}, slept.append)
+    assert not wait_retry_after(503, {"Retry-After": "1"}, slept.append)
+    assert not wait_retry_after(429, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, slept.append)
+    assert slept == [2]
