@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "du": ("images", "du"),
     "exec": ("run", "exec_"),
     "gc": ("images", "gc"),
+    "hub": ("hub", "hub"),
     "images": ("images", "images"),
     "import": ("images", "import_"),
     "info": ("catalog", "info"),
