@@ -28,6 +28,17 @@ from neurodesk.hub.jhconfig import configure
 configure(c, Path(__file__).resolve().parent)  # noqa: F821  (c is JupyterHub's config object)
 """
 
+OAUTH_EXAMPLE = """\
+# oauth:
+#   provider: generic          # github, gitlab, google or generic
+#   client_id: my-client
+#   client_secret_file: state/oauth-secret   # a file only root can read
+#   callback_url: https://hub.example.org/hub/oauth_callback
+#   authorize_url: https://id.example.org/authorize
+#   token_url: https://id.example.org/token
+#   userdata_url: https://id.example.org/userinfo
+"""
+
 SETTINGS_YAML = """\
 # neurodesk-hub.yaml: what a course organiser edits. After a change: neurodesk hub stop DIR,
 # then neurodesk hub start DIR. Relative paths are relative to this file's directory.
@@ -48,15 +59,7 @@ hub_connect_ip: {hub_connect_ip}
 authenticator: {authenticator}
 users: {users}
 admins: {admins}
-# oauth:
-#   provider: generic          # github, gitlab, google or generic
-#   client_id: my-client
-#   client_secret_file: state/oauth-secret   # a file only root can read
-#   callback_url: https://hub.example.org/hub/oauth_callback
-#   authorize_url: https://id.example.org/authorize
-#   token_url: https://id.example.org/token
-#   userdata_url: https://id.example.org/userinfo
-
+{oauth}
 # Tools installed once into the shared read-only site tree by 'neurodesk hub prepare'
 # (NAME or NAME/VERSION, as for 'neurodesk install'); source: where to fetch them from
 # (empty: the sources of site/config.yaml).
@@ -80,14 +83,25 @@ spawner:
   slurm:
     partition: {partition}
     time: {slurm_time}
-    memory: ""        # empty: limits.memory
-    cpus: 0           # 0: limits.cpus rounded up
-    extra: []         # more sbatch options, e.g. ["--gres=gpu:1"]
+    memory: {slurm_memory}        # empty: limits.memory
+    cpus: {slurm_cpus}           # 0: limits.cpus rounded up
+    extra: {slurm_extra}         # more sbatch options, e.g. ["--gres=gpu:1"]
+  kubernetes:         # for generated/z2jh-values.yaml
+    image: {kube_image}   # an image with neurodesk[hub] installed
+    storage_class: {kube_storage_class}
+    site_claim: {kube_site_claim}    # a read-only volume holding the prepared site tree
+    data_claim: {kube_data_claim}    # a read-only volume holding the shared data
 """
 
 
 def _flow(values: list[str]) -> str:
     return json.dumps(values)
+
+
+def _oauth(settings: HubSettings) -> str:
+    if settings.oauth is None:
+        return OAUTH_EXAMPLE
+    return yaml.safe_dump({"oauth": settings.oauth.model_dump()}, sort_keys=False)
 
 
 def render_settings(settings: HubSettings) -> str:
@@ -100,6 +114,7 @@ def render_settings(settings: HubSettings) -> str:
         authenticator=settings.authenticator,
         users=_flow(settings.users),
         admins=_flow(settings.admins),
+        oauth=_oauth(settings),
         tools=_flow(settings.tools),
         source=json.dumps(settings.source),
         shared_data=json.dumps(settings.shared_data),
@@ -111,6 +126,13 @@ def render_settings(settings: HubSettings) -> str:
         spawner=settings.spawner.kind,
         partition=json.dumps(settings.spawner.slurm.partition),
         slurm_time=json.dumps(settings.spawner.slurm.time),
+        slurm_memory=json.dumps(settings.spawner.slurm.memory),
+        slurm_cpus=settings.spawner.slurm.cpus,
+        slurm_extra=_flow(settings.spawner.slurm.extra),
+        kube_image=json.dumps(settings.spawner.kubernetes.image),
+        kube_storage_class=json.dumps(settings.spawner.kubernetes.storage_class),
+        kube_site_claim=json.dumps(settings.spawner.kubernetes.site_claim),
+        kube_data_claim=json.dumps(settings.spawner.kubernetes.data_claim),
     )
 
 

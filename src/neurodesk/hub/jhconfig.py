@@ -19,8 +19,14 @@ from neurodesk.hub.auth import authenticator_config
 from neurodesk.hub.layout import HubDir
 from neurodesk.hub.proxy import proxy_command
 from neurodesk.hub.settings import HubSettings, load_settings
-from neurodesk.hub.spawners import SCRATCH_ENV, spawner_config
-from neurodesk.hub.users import close_home, ensure_system_user, system_user, user_scratch
+from neurodesk.hub.spawners import SCRATCH_ENV, USER_HOME, spawner_config
+from neurodesk.hub.users import (
+    close_home,
+    ensure_system_user,
+    private_dir,
+    system_user,
+    user_scratch,
+)
 
 STATUS_SERVICE = "neurodesk-status"
 CULLER_SERVICE = "idle-culler"
@@ -97,6 +103,7 @@ def make_pre_spawn_hook(hub: HubDir, settings: HubSettings) -> Any:
             if account is None:
                 raise RuntimeError(f"no system account {name!r}")
             close_home(account)
+            private_dir(Path(account.pw_dir) / USER_HOME, account)
             spawner.environment = {
                 **spawner.environment,
                 SCRATCH_ENV: str(user_scratch(scratch_root, account)),
@@ -114,10 +121,14 @@ def configure(c: Any, directory: Path) -> None:
 
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     c.JupyterHub.bind_url = f"http://{host}:{settings.port}/"
-    internal = settings.hub_connect_ip or "127.0.0.1"
-    hub_port = free_port(internal)
-    c.JupyterHub.hub_bind_url = f"http://{internal}:{hub_port}"
-    c.JupyterHub.hub_connect_url = f"http://{internal}:{hub_port}"
+    # servers reach the hub's API on loopback, or (SLURM) from compute nodes at hub_connect_ip
+    connect = settings.hub_connect_ip or "127.0.0.1"
+    listen = "0.0.0.0" if settings.hub_connect_ip else "127.0.0.1"
+    if ":" in connect:
+        connect, listen = f"[{connect}]", "::"
+    hub_port = free_port(listen)
+    c.JupyterHub.hub_bind_url = f"http://{'[::]' if listen == '::' else listen}:{hub_port}"
+    c.JupyterHub.hub_connect_url = f"http://{connect}:{hub_port}"
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
     c.ConfigurableHTTPProxy.command = proxy_command(hub)
     c.ConfigurableHTTPProxy.should_start = True

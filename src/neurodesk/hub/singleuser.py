@@ -21,10 +21,8 @@ from pathlib import Path
 from neurodesk.desktop.environment import server_env
 from neurodesk.desktop.server import prepare
 from neurodesk.errors import NeurodeskError
-from neurodesk.hub.spawners import DATA_ENV, SCRATCH_ENV, SITE_ENV
+from neurodesk.hub.spawners import DATA_ENV, SCRATCH_ENV, SITE_ENV, USER_HOME
 from neurodesk.paths import Paths
-
-USER_HOME = ".neurodesk-hub"
 
 
 def _link(link: Path, target: Path, replace: bool) -> None:

@@ -8,6 +8,7 @@ module only turns the organiser's settings into the traits of the spawner class 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import shutil
 import sys
@@ -27,6 +28,8 @@ SINGLEUSER_SCRIPT = "neurodesk-hub-singleuser"
 SITE_ENV = "NEURODESK_HUB_SITE"
 DATA_ENV = "NEURODESK_HUB_DATA"
 SCRATCH_ENV = "NEURODESK_HUB_SCRATCH"
+# Each user's own NEURODESK_HOME (desktop config, kernelspecs, logs), inside their home.
+USER_HOME = ".neurodesk-hub"
 
 # A SLURM job that runs one user's server. {{...}} are batchspawner's own fields.
 SLURM_SCRIPT = """#!/bin/bash
@@ -135,7 +138,10 @@ def systemd_traits(hub: HubDir, settings: HubSettings) -> dict[str, Any]:
 def slurm_traits(settings: HubSettings) -> dict[str, Any]:
     slurm = settings.spawner.slurm
     cpus = slurm.cpus or max(1, math.ceil(settings.limits.cpus))
+    # a server on a compute node must be reachable from the hub; on one machine, loopback
+    loopback = ipaddress.ip_address(settings.hub_connect_ip or "127.0.0.1").is_loopback
     return {
+        "ip": "127.0.0.1" if loopback else "0.0.0.0",
         "batch_script": SLURM_SCRIPT,
         "req_partition": slurm.partition,
         "req_runtime": slurm.time,

@@ -55,6 +55,16 @@ def close_home(account: pwd.struct_passwd) -> None:
         home.chmod(0o700)
 
 
+def private_dir(path: Path, account: pwd.struct_passwd) -> Path:
+    """A directory of the user's own (0700): made by root for them, never through a link."""
+    if path.is_symlink():
+        raise HubUserError(f"{path} is a symbolic link; remove it")
+    if not path.exists():
+        path.mkdir(mode=0o700)
+        os.chown(path, account.pw_uid, account.pw_gid)
+    return path
+
+
 def user_scratch(scratch_root: Path, account: pwd.struct_passwd) -> Path:
     """``<scratch_root>/<user>``: theirs alone; the root lets nobody list who else has one."""
     scratch_root.mkdir(parents=True, exist_ok=True)
