@@ -198,6 +198,18 @@ def login(hub: Hub, user: str, password: str) -> Iterator[httpx.Client]:
         yield client
 
 
+def open_server(client: httpx.Client, user: str, timeout: float = 120) -> None:
+    """Wait until the user's JupyterLab answers (the login started it); the client then holds
+    the server's own OAuth cookie too."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = client.get(f"user/{user}/lab")
+        if response.status_code == 200 and response.url.path == f"/user/{user}/lab":
+            return
+        time.sleep(1)
+    raise AssertionError(f"{user}'s server did not open: {response.status_code} {response.url}")
+
+
 def as_user(user: str, script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["runuser", "-u", user, "--", "bash", "-c", script],
@@ -289,9 +301,9 @@ def test_shared_tree_and_data_are_read_only_and_homes_private(hub: Hub) -> None:
         ls {hub.root}/scratch >/dev/null 2>&1 && echo LIST-SCRATCH
         ls {hub.root}/scratch/ndhub2 >/dev/null 2>&1 && echo READ-SCRATCH
         ls {hub.root}/state >/dev/null 2>&1 && echo READ-STATE
-        echo mine > ~/scratch/mine.txt && echo OWN-SCRATCH
+        echo mine > {hub.root}/scratch/ndhub1/mine.txt && echo OWN-SCRATCH
         echo mine > ~/mine.txt && echo OWN-HOME
-        cat ~/shared-data/subject-01.txt
+        cat {data}/subject-01.txt
         """,
     )
     assert "WROTE" not in proc.stdout, proc.stdout
@@ -303,13 +315,15 @@ def test_shared_tree_and_data_are_read_only_and_homes_private(hub: Hub) -> None:
 
 def test_one_user_cannot_reach_another_users_server(hub: Hub) -> None:
     with login(hub, "ndhub1", USERS["ndhub1"]) as client:
-        own = client.get("user/ndhub1/api/contents")  # the browser test started the server
+        open_server(client, "ndhub1")
+        own = client.get("user/ndhub1/api/contents")
         assert own.status_code == 200, own.text
         for path in ("user/ndhub2/api/contents", "user/ndhub2/lab", "user/ndhub2/api/kernels"):
             response = client.get(path)
             assert response.status_code in (403, 404), (path, response.status_code)
             assert "subject-01" not in response.text
-        api = client.get("hub/api/users/ndhub2", headers={"X-XSRFToken": client.cookies["_xsrf"]})
+        xsrf = next(c.value for c in client.cookies.jar if c.name == "_xsrf" and "hub" in c.path)
+        api = client.get("hub/api/users/ndhub2", headers={"X-XSRFToken": str(xsrf)})
         assert api.status_code in (403, 404)
 
 
@@ -325,13 +339,16 @@ def test_wrong_password_and_unknown_user_are_refused(hub: Hub) -> None:
         assert "jupyterhub-session-id" not in response.headers.get("set-cookie", "")
         assert client.get("hub/api/user").status_code == 403
         assert client.get("user/ndhub1/api/contents").status_code in (302, 403)
-    # and nothing at all without a login: every path leads to the login page or 403
-    bare = httpx.Client(base_url=hub.url, follow_redirects=False, timeout=30)
+    # and nothing at all without a login: every path ends at the login page or a 403
+    bare = httpx.Client(base_url=hub.url, follow_redirects=True, timeout=30)
     for path in ("hub/home", "user/ndhub1/lab", "hub/spawn", "user/ndhub1/neurodesk/api/tools"):
         response = bare.get(path)
-        assert response.status_code in (302, 403), (path, response.status_code)
-        if response.status_code == 302:
-            assert "login" in response.headers["location"], response.headers["location"]
+        assert response.status_code == 403 or response.url.path == "/hub/login", (
+            path,
+            response.status_code,
+            response.url,
+        )
+        assert "jupyterlab" not in response.text.lower()
 
 
 def test_idle_server_is_culled(
@@ -342,6 +359,7 @@ def test_idle_server_is_culled(
         "cull", python_for_users, dcm2niix_image.store_root, init=["--idle-timeout", "10"]
     ) as hub:
         with login(hub, "ndhub3", USERS["ndhub3"]) as client:
+            open_server(client, "ndhub3")
             assert client.get("user/ndhub3/api/status").status_code == 200
         server = hub.status()["users"][0]["server"] if hub.status()["users"] else None
         assert server and server["ready"], hub.status()

@@ -21,6 +21,7 @@ from neurodesk.hub.proxy import proxy_command
 from neurodesk.hub.settings import HubSettings, load_settings
 from neurodesk.hub.spawners import SCRATCH_ENV, USER_HOME, spawner_config
 from neurodesk.hub.users import (
+    HubUserError,
     close_home,
     ensure_system_user,
     private_dir,
@@ -91,23 +92,26 @@ def services(
     return services, roles
 
 
-def make_pre_spawn_hook(hub: HubDir, settings: HubSettings) -> Any:
-    """Account, closed home and scratch for a user, before each start of their server."""
+def prepare_account(hub: HubDir, settings: HubSettings, name: str) -> dict[str, str]:
+    """The user's account (made unless PAM), closed home, scratch; returns their variables."""
     create = settings.authenticator != "pam"  # PAM users exist already, by definition
-    scratch_root = hub.scratch(settings)
+    account = ensure_system_user(name) if create else system_user(name)
+    if account is None:
+        raise HubUserError(
+            f"no system account {name!r}", hint="create it, or remove it from users:"
+        )
+    close_home(account)
+    private_dir(Path(account.pw_dir) / USER_HOME, account)
+    return {SCRATCH_ENV: str(user_scratch(hub.scratch(settings), account))}
+
+
+def make_pre_spawn_hook(hub: HubDir, settings: HubSettings) -> Any:
+    """Before each start of a user's server (so also for users added after prepare)."""
 
     def pre_spawn(spawner: Any) -> None:
-        name = spawner.user.name
         if settings.spawner.kind in SYSTEM_ACCOUNT_SPAWNERS:
-            account = ensure_system_user(name) if create else system_user(name)
-            if account is None:
-                raise RuntimeError(f"no system account {name!r}")
-            close_home(account)
-            private_dir(Path(account.pw_dir) / USER_HOME, account)
-            spawner.environment = {
-                **spawner.environment,
-                SCRATCH_ENV: str(user_scratch(scratch_root, account)),
-            }
+            variables = prepare_account(hub, settings, spawner.user.name)
+            spawner.environment = {**spawner.environment, **variables}
 
     return pre_spawn
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurodesk.hub.deploy import write_generated
+from neurodesk.hub.jhconfig import SYSTEM_ACCOUNT_SPAWNERS, prepare_account
 from neurodesk.hub.layout import HubDir
 from neurodesk.hub.settings import load_settings
 from neurodesk.install.installer import install_image
@@ -61,5 +62,8 @@ def prepare_site(hub: HubDir, progress: TransferProgress | None = None) -> list[
     data.mkdir(parents=True, exist_ok=True)
     for tree in (hub.site, data):
         read_only_for_others(tree)
+    if settings.spawner.kind in SYSTEM_ACCOUNT_SPAWNERS:
+        for name in settings.users:
+            prepare_account(hub, settings, name)
     write_generated(hub, settings)
     return done
