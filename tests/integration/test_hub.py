@@ -2,10 +2,9 @@
 
 Three users are created here (useradd, removed at the end) and log in with headless Chromium at
 once; each server is the neurodesk desktop environment run as that user. The session's dcm2niix
-image is installed into the shared site tree by ``hub prepare``. Notebook cells run in the
-server's host kernel and call the installed dcm2niix wrapper (which runs the tool in its
-container as the user): building the jupyter-neuro kernel image costs about 3 minutes here, more
-than this module's budget (tests/integration/test_desktop.py covers container kernels).
+and jupyter-neuro images (the latter as tests/integration/test_desktop.py builds it: a second
+build in the same home is served by the build cache) are installed into the shared site tree by
+``hub prepare``; each user runs a cell in the jupyter-neuro container kernel.
 
 Users' servers need a Python every account can run; this machine's venv lives under /root
 (0700), so ``python_for_users`` makes a venv from Debian's python3 (same 3.11 ABI) that sees the
@@ -32,6 +31,9 @@ import httpx
 import pytest
 
 import neurodesk
+from neurodesk.build.build import build_recipe
+from neurodesk.paths import Paths
+from neurodesk.recipe import find_recipe
 from neurodesk.store import ImageRecord
 from tests.conftest import REPO, run_cli
 from tests.integration.conftest import need
@@ -52,12 +54,17 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+KERNEL_CARD = "jupyter-neuro 0.1.0 (container)"
 CELL = (
-    "import os, subprocess\n"
-    "tool = subprocess.run(['dcm2niix', '-h'], capture_output=True, text=True).stdout\n"
-    "print('TOOL', tool.splitlines()[0])\n"
+    "import os, sys\n"
+    "print('IMAGE', open('/build.yaml').readline().strip())\n"
     "print('DATA', sorted(os.listdir(os.path.expanduser('~/shared-data'))))\n"
-    "print('WHO', os.getuid(), os.environ['USER'])"
+    "try:\n"
+    "    open(os.path.expanduser('~/shared-data/mine.txt'), 'w')\n"
+    "    print('WROTE-SHARED')\n"
+    "except OSError as exc:\n"
+    "    print('READ-ONLY', exc.errno)\n"
+    "print('WHO', os.getuid(), sys.executable)"
 )
 
 
@@ -170,17 +177,29 @@ def _log(root: Path) -> str:
 
 
 @pytest.fixture(scope="module")
+def kernel_image(nd_home: Path) -> ImageRecord:
+    """recipes/jupyter-neuro in the session's home (python3 + ipykernel): a container kernel."""
+    started = time.monotonic()
+    record = build_recipe(find_recipe("jupyter-neuro"), Paths(nd_home)).record
+    print(f"jupyter-neuro built in {time.monotonic() - started:.1f} s")
+    return record
+
+
+@pytest.fixture(scope="module")
 def hub(
-    python_for_users: Path, users: dict[str, str], dcm2niix_image: ImageRecord
+    python_for_users: Path,
+    users: dict[str, str],
+    dcm2niix_image: ImageRecord,
+    kernel_image: ImageRecord,
 ) -> Iterator[Hub]:
     need("bwrap")
     pytest.importorskip("jupyterhub")
-    tool = f"{dcm2niix_image.name}/{dcm2niix_image.version}"
+    tools = [f"--tool={r.name}/{r.version}" for r in (dcm2niix_image, kernel_image)]
     with running_hub(
         "main",
         python_for_users,
         dcm2niix_image.store_root,
-        init=["--tool", tool, "--idle-timeout", "0"],
+        init=[*tools, "--idle-timeout", "0"],
     ) as running:
         yield running
 
@@ -248,7 +267,7 @@ def _run_cell(page: Any, user: str) -> str:
     return str(page.locator(".jp-NotebookPanel .jp-OutputArea-output").first.inner_text())
 
 
-def test_three_users_log_in_at_once_and_each_runs_a_cell(hub: Hub) -> None:
+def test_three_users_log_in_at_once_and_each_runs_a_container_kernel_cell(hub: Hub) -> None:
     need("chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -275,9 +294,11 @@ def test_three_users_log_in_at_once_and_each_runs_a_cell(hub: Hub) -> None:
         finally:
             browser.close()
     for user, text in outputs.items():
-        assert "TOOL Chris Rorden's dcm2niiX" in text, text  # the wrapper ran the container
+        assert "IMAGE name: jupyter-neuro" in text, text  # /build.yaml: inside our image
         assert "DATA ['subject-01.txt']" in text, text
-        assert f" {user}" in text and "WHO 0 " not in text, text  # their own account
+        assert "READ-ONLY 30" in text and "WROTE-SHARED" not in text, text  # EROFS
+        uid = subprocess.check_output(["id", "-u", user], text=True).strip()
+        assert f"WHO {uid} /usr/bin/python3" in text, text  # their account, the image's python
     servers = {u["name"]: u["server"] for u in status["users"]}
     assert set(servers) == set(USERS)
     for user, server in servers.items():
@@ -304,6 +325,7 @@ def test_shared_tree_and_data_are_read_only_and_homes_private(hub: Hub) -> None:
         echo mine > {hub.root}/scratch/ndhub1/mine.txt && echo OWN-SCRATCH
         echo mine > ~/mine.txt && echo OWN-HOME
         cat {data}/subject-01.txt
+        {site}/containers/dcm2niix_*/bin/dcm2niix -h | head -1
         """,
     )
     assert "WROTE" not in proc.stdout, proc.stdout
@@ -311,6 +333,7 @@ def test_shared_tree_and_data_are_read_only_and_homes_private(hub: Hub) -> None:
         assert leak not in proc.stdout, proc.stdout
     assert "OWN-SCRATCH" in proc.stdout and "OWN-HOME" in proc.stdout, proc.stdout + proc.stderr
     assert "shared" in proc.stdout
+    assert "Chris Rorden's dcm2niiX" in proc.stdout, proc.stderr  # the site's wrapper, as them
 
 
 def test_one_user_cannot_reach_another_users_server(hub: Hub) -> None:

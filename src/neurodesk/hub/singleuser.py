@@ -23,6 +23,9 @@ from neurodesk.desktop.server import prepare
 from neurodesk.errors import NeurodeskError
 from neurodesk.hub.spawners import DATA_ENV, SCRATCH_ENV, SITE_ENV, USER_HOME
 from neurodesk.paths import Paths
+from neurodesk.runtime.spec import BINDPATH_VARS
+
+BINDPATH = BINDPATH_VARS[0]  # NEURODESK_BINDPATH
 
 
 def _link(link: Path, target: Path, replace: bool) -> None:
@@ -54,10 +57,22 @@ def user_paths(home: Path, environ: Mapping[str, str]) -> Paths:
     return Paths(nd_home)
 
 
+def container_binds(environ: Mapping[str, str]) -> str:
+    """Binds for every container the user runs (kernels, wrappers): the shared data read-only
+    and their scratch, at the same paths, so ``~/shared-data`` and ``~/scratch`` work inside."""
+    binds = []
+    if environ.get(DATA_ENV):
+        binds.append(f"{environ[DATA_ENV]}:{environ[DATA_ENV]}:ro")
+    if environ.get(SCRATCH_ENV):
+        binds.append(f"{environ[SCRATCH_ENV]}:{environ[SCRATCH_ENV]}")
+    return ",".join([*binds, *filter(None, [environ.get(BINDPATH, "")])])
+
+
 def singleuser_env(paths: Paths, environ: Mapping[str, str]) -> dict[str, str]:
     dirs, _kernels = prepare(paths)
     env = server_env(paths, dirs, secrets.token_urlsafe(32), environ)
     env.pop("JUPYTER_TOKEN", None)  # the hub's login is the only way in
+    env[BINDPATH] = container_binds(environ)
     return env
 
 
