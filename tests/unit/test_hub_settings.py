@@ -60,7 +60,6 @@ def test_durations(text: str | int, expected: int) -> None:
         ({**BASE, "spawner": {"kind": "slurm"}}, "hub_connect_ip: required for spawner slurm"),
         ({**BASE, "spawner": {"slurm": {"time": "forever"}}}, "spawner.slurm.time"),
         ({**BASE, "spawner": {"slurm": {"extra": ["-p x\n#"]}}}, "one sbatch option"),
-        ({"authenticator": "pam"}, "users: list who may log in"),
         ({**BASE, "authenticator": "oauth"}, "oauth: required when authenticator is oauth"),
         ({**BASE, "admins": ["carol"]}, "admins: 'carol' is not in users"),
         ({**BASE, "tools": ["dcm2niix; rm -rf /"]}, "is not NAME or NAME/VERSION"),
@@ -126,6 +125,14 @@ def test_broken_yaml_is_one_line_with_its_line_number(tmp_path: Path, home: Path
     (tmp_path / "neurodesk-hub.yaml").write_text("users: [alice]\nlimits: {memory: huge}\n")
     proc = run_cli(["hub", "start", str(tmp_path)], home)
     assert_one_line_error(proc, "limits.memory: 'huge' is not a size")
+
+
+def test_init_without_users_then_start_says_to_list_them(tmp_path: Path, home: Path) -> None:
+    proc = run_cli(["hub", "init", str(tmp_path / "c")], home)
+    assert proc.returncode == 0, proc.stderr
+    for command in ("start", "prepare"):
+        proc = run_cli(["hub", command, str(tmp_path / "c")], home)
+        assert_one_line_error(proc, "users: list who may log in (authenticator firstuse")
 
 
 def test_status_of_a_stopped_hub(tmp_path: Path, home: Path) -> None:

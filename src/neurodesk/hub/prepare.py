@@ -16,7 +16,7 @@ from pathlib import Path
 from neurodesk.hub.deploy import write_generated
 from neurodesk.hub.jhconfig import SYSTEM_ACCOUNT_SPAWNERS, prepare_account
 from neurodesk.hub.layout import HubDir
-from neurodesk.hub.settings import load_settings
+from neurodesk.hub.settings import load_settings, require_users
 from neurodesk.install.installer import install_image
 from neurodesk.paths import Paths
 from neurodesk.sources.fetch import fetch_image
@@ -49,6 +49,7 @@ def read_only_for_others(root: Path) -> None:
 
 def prepare_site(hub: HubDir, progress: TransferProgress | None = None) -> list[Prepared]:
     settings = load_settings(hub.root)
+    require_users(settings, str(hub.settings))
     hub.site.mkdir(parents=True, exist_ok=True)
     paths = Paths(hub.site)
     done = []

@@ -21,7 +21,7 @@ from neurodesk.hub.deploy import write_generated
 from neurodesk.hub.jhconfig import status_token
 from neurodesk.hub.layout import HubDir
 from neurodesk.hub.proxy import ensure_proxy
-from neurodesk.hub.settings import HubSettings, load_settings
+from neurodesk.hub.settings import HubSettings, load_settings, require_users
 from neurodesk.hub.spawners import server_python, unusable_by_others
 
 
@@ -81,6 +81,7 @@ def _tail(hub: HubDir, lines: int = 12) -> list[str]:
 
 def start_hub(hub: HubDir, timeout: float = 90) -> Started:
     settings = load_settings(hub.root)
+    require_users(settings, str(hub.settings))
     if settings.spawner.kind == "kubernetes":
         raise NeurodeskError(
             "spawner kubernetes runs in a cluster, not on this machine",

@@ -208,10 +208,6 @@ class HubSettings(_Strict):
         problems = []
         if self.authenticator == "oauth" and self.oauth is None:
             problems.append("oauth: required when authenticator is oauth (client_id, ...)")
-        if self.authenticator in ("pam", "firstuse") and not self.users:
-            problems.append(
-                f"users: list who may log in (authenticator {self.authenticator} admits only them)"
-            )
         for admin in self.admins:
             if self.users and admin not in self.users:
                 problems.append(f"admins: {admin!r} is not in users")
@@ -221,6 +217,16 @@ class HubSettings(_Strict):
                 "the hub at, e.g. the login node's IP)"
             )
         return problems
+
+
+def require_users(settings: HubSettings, origin: str) -> None:
+    """Before a start: authenticators that admit only listed users need some listed."""
+    if settings.authenticator in ("pam", "firstuse", "oauth") and not settings.users:
+        problem = (
+            f"{origin}: users: list who may log in (authenticator {settings.authenticator} "
+            "admits only them)"
+        )
+        raise NdValidationError(problem, [problem])
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
