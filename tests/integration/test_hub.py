@@ -249,8 +249,16 @@ def _open_lab(page: Any, hub: Hub, user: str, password: str) -> None:
     page.click("#login_submit")
 
 
+def _wait_for_lab(page: Any, timeout: float = 180_000) -> None:
+    """JupyterLab is up: its file browser lists the home (with the shared-data link)."""
+    page.locator(".jp-DirListing-item", has_text="shared-data").wait_for(timeout=timeout)
+
+
 def _run_cell(page: Any, user: str) -> str:
-    page.locator(".jp-Launcher").wait_for(timeout=120_000)
+    _wait_for_lab(page)
+    if not page.locator(".jp-Launcher").count():  # a restored workspace: open a launcher
+        page.locator(".lm-TabBar-addButton:not(.lm-mod-hidden)").first.click()
+    page.locator(".jp-Launcher").wait_for(timeout=30_000)
     with contextlib.suppress(Exception):  # JupyterLab's news question, when asked
         page.locator(".jp-toast-button", has_text="No").first.click(timeout=3_000)
     card = '.jp-LauncherCard[data-category="Notebook"]'
@@ -434,7 +442,7 @@ def test_slurm_session_runs_as_a_job_and_its_desktop_opens(
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             try:
                 _open_lab(page, hub, "ndhub2", USERS["ndhub2"])
-                page.locator(".jp-Launcher").wait_for(timeout=180_000)
+                _wait_for_lab(page)
                 page.screenshot(path=str(ARTIFACTS / "hub-slurm-lab.png"))
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "hub-slurm-failure.png"))
