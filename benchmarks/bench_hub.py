@@ -90,8 +90,12 @@ def bench_users(count: int) -> Iterator[dict[str, str]]:
     try:
         yield users
     finally:
-        for name in users:
-            subprocess.run(["pkill", "-u", name], capture_output=True, check=False)
+        for name in users:  # userdel refuses while a process of the user runs
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                if subprocess.run(["pkill", "-KILL", "-u", name], check=False).returncode != 0:
+                    break
+                time.sleep(0.3)
             subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
 
 

@@ -111,8 +111,18 @@ def users() -> Iterator[dict[str, str]]:
     subprocess.run(["chpasswd"], input=lines, text=True, check=True)
     yield USERS
     for name in USERS:
-        subprocess.run(["pkill", "-u", name], capture_output=True, check=False)
-        subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
+        remove_user(name)
+
+
+def remove_user(name: str) -> None:
+    """End the user's processes (userdel refuses while any runs), then remove them and home."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if subprocess.run(["pkill", "-KILL", "-u", name], check=False).returncode != 0:
+            break  # no process left (or no such user)
+        time.sleep(0.3)
+    proc = subprocess.run(["userdel", "-r", name], capture_output=True, text=True, check=False)
+    assert proc.returncode in (0, 6, 12), proc.stderr  # 6: no such user; 12: mail spool
 
 
 @dataclass
