@@ -93,7 +93,7 @@ def bench_users(count: int) -> Iterator[dict[str, str]]:
         for name in users:  # userdel refuses while a process of the user runs
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
-                if subprocess.run(["pkill", "-KILL", "-u", name], check=False).returncode != 0:
+                if subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True).returncode:
                     break
                 time.sleep(0.3)
             subprocess.run(["userdel", "-r", name], capture_output=True, check=False)

@@ -118,7 +118,7 @@ def remove_user(name: str) -> None:
     """End the user's processes (userdel refuses while any runs), then remove them and home."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        if subprocess.run(["pkill", "-KILL", "-u", name], check=False).returncode != 0:
+        if subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True).returncode:
             break  # no process left (or no such user)
         time.sleep(0.3)
     proc = subprocess.run(["userdel", "-r", name], capture_output=True, text=True, check=False)
