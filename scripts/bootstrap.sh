@@ -60,6 +60,8 @@ case "$mode" in
     ;;
   test)
     apt_install "${CORE_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    # neurodesk hub installs configurable-http-proxy with npm (a Node.js that ships npm counts)
+    command -v npm >/dev/null || apt_install nodejs npm
     python_venv
     echo ">> ruff"; .venv/bin/ruff check src tests benchmarks; .venv/bin/ruff format --check src tests benchmarks
     echo ">> mypy"; .venv/bin/mypy src

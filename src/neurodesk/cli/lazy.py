@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exec-lock": ("lock", "exec_lock"),
     "export": ("export", "export"),
     "gc": ("images", "gc"),
+    "hub": ("hub", "hub"),
     "images": ("images", "images"),
     "import": ("images", "import_"),
     "info": ("catalog", "info"),

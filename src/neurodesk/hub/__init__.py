@@ -1,0 +1,1 @@
+"""A multi-user Neurodesk on JupyterHub: settings, deployment files, spawners, status."""
