@@ -105,8 +105,8 @@ def execute(spec: RunSpec, log: BinaryIO) -> tuple[int, Interrupted | None, Runt
         code = proc.wait()
         return (128 - code if code < 0 else code), None, info
     except Interrupted as exc:
-        # SIGTERM reaches the program through the runtime (its traps run), then SIGKILL
-        stop(proc)
+        # the signal reaches the program through the runtime (its traps run), then SIGKILL
+        stop(proc, sig=exc.signum)
         log.write(f"\nneurodesk: task stopped by signal {exc.signum}\n".encode())
         return 128 + exc.signum, exc, info
 

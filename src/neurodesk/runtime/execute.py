@@ -16,6 +16,7 @@ runtime and version that actually ran, and the full command line.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -62,9 +63,9 @@ def spawn(
     return proc, launch
 
 
-def stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> int:
-    """SIGTERM (forwarded to the program, whose traps run), then SIGKILL after ``grace``."""
-    proc.terminate()
+def stop(proc: subprocess.Popen[bytes], grace: float = 5.0, sig: int = signal.SIGTERM) -> int:
+    """``sig`` (forwarded to the program, whose traps run), then SIGKILL after ``grace``."""
+    proc.send_signal(sig)
     try:
         return proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:

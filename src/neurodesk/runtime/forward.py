@@ -2,8 +2,10 @@
 
 bwrap stays outside the container as the program's parent, and dies on SIGINT/SIGTERM without
 passing them on (its child then gets SIGKILL from --die-with-parent). So the process the caller
-knows is a small bash forwarder instead: it starts bwrap in a new session (so a terminal's
-Ctrl-C reaches only the forwarder, never bwrap), forwards every catchable signal to the
+knows is a small bash forwarder instead: it starts bwrap in a new session when stdin is a
+terminal (so Ctrl-C reaches only the forwarder, never bwrap, and the program can still read
+the terminal), else in a process group of its own (signals sent to the caller's group, as
+``timeout`` and schedulers do, miss bwrap), forwards every catchable signal to the
 program (bwrap's child), waits, and ends the way the program ended: the same exit code, or
 killed by the same signal. No Python stays in between; bash is only a few hundred kB.
 
@@ -20,7 +22,7 @@ FORWARDED = ("INT", "TERM", "HUP", "QUIT", "USR1", "USR2", "WINCH", "ALRM", "CON
 
 def forwarder_script(redirects: str = "") -> str:
     """The forwarder, running ``"$@"``; ``redirects`` are added to the background job."""
-    return _HEAD + _TRAPS + _TAIL.replace("<&0 &", f"<&0 {redirects}&" if redirects else "<&0 &")
+    return _HEAD + _TRAPS + _TAIL.replace("<&0 &", f"<&0 {redirects}&")
 
 
 _HEAD = r"""
@@ -37,7 +39,12 @@ nd_forward() {
 """
 _TRAPS = "".join(f"trap 'nd_forward {s}' {s}\n" for s in FORWARDED)
 _TAIL = r"""
-( trap - INT QUIT; exec setsid "$@" ) <&0 &
+if [ -t 0 ]; then
+  ( trap - INT QUIT; exec setsid "$@" ) <&0 &
+else
+  # No terminal to read from: a process group of its own is enough, and costs no exec.
+  set -m; ( trap - INT QUIT; exec "$@" ) <&0 & set +m
+fi
 nd_bwrap=$!
 while :; do
   nd_interrupted=
