@@ -240,9 +240,7 @@ def test_fuzz_import_and_install(
     home, prefix = tmp / "home", tmp / "prefix"
     outside = {p: p.stat().st_mtime_ns for p in tmp.iterdir()}
     try:
-        record = Store(home / "store").import_layout(
-            OCILayout(tmp / "layout"), name, version, "20260101"
-        )
+        record = Store(home / "store").import_layout(OCILayout(layout), name, version, "20260101")
     except NeurodeskError:
         return  # the store refuses the name: a one-line error, nothing to install
     try:
