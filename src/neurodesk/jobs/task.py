@@ -54,7 +54,7 @@ def task_binds(batch: Batch, index: int) -> list[Bind]:
     task = batch.spec.tasks[index]
     inputs = [task.input] + ([batch.spec.bids_dir] if batch.spec.bids_dir else [])
     root = batch.spec.output_root
-    check_output_root(root, inputs)
+    check_output_root(root, [task.input])  # a BIDS output root may lie in the dataset
     binds = [Bind.parse(b) for b in batch.spec.binds]
     binds.append(Bind(root, root))
     binds += [Bind(i, i, readonly=True) for i in inputs]
