@@ -441,3 +441,27 @@ def test_an_install_killed_midway_is_completed_or_removed_later(
     assert (prefix / "modules/toolbox/2.1.lua").is_file()
     uninstall_image(prefix, "toolbox")
     assert tree(prefix) == set()
+
+
+def test_wrapper_runtime_options_gpu_and_runtime_choice(image: ImageRecord, tmp_path: Path) -> None:
+    env = {"HOME": "/nonexistent-home", "NEURODESK_RUNTIME_OPTS": "--unshare-net --new-session"}
+    argv = fake_bwrap_args(image, tmp_path, env, "x")
+    assert argv[-4:] == ["--unshare-net", "--new-session", "tbreg", "x"]
+    prefix = tmp_path / "prefix"
+    wrapper = prefix / "containers" / image.id / "bin" / "tbreg"
+    plain = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent-home", "NEURODESK_RUNTIME": "bwrap"}
+    if not list(Path("/dev").glob("nvidia[0-9]*")):
+        proc = subprocess.run(
+            [str(wrapper)], capture_output=True, text=True, env={**plain, "NEURODESK_GPU": "1"}
+        )
+        assert proc.returncode == 1 and "no NVIDIA GPU" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        gpu_prefix = tmp_path / "gpu-prefix"
+        install_image(image, gpu_prefix, gpu=True)
+        gpu_wrapper = gpu_prefix / "containers" / image.id / "bin" / "tbreg"
+        proc = subprocess.run([str(gpu_wrapper)], capture_output=True, text=True, env=plain)
+        assert proc.returncode == 1 and "no NVIDIA GPU" in proc.stderr  # --gpu at install
+    proc = subprocess.run(
+        [str(wrapper)], capture_output=True, text=True, env={**plain, "NEURODESK_RUNTIME": "x"}
+    )
+    assert proc.returncode == 127 and "NEURODESK_RUNTIME=x" in proc.stderr

@@ -41,9 +41,11 @@ def shell_key(image_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", image_id)
 
 
-def wrapper_files(record: ImageRecord, commands: list[str]) -> Files:
+def wrapper_files(record: ImageRecord, commands: list[str], gpu: bool = False) -> Files:
     bin_dir = Layout.bin_dir(record.id)
-    files = {bin_dir / c: InstallFile(render_wrapper(record, c), EXECUTABLE) for c in commands}
+    files = {
+        bin_dir / c: InstallFile(render_wrapper(record, c, gpu=gpu), EXECUTABLE) for c in commands
+    }
     files[bin_dir.parent / "commands.txt"] = InstallFile("".join(f"{c}\n" for c in commands))
     return files
 
@@ -138,10 +140,12 @@ def desktop_files(app: AppInfo, layout: Layout) -> Files:
     return files
 
 
-def container_files(record: ImageRecord, app: AppInfo, commands: list[str], prefix: Path) -> Files:
+def container_files(
+    record: ImageRecord, app: AppInfo, commands: list[str], prefix: Path, gpu: bool = False
+) -> Files:
     layout = Layout(prefix)
     return {
-        **wrapper_files(record, commands),
+        **wrapper_files(record, commands, gpu),
         **module_files(app, commands, layout),
         **shell_files(app, commands, layout),
         **desktop_files(app, layout),
