@@ -101,7 +101,7 @@ def render_wrapper(
         root_beside=root_beside,
         rootfs_in_store=rootfs_in_store(record),
         rootfs_at_install=str(record.rootfs),
-        store_at_install=str(record.store_root),
+        store_at_install=os.path.realpath(record.store_root),
         prepare_root=None,
         static_env=sorted(static_env.items()),
         passthrough_env=PASSTHROUGH_ENV,

@@ -100,7 +100,7 @@ def execute(spec: RunSpec, log: BinaryIO) -> tuple[int, Interrupted | None, Runt
     except OSError as exc:  # the runtime vanished between choosing it and starting it
         log.write(f"neurodesk: cannot start the runtime: {exc}\n".encode())
         return 127, None, RuntimeInfo(name="none", version="", argv=[])
-    info = RuntimeInfo(name=launch.runtime, version=launch.version, argv=launch.argv)
+    info = RuntimeInfo(name=launch.runtime, version=launch.version, argv=launch.runtime_argv)
     try:
         code = proc.wait()
         return (128 - code if code < 0 else code), None, info

@@ -23,8 +23,13 @@ class Launch:
 
     runtime: str
     version: str
-    argv: list[str]
+    argv: list[str]  # what runs: the runtime's command line, under the signal forwarder if any
     fds: dict[str, int] = field(default_factory=dict)
+    runtime_argv: list[str] = field(default_factory=list)  # the runtime's own command line
+
+    def __post_init__(self) -> None:
+        if not self.runtime_argv:
+            self.runtime_argv = list(self.argv)
 
 
 class Runtime(ABC):

@@ -129,4 +129,5 @@ class Bwrap(Runtime):
         fds = data_fds(spec)
         argv = self.argv(spec, fds)
         # An interactive shell needs the terminal as its controlling tty: no forwarder then.
-        return Launch(self.name, self.version(), argv if interactive else forwarded(argv), fds)
+        run = argv if interactive else forwarded(argv)
+        return Launch(self.name, self.version(), run, fds, runtime_argv=argv)

@@ -35,7 +35,7 @@ class RunResult:
     timed_out: bool = False
     runtime: str = ""
     version: str = ""
-    argv: list[str] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)  # the runtime's command line
     spec: RunSpec | None = None
 
 
@@ -110,4 +110,6 @@ def run_in_image(
         code = 124
     text = (out or b"").decode(errors="replace")
     code = 128 - code if code < 0 else code
-    return RunResult(code, text, timed_out, launch.runtime, launch.version, launch.argv, spec)
+    return RunResult(
+        code, text, timed_out, launch.runtime, launch.version, launch.runtime_argv, spec
+    )
