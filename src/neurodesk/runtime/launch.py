@@ -66,7 +66,8 @@ def userns_works(bwrap: str, environ: Mapping[str, str] | None = None) -> bool:
     cache = probe_cache(environ)
     boot = _boot_id()
     try:
-        line = cache.read_text().strip()
+        # only a cache file of our own is believed (another account could plant one in /tmp)
+        line = cache.read_text().strip() if cache.stat().st_uid == os.geteuid() else ""
     except OSError:
         line = ""
     if line in (f"{boot} yes", f"{boot} no"):
