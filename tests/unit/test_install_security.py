@@ -197,20 +197,40 @@ def test_a_readme_linking_to_a_host_file_does_not_leak_it(tmp_path: Path) -> Non
 
 # -- fuzz: random image configs through import and install ---------------------------------
 
-_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
-_NAMEISH = st.text(alphabet="ab1._-+ \n$`'\"/\\;]}{[()=:\t", min_size=1, max_size=12)
+# Mostly values an image may carry (so that most examples install and every file kind gets
+# parsed), sometimes anything at all (so that refusals are exercised too).
+_PRINTABLE = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=40
+)
+_ANY = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+_TEXT = st.one_of(_PRINTABLE, _PRINTABLE, _PRINTABLE, _ANY)
+_GOOD_NAME = st.sampled_from(["tool", "fsl", "a.b-c", "x+y", "1.0", "v2_rc1"])
+_NAMEISH = st.one_of(
+    _GOOD_NAME,
+    _GOOD_NAME,
+    _GOOD_NAME,
+    _GOOD_NAME,
+    st.text(alphabet="ab1._-+ \n$`'\"/\\;]}{[()=:\t", min_size=1, max_size=12),
+)
 
 
 @settings(
-    max_examples=25,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     name=_NAMEISH,
     version=_NAMEISH,
-    env=st.dictionaries(st.sampled_from(["A", "DEPLOY_ENV_K", "B_1", "X}$(id)", "LC_X"]), _TEXT),
-    bins=st.lists(_NAMEISH, max_size=3),
+    env=st.dictionaries(
+        st.one_of(
+            st.sampled_from(["A", "DEPLOY_ENV_K", "B_1", "LC_X", "DEPLOY_ENV_HOME"]),
+            st.sampled_from(["X}$(id)", "A B", "1X"]),
+        ),
+        _TEXT,
+        max_size=4,
+    ),
+    bins=st.lists(_NAMEISH, max_size=2),
     labels=st.dictionaries(
         st.sampled_from(["org.opencontainers.image.description", "org.opencontainers.image.url"]),
         _TEXT,
