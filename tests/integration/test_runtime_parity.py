@@ -3,7 +3,8 @@
 Each scenario (working directory, binds, environment, identity, X11, stdin, quoting, exit
 status, signals) runs ``sh -c SCRIPT ARGS`` through ``neurodesk exec``, an installed wrapper,
 a batch task (``jobs.task.execute``) and a recipe test's runner (``runtime.execute.
-run_in_image``), all with real bwrap, and the results must be equal: stdout and the exit status
+run_in_image``), all with real bwrap, and through ``neurodesk exec --runtime podman``; the
+results must be equal: stdout and the exit status
 (a signal as 128+N). Routes that by design have no stdin (batch, recipe) skip the stdin row.
 Apptainer and singularity are not installable here: the wrapper's command line for them is
 checked against the RunSpec's translation instead, with a stand-in program that prints it.
@@ -34,7 +35,10 @@ from tests.integration.conftest import need
 
 pytestmark = pytest.mark.integration
 
-ROUTES = ("exec", "wrapper", "batch", "recipe")
+# podman is installed here (with runc): it runs the matrix too, through neurodesk exec
+ROUTES = ("exec", "wrapper", "batch", "recipe") + (
+    ("podman",) if shutil.which("podman") and shutil.which("runc") else ()
+)
 TAG = f"ndpar{os.getpid()}"
 QUOTING_ARGS = ["a b", "'q'", '"dq"', "*", "x\ny", "-n", "--", "", "$HOME"]
 
@@ -111,6 +115,9 @@ def command(p: Parity, route: str, sc: Scenario) -> list[str]:
     argv = ["sh", "-c", sc.script, "sh", *sc.args]
     if route == "exec":
         full = [sys.executable, "-m", "neurodesk", "exec", image_ref(p), "--", *argv]
+    elif route == "podman":
+        full = [sys.executable, "-m", "neurodesk", "exec", "--runtime", "podman", image_ref(p)]
+        full += ["--", *argv]
     elif route == "wrapper":
         full = [str(p.wrapper), *argv[1:]]
     else:
@@ -166,12 +173,14 @@ def scenarios(p: Parity) -> list[Scenario]:
                  expect=f"/nonexistent-{TAG}\n/var/tmp\n"),
         Scenario("TMPDIR missing", 'echo "$TMPDIR"', env={"TMPDIR": f"/nonexistent-{TAG}"},
                  expect=f"/nonexistent-{TAG}\n"),
+        # podman cannot start inside the unprivileged user namespace this row uses
         Scenario("identity of an unknown uid", "id -un; whoami; id -u; id -gn", as_uid=4321,
-                 env={"USER": "alice"}, expect="alice\nalice\n4321\nalice\n"),
+                 env={"USER": "alice"}, expect="alice\nalice\n4321\nalice\n",
+                 routes=("exec", "wrapper", "batch", "recipe")),
         Scenario("XAUTHORITY outside HOME and /tmp", 'echo "$DISPLAY"; wc -c < "$XAUTHORITY"',
                  env={"DISPLAY": ":77", "XAUTHORITY": str(xauth)}, expect=":77\n7\n"),
         Scenario("stdin and pipes", 'read a; echo "got:$a"; echo x | tr x y', stdin="hi\n",
-                 routes=("exec", "wrapper"), expect="got:hi\ny\n"),
+                 routes=("exec", "wrapper", "podman"), expect="got:hi\ny\n"),
         Scenario("argument quoting", 'for a in "$@"; do printf "[%s]\\n" "$a"; done',
                  args=QUOTING_ARGS, expect="".join(f"[{a}]\n" for a in QUOTING_ARGS)),
         Scenario("exit status", "echo out; exit 42"),

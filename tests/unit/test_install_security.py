@@ -134,7 +134,7 @@ def run_everything(prefix: Path, tmp: Path) -> None:
         assert not os.path.exists(marker), f"ran code before {path}"
         rel = path.relative_to(prefix)
         if rel.suffix == ".lua":
-            subprocess.run(["luac", "-p", str(path)], check=True)
+            subprocess.run(["luac5.3", "-p", str(path)], check=True)
             script = f"dofile({str(lua_stubs)!r}) dofile({str(path)!r})"
             subprocess.run(["lua5.3", "-e", script], check=True, capture_output=True)
         elif rel.parts[0] == "modulefiles":

@@ -28,7 +28,10 @@ def docker_image_name(spec: RunSpec) -> str:
 
 
 def _common(spec: RunSpec, interactive_tty: bool) -> list[str]:
-    args = ["--rm", "-i", "--network", "host", "--read-only", "--security-opt", "label=disable"]
+    # --init: a tiny init is PID 1, so the program is not, and signals act on it as natively
+    # (PID 1 ignores signals it has no handler for).
+    args = ["--rm", "-i", "--init", "--network", "host", "--read-only"]
+    args += ["--security-opt", "label=disable"]
     if interactive_tty:
         args.append("-t")
     if spec.drop_privileges:
