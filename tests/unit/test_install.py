@@ -465,3 +465,28 @@ def test_wrapper_runtime_options_gpu_and_runtime_choice(image: ImageRecord, tmp_
         [str(wrapper)], capture_output=True, text=True, env={**plain, "NEURODESK_RUNTIME": "x"}
     )
     assert proc.returncode == 127 and "NEURODESK_RUNTIME=x" in proc.stderr
+
+
+def test_wrapper_falls_back_to_apptainer_without_user_namespaces(
+    image: ImageRecord, tmp_path: Path
+) -> None:
+    """The per-boot probe says bwrap cannot make a user namespace: apptainer runs instead."""
+    prefix = tmp_path / "prefix"
+    install_image(image, prefix)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    for name in ("bwrap", "apptainer"):
+        (fake / name).write_text(f'#!/bin/sh\necho {name} "$@"\n')
+        (fake / name).chmod(0o755)
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    runtime_dir = tmp_path / "run"
+    runtime_dir.mkdir()
+    (runtime_dir / f"neurodesk-userns-{os.getuid()}").write_text(f"{boot} no\n")
+    wrapper = prefix / "containers" / image.id / "bin" / "tbreg"
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "HOME": "/nonexistent-home"}
+    env["XDG_RUNTIME_DIR"] = str(runtime_dir)
+    out = subprocess.run([str(wrapper), "a"], capture_output=True, text=True, env=env).stdout
+    assert out.startswith("apptainer exec --cleanenv") and out.rstrip().endswith("tbreg a")
+    (runtime_dir / f"neurodesk-userns-{os.getuid()}").write_text(f"{boot} yes\n")
+    out = subprocess.run([str(wrapper), "a"], capture_output=True, text=True, env=env).stdout
+    assert out.startswith("bwrap --die-with-parent")
