@@ -70,6 +70,12 @@ def top_level(rootfs: Path) -> list[tuple[str, str, str]]:
     return out
 
 
+def _pairs(lines: list[str]) -> str:
+    """`` name:id name:id `` of a passwd or group file, for a quick match in the wrapper."""
+    fields = [line.split(":") for line in lines]
+    return " " + "".join(f"{f[0]}:{f[2]} " for f in fields if len(f) > 2)
+
+
 def _globs(dirs: tuple[str, ...], patterns: tuple[str, ...]) -> str:
     return " ".join(f"{d}/{p}" for d in dirs for p in patterns)
 
@@ -89,6 +95,8 @@ def render_wrapper(
     """
     check_command(command)
     static_env = container_env(record, {})
+    passwd = image_lines(record.rootfs, "etc/passwd")
+    group = image_lines(record.rootfs, "etc/group")
     return render(
         "wrapper.sh.j2",
         command=command,
@@ -108,8 +116,10 @@ def render_wrapper(
         bindpath_vars=BINDPATH_VARS,
         system_case="|".join(f"{d}|{d}/*" for d in SYSTEM_DIRS),
         top_level=top_level(record.rootfs),
-        image_passwd="\n".join(image_lines(record.rootfs, "etc/passwd")),
-        image_group="\n".join(image_lines(record.rootfs, "etc/group")),
+        image_passwd="\n".join(passwd),
+        image_group="\n".join(group),
+        image_users=_pairs(passwd),
+        image_groups=_pairs(group),
         gpu_default=gpu,
         gpu_device_globs=_globs(("/dev",), DEVICE_PATTERNS),
         gpu_library_globs=_globs(HOST_LIB_DIRS, LIBRARY_PATTERNS),
