@@ -1,8 +1,8 @@
 """Added start time per call of a containerised tool against the native binary (issue 5).
 
-Single calls of ``dcm2niix -h``: the host's apt binary, the installed wrapper (POSIX sh +
-bwrap), bwrap alone with the RunSpec's arguments, and ``neurodesk exec`` (Python, the bash
-signal forwarder and bwrap). Then a 100-call shell loop
+Single calls of ``dcm2niix -h``: the host's apt binary, the installed wrapper (bash, its
+signal forwarder and bwrap), bwrap alone with the RunSpec's arguments, and ``neurodesk
+exec`` (Python, the bash signal forwarder and bwrap). Then a 100-call shell loop
 (``for i in $(seq 100); do dcm2niix -h >/dev/null; done``), native vs wrapped, reported per
 call. Usage: python -m benchmarks.bench_runtime [--runs N] [--loops N]
 """
@@ -49,7 +49,7 @@ def main() -> int:
     nd = [sys.executable, "-m", "neurodesk", "exec", record.name, "--", "dcm2niix", "-h"]
     variants = {
         "native (apt)": [native, "-h"],
-        "wrapper (sh + bwrap)": [str(bin_dir / "dcm2niix"), "-h"],
+        "wrapper (bash + bwrap)": [str(bin_dir / "dcm2niix"), "-h"],
         "bwrap alone": bwrap_argv(spec),
         "neurodesk exec (python + bwrap)": nd,
     }

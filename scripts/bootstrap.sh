@@ -19,6 +19,7 @@ CORE_PACKAGES=(bubblewrap buildah debootstrap uidmap python3 python3-venv python
 TEST_PACKAGES=(dcm2niix git-annex rpm squashfs-tools squashfuse skopeo umoci podman runc lmod slurm-wlm munge
   docker-registry desktop-file-utils parallel hyperfine chromium chromium-driver xvfb
   tcl less procps  # tcl, less, procps: environment-modules' modulecmd.tcl, unpacked by the tests
+  catatonit lua5.3  # podman --init (signals as natively); lua5.3/luac5.3 check generated modules
   tigervnc-standalone-server xauth novnc)  # neurodesk desktop's browser desktop for GUI tools
 # the desktop session in that browser desktop: window manager, panel, menu, terminal, root colour
 TEST_PACKAGES+=(openbox tint2 jgmenu xterm x11-utils x11-xserver-utils xclip)

@@ -43,7 +43,8 @@ def test_tree_layout_and_catalog(tmp_path: Path) -> None:
     assert os.access(wrapper, os.X_OK)
     assert f"{record.id}.simg" in wrapper.read_text() and str(tree) not in wrapper.read_text()
     module = tree / "neurodesk-modules" / "programming" / "treetool" / "1.0.lua"
-    assert 'prepend_path("PATH", pathJoin(tree, "containers"' in module.read_text()
+    # install's one module renderer: the tree's root found from the module's own location
+    assert f'prepend_path("PATH", pathJoin(prefix, "containers/{record.id}"))' in module.read_text()
     assert (tree / "log.txt").read_text() == f"{record.id} categories:programming,\n"
     apps = json.loads((tree / "apps.json").read_text())
     assert apps == {

@@ -29,7 +29,12 @@ def layer_bytes(files: dict[str, bytes], mtime: int = 1_700_000_000) -> bytes:
     return buffer.getvalue()
 
 
-def write_layout(root: Path, layers: list[dict[str, bytes]], env: list[str] | None = None) -> Path:
+def write_layout(
+    root: Path,
+    layers: list[dict[str, bytes]],
+    env: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> Path:
     """An OCI layout at ``root`` with one image made of ``layers`` (name → content)."""
     (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
     (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
@@ -43,7 +48,7 @@ def write_layout(root: Path, layers: list[dict[str, bytes]], env: list[str] | No
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Env": env or ["PATH=/usr/bin:/bin"], "Labels": {"t": "1"}},
+        "config": {"Env": env or ["PATH=/usr/bin:/bin"], "Labels": labels or {"t": "1"}},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }
     config_desc = _blob(root, json.dumps(config).encode())

@@ -88,7 +88,7 @@ def test_install_writes_every_artifact(image: ImageRecord, tmp_path: Path) -> No
     for command in result.commands:
         wrapper = prefix / container / "bin" / command
         assert wrapper.stat().st_mode & 0o777 == 0o755
-        assert wrapper.read_text().startswith("#!/bin/sh\n")
+        assert wrapper.read_text().startswith("#!/bin/bash\n")
     expected = {
         "modules/toolbox/2.1.lua",
         "modulefiles/toolbox/2.1",
@@ -377,22 +377,28 @@ def test_wrapper_bind_paths_order_dedupe_and_ro(image: ImageRecord, tmp_path: Pa
     argv = fake_bwrap_args(image, tmp_path, env, "a b", "", "*")
     assert argv[-4:] == ["tbreg", "a b", "", "*"]  # the user's arguments, untouched
     # /tmp and $HOME first; then the bind paths in the order given, a target bound once (the
-    # later wins), missing sources and paths already visible through $HOME dropped.
+    # later wins, in its place, as in the RunSpec), missing sources and paths already visible
+    # through /tmp dropped (this $HOME lies below /tmp); the store read-only over /tmp last.
     assert binds(argv) == [
         ("--bind", "/tmp", "/tmp"),
         ("--bind", "/var/tmp", "/var/tmp"),
-        ("--bind", str(home), str(home)),
-        ("--bind", "/usr/share", "/in"),
         ("--bind", "/etc", "/etc"),
+        ("--bind", "/usr/share", "/in"),
+        ("--ro-bind", str(tmp_path / "store"), str(tmp_path / "store")),
     ]
     env = {"HOME": str(home), "NEURODESK_BINDPATH": "/usr/share:/x:ro"}
     assert ("--ro-bind", "/usr/share", "/x") in binds(fake_bwrap_args(image, tmp_path, env))
 
 
 def test_wrapper_binds_the_working_directory_last(image: ImageRecord, tmp_path: Path) -> None:
-    env = {"HOME": "/nonexistent-home", "PWD": "/opt", "NEURODESK_BINDPATH": "/etc"}
+    env = {"HOME": "/nonexistent-home", "PWD": "/mnt", "NEURODESK_BINDPATH": "/etc"}
     argv = fake_bwrap_args(image, tmp_path, env)
-    assert [b[1] for b in binds(argv)][-2:] == ["/etc", "/opt"]
+    assert [b[1] for b in binds(argv) if b[0] == "--bind"][-2:] == ["/etc", "/mnt"]
+    assert argv[argv.index("--chdir") + 1] == "/mnt"
+    # a non-empty directory of the image (its /opt holds the tool) is never hidden by the host's
+    env = {"HOME": "/nonexistent-home", "PWD": "/opt"}
+    argv = fake_bwrap_args(image, tmp_path, env)
+    assert "/opt" not in [b[2] for b in binds(argv)]
     assert argv[argv.index("--chdir") + 1] == "/opt"
     # the image's environment, with DEPLOY_ENV_ applied, and a clean slate before it
     assert argv.index("--clearenv") < argv.index("TOOLBOX_HOME")
@@ -435,3 +441,52 @@ def test_an_install_killed_midway_is_completed_or_removed_later(
     assert (prefix / "modules/toolbox/2.1.lua").is_file()
     uninstall_image(prefix, "toolbox")
     assert tree(prefix) == set()
+
+
+def test_wrapper_runtime_options_gpu_and_runtime_choice(image: ImageRecord, tmp_path: Path) -> None:
+    env = {"HOME": "/nonexistent-home", "NEURODESK_RUNTIME_OPTS": "--unshare-net --new-session"}
+    argv = fake_bwrap_args(image, tmp_path, env, "x")
+    assert argv[-4:] == ["--unshare-net", "--new-session", "tbreg", "x"]
+    prefix = tmp_path / "prefix"
+    wrapper = prefix / "containers" / image.id / "bin" / "tbreg"
+    plain = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent-home", "NEURODESK_RUNTIME": "bwrap"}
+    if not list(Path("/dev").glob("nvidia[0-9]*")):
+        proc = subprocess.run(
+            [str(wrapper)], capture_output=True, text=True, env={**plain, "NEURODESK_GPU": "1"}
+        )
+        assert proc.returncode == 1 and "no NVIDIA GPU" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        gpu_prefix = tmp_path / "gpu-prefix"
+        install_image(image, gpu_prefix, gpu=True)
+        gpu_wrapper = gpu_prefix / "containers" / image.id / "bin" / "tbreg"
+        proc = subprocess.run([str(gpu_wrapper)], capture_output=True, text=True, env=plain)
+        assert proc.returncode == 1 and "no NVIDIA GPU" in proc.stderr  # --gpu at install
+    proc = subprocess.run(
+        [str(wrapper)], capture_output=True, text=True, env={**plain, "NEURODESK_RUNTIME": "x"}
+    )
+    assert proc.returncode == 127 and "NEURODESK_RUNTIME=x" in proc.stderr
+
+
+def test_wrapper_falls_back_to_apptainer_without_user_namespaces(
+    image: ImageRecord, tmp_path: Path
+) -> None:
+    """The per-boot probe says bwrap cannot make a user namespace: apptainer runs instead."""
+    prefix = tmp_path / "prefix"
+    install_image(image, prefix)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    for name in ("bwrap", "apptainer"):
+        (fake / name).write_text(f'#!/bin/sh\necho {name} "$@"\n')
+        (fake / name).chmod(0o755)
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    runtime_dir = tmp_path / "run"
+    runtime_dir.mkdir()
+    (runtime_dir / f"neurodesk-userns-{os.getuid()}").write_text(f"{boot} no\n")
+    wrapper = prefix / "containers" / image.id / "bin" / "tbreg"
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "HOME": "/nonexistent-home"}
+    env["XDG_RUNTIME_DIR"] = str(runtime_dir)
+    out = subprocess.run([str(wrapper), "a"], capture_output=True, text=True, env=env).stdout
+    assert out.startswith("apptainer exec --cleanenv") and out.rstrip().endswith("tbreg a")
+    (runtime_dir / f"neurodesk-userns-{os.getuid()}").write_text(f"{boot} yes\n")
+    out = subprocess.run([str(wrapper), "a"], capture_output=True, text=True, env=env).stdout
+    assert out.startswith("bwrap --die-with-parent")

@@ -260,3 +260,51 @@ def test_apptainerenv_variables_and_x11_binds(tmp_path: Path) -> None:
     assert spec.env["FOO"] == "1" and spec.env["BAR"] == "2" and spec.x11
     assert Bind("/run/user/1/xauth", "/run/user/1/xauth", readonly=True) in spec.binds
     assert all(b.dst != "/tmp/.X11-unix" for b in spec.binds)  # inside /tmp, bound already
+
+
+def test_runtime_choice_order_and_the_per_boot_probe_cache(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    import pytest
+
+    from neurodesk.errors import NeurodeskError
+    from neurodesk.runtime.launch import choose_runtime, probe_cache, userns_works
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("bwrap is not installed")
+    environ = {"XDG_RUNTIME_DIR": str(tmp_path)}
+    cache = probe_cache(environ)
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    cache.write_text(f"{boot} no\n")  # as if bwrap could not make a user namespace here
+    assert userns_works("bwrap", environ) is False  # the cached answer, no probe
+    cache.write_text("another-boot yes\n")
+    assert userns_works(shutil.which("bwrap") or "", environ) == (
+        cache.read_text().split()[1] == "yes"
+    )
+    assert cache.read_text().startswith(boot)  # probed again and cached for this boot
+    assert choose_runtime("bwrap").name == "bwrap"
+    assert choose_runtime(None, {"NEURODESK_RUNTIME": "bwrap"}).name == "bwrap"
+    with pytest.raises(NeurodeskError, match="unknown runtime"):
+        choose_runtime(None, {"NEURODESK_RUNTIME": "nope"})
+    assert os.stat(cache).st_uid == os.geteuid()
+
+
+def test_bind_specs_only_ro_or_rw_and_never_empty() -> None:
+    import pytest
+
+    from neurodesk.runtime.spec import BindSpecError
+
+    assert Bind.parse("/data:/d:rw") == Bind("/data", "/d")
+    for bad in ("", ":::", "/a:/b:readonly", "/a:/b:ro:x", "data:/x", "/a:rel"):
+        with pytest.raises(BindSpecError):
+            Bind.parse(bad)
+
+
+def test_read_only_inputs_stay_over_broader_read_write_binds(tmp_path: Path) -> None:
+    environ = {"HOME": "/home/u"}
+    binds = [Bind("/home/u/data/in", "/home/u/data/in", readonly=True), Bind("/out", "/out")]
+    spec = build_runspec(record(tmp_path), ["x"], cwd="/out", environ=environ, binds=binds)
+    order = [b.dst for b in spec.binds]
+    assert Bind("/home/u/data/in", "/home/u/data/in", readonly=True) in spec.binds
+    assert order.index("/home/u") < order.index("/home/u/data/in")

@@ -50,9 +50,14 @@ def _image(image: str, paths: Paths, source: str | None, insecure: bool) -> Imag
     "or an http(s):// URL ending in .sif or .simg)",
 )
 @click.option("--insecure", is_flag=True, help="the source speaks plain HTTP (no TLS)")
+@click.option(
+    "--gpu",
+    is_flag=True,
+    help="wrappers expose NVIDIA GPUs by default (NEURODESK_GPU=0 turns it off per call)",
+)
 @click.option("--json", "as_json", is_flag=True, help=json_option_help)
 def install(
-    image: str, prefix: Path | None, source: str | None, insecure: bool, as_json: bool
+    image: str, prefix: Path | None, source: str | None, insecure: bool, gpu: bool, as_json: bool
 ) -> None:
     """Install an image from the store so its commands work like native programs.
 
@@ -88,7 +93,7 @@ def install(
     # Not in the store (or --from): fetch it from the sources of $NEURODESK_HOME/config.yaml.
     record = _image(image, paths, source, insecure)
     root = (prefix or paths.installs).absolute()
-    result = install_image(record, root)
+    result = install_image(record, root, gpu=gpu)
     layout = Layout(root)
     lua = root / layout.lua_module(record.name, record.version)
     if as_json:

@@ -25,6 +25,7 @@ from neurodesk.install.files import Files, container_files
 from neurodesk.install.layout import Layout
 from neurodesk.install.menus import shared_menu_files
 from neurodesk.install.metadata import app_info
+from neurodesk.install.validate import check_commands, check_image
 from neurodesk.store import ImageRecord
 from neurodesk.store.atomic import write_text
 
@@ -208,17 +209,21 @@ def _uninstall_locked(layout: Layout, target: Installed) -> None:
     _remove(layout.prefix, [*target.files, Layout.manifest_path(target.image_id)])
 
 
-def install_image(record: ImageRecord, prefix: Path) -> Installed:
+def install_image(record: ImageRecord, prefix: Path, gpu: bool = False) -> Installed:
     """Write wrappers, modules, activate scripts and menus for ``record`` under ``prefix``.
 
     Installing the same image again replaces its files; another build of the same name and
-    version is uninstalled first, since they share module files.
+    version is uninstalled first, since they share module files. ``gpu`` makes the wrappers
+    expose NVIDIA GPUs unless ``NEURODESK_GPU=0``.
     """
     layout = Layout(prefix.absolute())
-    _mkdirs(layout.prefix)
+    # Everything that reaches a generated file is checked before anything is written.
+    check_image(record)
     app = app_info(record)
     commands = _commands(record, (g.command for g in app.gui_apps))
-    files = container_files(record, app, commands, layout.prefix)
+    check_commands(commands)
+    _mkdirs(layout.prefix)
+    files = container_files(record, app, commands, layout.prefix, gpu=gpu)
     manifest_path = layout.prefix / Layout.manifest_path(record.id)
     with FileLock(str(layout.prefix / LOCK_NAME), mode=0o644):
         before = {i.image_id: i for i in installed(layout.prefix)}

@@ -29,9 +29,10 @@ def lua_long_string(text: str) -> str:
 
 
 def tcl_string(text: str) -> str:
-    """A Tcl double-quoted word: no substitution of ``$``, ``[...]`` or backslashes survives."""
+    """A Tcl double-quoted word: no substitution of ``$``, ``[...]`` or backslashes survives,
+    and braces are escaped too, so the word cannot close a braced body it sits in (a proc)."""
     out = text
-    for char in ("\\", '"', "$", "[", "]"):
+    for char in ("\\", '"', "$", "[", "]", "{", "}"):
         out = out.replace(char, "\\" + char)
     return f'"{out}"'
 
@@ -69,6 +70,9 @@ _ENV = jinja2.Environment(
     autoescape=False,
     trim_blocks=True,
     lstrip_blocks=True,
+    # Shell uses ``${#array[@]}``: Jinja comments get a spelling no target language has.
+    comment_start_string="<%#",
+    comment_end_string="#%>",
 )
 _ENV.filters.update(
     sh=shlex.quote,

@@ -2,8 +2,10 @@
 
 bwrap stays outside the container as the program's parent, and dies on SIGINT/SIGTERM without
 passing them on (its child then gets SIGKILL from --die-with-parent). So the process the caller
-knows is a small bash forwarder instead: it starts bwrap in a new session (so a terminal's
-Ctrl-C reaches only the forwarder, never bwrap), forwards every catchable signal to the
+knows is a small bash forwarder instead: it starts bwrap in a new session when stdin is a
+terminal (so Ctrl-C reaches only the forwarder, never bwrap, and the program can still read
+the terminal), else in a process group of its own (signals sent to the caller's group, as
+``timeout`` and schedulers do, miss bwrap), forwards every catchable signal to the
 program (bwrap's child), waits, and ends the way the program ended: the same exit code, or
 killed by the same signal. No Python stays in between; bash is only a few hundred kB.
 
@@ -17,8 +19,13 @@ import shutil
 
 FORWARDED = ("INT", "TERM", "HUP", "QUIT", "USR1", "USR2", "WINCH", "ALRM", "CONT")
 
-FORWARDER = (
-    r"""
+
+def forwarder_script(redirects: str = "") -> str:
+    """The forwarder, running ``"$@"``; ``redirects`` are added to the background job."""
+    return _HEAD + _TRAPS + _TAIL.replace("<&0 &", f"<&0 {redirects}&")
+
+
+_HEAD = r"""
 nd_bwrap=
 nd_sig=
 nd_forward() {
@@ -30,9 +37,14 @@ nd_forward() {
   kill -s "$1" "${nd_child:-$nd_bwrap}" 2>/dev/null
 }
 """
-    + "".join(f"trap 'nd_forward {s}' {s}\n" for s in FORWARDED)
-    + r"""
-( trap - INT QUIT; exec setsid "$@" ) <&0 &
+_TRAPS = "".join(f"trap 'nd_forward {s}' {s}\n" for s in FORWARDED)
+_TAIL = r"""
+if [ -t 0 ]; then
+  ( trap - INT QUIT; exec setsid "$@" ) <&0 &
+else
+  # No terminal to read from: a process group of its own is enough, and costs no exec.
+  set -m; ( trap - INT QUIT; exec "$@" ) <&0 & set +m
+fi
 nd_bwrap=$!
 while :; do
   nd_interrupted=
@@ -45,7 +57,7 @@ if [ -n "$nd_sig" ] && [ "$nd_rc" -gt 128 ] && [ "$(kill -l "$nd_rc")" = "$nd_si
 fi
 exit "$nd_rc"
 """
-)
+FORWARDER = forwarder_script()
 
 
 def forwarded(argv: list[str]) -> list[str]:
