@@ -88,7 +88,7 @@ def test_install_writes_every_artifact(image: ImageRecord, tmp_path: Path) -> No
     for command in result.commands:
         wrapper = prefix / container / "bin" / command
         assert wrapper.stat().st_mode & 0o777 == 0o755
-        assert wrapper.read_text().startswith("#!/bin/sh\n")
+        assert wrapper.read_text().startswith("#!/bin/bash\n")
     expected = {
         "modules/toolbox/2.1.lua",
         "modulefiles/toolbox/2.1",
@@ -377,22 +377,28 @@ def test_wrapper_bind_paths_order_dedupe_and_ro(image: ImageRecord, tmp_path: Pa
     argv = fake_bwrap_args(image, tmp_path, env, "a b", "", "*")
     assert argv[-4:] == ["tbreg", "a b", "", "*"]  # the user's arguments, untouched
     # /tmp and $HOME first; then the bind paths in the order given, a target bound once (the
-    # later wins), missing sources and paths already visible through $HOME dropped.
+    # later wins, in its place, as in the RunSpec), missing sources and paths already visible
+    # through /tmp dropped (this $HOME lies below /tmp); the store read-only over /tmp last.
     assert binds(argv) == [
         ("--bind", "/tmp", "/tmp"),
         ("--bind", "/var/tmp", "/var/tmp"),
-        ("--bind", str(home), str(home)),
-        ("--bind", "/usr/share", "/in"),
         ("--bind", "/etc", "/etc"),
+        ("--bind", "/usr/share", "/in"),
+        ("--ro-bind", str(tmp_path / "store"), str(tmp_path / "store")),
     ]
     env = {"HOME": str(home), "NEURODESK_BINDPATH": "/usr/share:/x:ro"}
     assert ("--ro-bind", "/usr/share", "/x") in binds(fake_bwrap_args(image, tmp_path, env))
 
 
 def test_wrapper_binds_the_working_directory_last(image: ImageRecord, tmp_path: Path) -> None:
-    env = {"HOME": "/nonexistent-home", "PWD": "/opt", "NEURODESK_BINDPATH": "/etc"}
+    env = {"HOME": "/nonexistent-home", "PWD": "/mnt", "NEURODESK_BINDPATH": "/etc"}
     argv = fake_bwrap_args(image, tmp_path, env)
-    assert [b[1] for b in binds(argv)][-2:] == ["/etc", "/opt"]
+    assert [b[1] for b in binds(argv) if b[0] == "--bind"][-2:] == ["/etc", "/mnt"]
+    assert argv[argv.index("--chdir") + 1] == "/mnt"
+    # a non-empty directory of the image (its /opt holds the tool) is never hidden by the host's
+    env = {"HOME": "/nonexistent-home", "PWD": "/opt"}
+    argv = fake_bwrap_args(image, tmp_path, env)
+    assert "/opt" not in [b[2] for b in binds(argv)]
     assert argv[argv.index("--chdir") + 1] == "/opt"
     # the image's environment, with DEPLOY_ENV_ applied, and a clean slate before it
     assert argv.index("--clearenv") < argv.index("TOOLBOX_HOME")

@@ -1,6 +1,7 @@
 """Running a recipe's tests inside its built image (``neurodesk test``).
 
-Each test runs with the image's runtime (a RunSpec translated by the bwrap backend), in a fresh
+Each test runs through the runtime interface (``runtime.execute.run_in_image``: the same rules
+as a wrapper, ``neurodesk exec`` and a batch task), in a fresh
 scratch directory bound read-write as its working directory, ``$HOME`` and ``$TMPDIR``, with
 ``/bin/sh -e``. The builtin deploy check runs one small POSIX script inside the image: every
 deployed command exists and is executable, its ``#!`` interpreter exists, and ``ldd`` finds all
@@ -10,7 +11,6 @@ of its shared libraries.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from neurodesk.recipe.tests import RecipeTest, load_tests
-from neurodesk.runtime import Bind, build_runspec
-from neurodesk.runtime.bwrap import bwrap_argv
+from neurodesk.runtime import Bind
+from neurodesk.runtime.execute import run_in_image as run_argv_in_image
 from neurodesk.store import ImageRecord
 
 Status = Literal["pass", "fail", "error", "skip"]
@@ -104,28 +104,15 @@ def run_in_image(
 ) -> Run:
     """Run ``script`` with ``/bin/sh`` in ``record``'s image, ``scratch`` as cwd and home."""
     environ = {"HOME": str(scratch), "TMPDIR": str(scratch), "LANG": "C.UTF-8"}
-    spec = build_runspec(
+    result = run_argv_in_image(
         record,
         ["/bin/sh", shell_flags, "-c", script],
         cwd=str(scratch),
         binds=[Bind(str(scratch), str(scratch))],
+        timeout=timeout,
         environ=environ,
     )
-    try:
-        proc = subprocess.run(
-            bwrap_argv(spec),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout if isinstance(exc.stdout, str) else ""
-        return Run(124, out, timed_out=True)
-    return Run(proc.returncode, proc.stdout)
+    return Run(result.code, result.output, timed_out=result.timed_out)
 
 
 def _tail(text: str) -> list[str]:

@@ -22,7 +22,7 @@ class ImageInfo:
     description: str = ""
 
 
-def _read_inside(rootfs: Path, name: str) -> str:
+def read_inside(rootfs: Path, name: str) -> str:
     """A file at ``/name`` of the image, resolved inside it (symlinks cannot escape)."""
     try:
         path = RootFS(rootfs).resolve_dir([], create=False) / name
@@ -53,17 +53,30 @@ def first_sentence(readme: str) -> str:
     return heading.strip("# ").strip()
 
 
-def read_image_info(rootfs: Path, labels: dict[str, str] | None = None) -> ImageInfo:
+def read_recipe(rootfs: Path) -> dict[str, Any]:
+    """The image's ``/build.yaml`` as a mapping; empty when missing, a link or not YAML."""
     try:
-        recipe = yaml.safe_load(_read_inside(rootfs, "build.yaml") or "{}")
+        recipe = yaml.safe_load(read_inside(rootfs, "build.yaml") or "{}")
     except yaml.YAMLError:
-        recipe = {}
-    if not isinstance(recipe, dict):
-        recipe = {}
-    readme = _read_inside(rootfs, "README.md")
-    structured = recipe.get("structured_readme") or {}
-    description = str(structured.get("description") or "") if isinstance(structured, dict) else ""
-    description = description or first_sentence(readme)
+        return {}
+    return recipe if isinstance(recipe, dict) else {}
+
+
+def describe(recipe: dict[str, Any], labels: dict[str, str], readme: str) -> str:
+    """The one description of an image: its label, else the recipe's, else the README's."""
+    if labels.get("org.opencontainers.image.description"):
+        return labels["org.opencontainers.image.description"]
+    structured = recipe.get("structured_readme")
+    if isinstance(structured, dict) and isinstance(structured.get("description"), str):
+        text = " ".join(str(structured["description"]).split())
+        if text:
+            return text
+    return first_sentence(readme)
+
+
+def read_image_info(rootfs: Path, labels: dict[str, str] | None = None) -> ImageInfo:
+    recipe = read_recipe(rootfs)
+    readme = read_inside(rootfs, "README.md")
     labels = labels or {}
     return ImageInfo(
         categories=[str(c) for c in recipe.get("categories") or []],
@@ -74,5 +87,5 @@ def read_image_info(rootfs: Path, labels: dict[str, str] | None = None) -> Image
         ],
         licenses=_licenses(recipe) or [v for k, v in labels.items() if k.endswith(".licenses")],
         readme=readme,
-        description=description or labels.get("org.opencontainers.image.description", ""),
+        description=describe(recipe, labels, readme),
     )

@@ -63,7 +63,9 @@ def _run(
     record = Store(Paths.from_env().store).resolve(image)
     ensure_mounted(record.image_dir)  # a SIF held in the store is mounted on first use
     env = dict(_env_pair(e) for e in envs)
-    spec = build_runspec(record, argv, binds=[Bind.parse(b) for b in binds], env=env, gpu=gpu)
+    spec = build_runspec(
+        record, argv, binds=[Bind.parse(b) for b in binds], env=env, gpu=gpu or None
+    )
     if interactive and argv == ["/bin/bash"] and not (record.rootfs / "bin" / "bash").exists():
         spec.argv = ["/bin/sh"]
     run(spec, runtime, interactive=interactive)

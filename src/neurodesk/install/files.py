@@ -48,18 +48,32 @@ def wrapper_files(record: ImageRecord, commands: list[str]) -> Files:
     return files
 
 
+def render_module(
+    kind: str, app: AppInfo, commands: list[str], module_path: PurePosixPath, bin_dir: str
+) -> str:
+    """The one module renderer (``kind`` lua or tcl), for installs and published trees alike.
+
+    ``module_path`` is the module file relative to the tree's root and ``bin_dir`` the wrapper
+    directory relative to it: the module finds the root from its own location.
+    """
+    return render(
+        f"module.{kind}.j2",
+        app=app,
+        commands=commands,
+        bin_dir=bin_dir,
+        module_path=module_path,
+        depth=len(module_path.parts),
+        neurodesk_version=__version__,
+    )
+
+
 def module_files(app: AppInfo, commands: list[str], layout: Layout) -> Files:
     bin_dir = str(layout.bin_dir(app.image_id))
     lua = layout.lua_module(app.name, app.version)
     tcl = layout.tcl_module(app.name, app.version)
-    common = {"app": app, "commands": commands, "bin_dir": bin_dir}
     return {
-        lua: InstallFile(
-            render("module.lua.j2", **common, module_path=lua, neurodesk_version=__version__)
-        ),
-        tcl: InstallFile(
-            render("module.tcl.j2", **common, module_path=tcl, neurodesk_version=__version__)
-        ),
+        lua: InstallFile(render_module("lua", app, commands, lua, bin_dir)),
+        tcl: InstallFile(render_module("tcl", app, commands, tcl, bin_dir)),
     }
 
 

@@ -25,6 +25,7 @@ from neurodesk.install.files import Files, container_files
 from neurodesk.install.layout import Layout
 from neurodesk.install.menus import shared_menu_files
 from neurodesk.install.metadata import app_info
+from neurodesk.install.validate import check_commands, check_image
 from neurodesk.store import ImageRecord
 from neurodesk.store.atomic import write_text
 
@@ -215,9 +216,12 @@ def install_image(record: ImageRecord, prefix: Path) -> Installed:
     version is uninstalled first, since they share module files.
     """
     layout = Layout(prefix.absolute())
-    _mkdirs(layout.prefix)
+    # Everything that reaches a generated file is checked before anything is written.
+    check_image(record)
     app = app_info(record)
     commands = _commands(record, (g.command for g in app.gui_apps))
+    check_commands(commands)
+    _mkdirs(layout.prefix)
     files = container_files(record, app, commands, layout.prefix)
     manifest_path = layout.prefix / Layout.manifest_path(record.id)
     with FileLock(str(layout.prefix / LOCK_NAME), mode=0o644):

@@ -6,12 +6,11 @@ image fetched from anywhere installs with the same help text and menus as one bu
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
+from neurodesk.catalog.imageinfo import describe, read_inside, read_recipe
+from neurodesk.install.validate import check_command, check_text
 from neurodesk.runtime.spec import DEPLOY_ENV_PREFIX
 from neurodesk.store import ImageRecord
 
@@ -20,8 +19,6 @@ from neurodesk.store import ImageRecord
 HOST_UNSAFE_ENV = frozenset(
     ("PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "PYTHONPATH", "PYTHONHOME", "HOME", "TMPDIR", "SHELL")
 )
-
-_HEADING = re.compile(r"^\s*(#|```|-{3,}|={3,})")
 
 
 @dataclass(frozen=True)
@@ -49,23 +46,6 @@ class AppInfo:
     deploy_env: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _read_recipe(record: ImageRecord) -> dict[str, Any]:
-    path = record.rootfs / "build.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _first_sentence(readme: str) -> str:
-    """The first line of prose in a README: skips headings, fences and blank lines."""
-    for line in readme.splitlines():
-        if line.strip() and not _HEADING.match(line):
-            return line.strip()
-    return ""
-
-
 def _url(recipe: dict[str, Any], labels: dict[str, str]) -> str:
     for key in ("org.opencontainers.image.url", "org.opencontainers.image.source"):
         if labels.get(key):
@@ -85,21 +65,10 @@ def _url(recipe: dict[str, Any], labels: dict[str, str]) -> str:
     return ""
 
 
-def _description(recipe: dict[str, Any], labels: dict[str, str], readme: str) -> str:
-    if labels.get("org.opencontainers.image.description"):
-        return labels["org.opencontainers.image.description"]
-    structured = recipe.get("structured_readme")
-    if isinstance(structured, dict) and isinstance(structured.get("description"), str):
-        return " ".join(str(structured["description"]).split())
-    return _first_sentence(readme)
-
-
 def app_info(record: ImageRecord) -> AppInfo:
-    recipe = _read_recipe(record)
-    readme_path = record.rootfs / "README.md"
-    readme = (
-        readme_path.read_text(encoding="utf-8", errors="replace") if readme_path.is_file() else ""
-    )
+    # Read inside the image's root only: a /README.md linking to a host file reads as empty.
+    recipe = read_recipe(record.rootfs)
+    readme = read_inside(record.rootfs, "README.md")
     gui = [
         GuiApp(str(g["name"]), str(g["exec"]))
         for g in recipe.get("gui_apps") or []
@@ -112,12 +81,17 @@ def app_info(record: ImageRecord) -> AppInfo:
         and key.removeprefix(DEPLOY_ENV_PREFIX) not in HOST_UNSAFE_ENV
     )
     categories = [str(c) for c in recipe.get("categories") or [] if isinstance(c, str)]
+    for app in gui:
+        check_command(app.name, "GUI app name")
+        check_command(app.command, "GUI app command")
+        check_text(app.exec, "GUI app command line")
+    for category in categories:
+        check_text(category, "category")
     return AppInfo(
         image_id=record.id,
         name=record.name,
         version=record.version,
-        description=_description(recipe, record.labels, readme)
-        or f"{record.name} {record.version}",
+        description=describe(recipe, record.labels, readme) or f"{record.name} {record.version}",
         categories=categories,
         url=_url(recipe, record.labels),
         readme=readme or f"{record.name} {record.version} (container {record.id})\n",

@@ -69,6 +69,9 @@ _ENV = jinja2.Environment(
     autoescape=False,
     trim_blocks=True,
     lstrip_blocks=True,
+    # Shell uses ``${#array[@]}``: Jinja comments get a spelling no target language has.
+    comment_start_string="<%#",
+    comment_end_string="#%>",
 )
 _ENV.filters.update(
     sh=shlex.quote,

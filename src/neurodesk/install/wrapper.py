@@ -1,74 +1,47 @@
 """Rendering the per-command wrapper script: the shell rendition of runtime/spec.py's rules.
 
-The constants (system directories, passed-through variables, bind-path variables, the image's
-environment) come from the runtime, so ``neurodesk exec`` and a wrapper decide alike.
+One template (``wrapper.sh.j2``) holds what every runtime shares: finding the image, the
+"prepare the root" step (``wrapper_prepare.sh.j2``), the choice of runtime, binds, identity,
+environment and the signal forwarder. Each runtime adds one template that turns those
+decisions into its command line (``wrapper_bwrap.sh.j2``, ``wrapper_apptainer.sh.j2``). The
+constants come from the runtime package, so ``neurodesk exec`` and a wrapper decide alike.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 
 from neurodesk import __version__
 from neurodesk.install.layout import STORE_LINK, UP_TO_PREFIX
 from neurodesk.install.templating import render
-from neurodesk.runtime.bwrap import image_args
+from neurodesk.install.validate import check_command
+from neurodesk.runtime.bwrap import RUNTIME_DIRS
+from neurodesk.runtime.forward import forwarder_script
+from neurodesk.runtime.gpu import (
+    DEVICE_PATTERNS,
+    GPU_BIN_DIR,
+    GPU_LIB_DIR,
+    HOST_BIN_DIRS,
+    HOST_LIB_DIRS,
+    LIBRARY_PATTERNS,
+    TOOLS,
+)
 from neurodesk.runtime.spec import (
     BINDPATH_VARS,
     PASSTHROUGH_ENV,
-    PASSTHROUGH_PREFIXES,
     SYSTEM_DIRS,
     container_env,
+    image_lines,
 )
 from neurodesk.store import ImageRecord
 
-ROOT_VAR = "$nd_root"
-
-# A shell cannot list its environment without forking, so variables passed through by prefix
-# (LC_*) are spelled out: the POSIX locale categories plus glibc's.
-LOCALE_VARS = (
-    "LC_ALL",
-    "LC_CTYPE",
-    "LC_COLLATE",
-    "LC_MESSAGES",
-    "LC_MONETARY",
-    "LC_NUMERIC",
-    "LC_TIME",
-    "LC_ADDRESS",
-    "LC_IDENTIFICATION",
-    "LC_MEASUREMENT",
-    "LC_NAME",
-    "LC_PAPER",
-    "LC_TELEPHONE",
-)
-
-
-def _shell_words(words: list[str]) -> str:
-    """Quote words for sh, leaving ``$nd_root`` expandable inside double quotes."""
-    out = []
-    for word in words:
-        if word.startswith(ROOT_VAR):
-            out.append('"' + word.replace('"', '\\"') + '"')
-        else:
-            out.append(shlex.quote(word))
-    return " ".join(out)
-
-
-def _by_option(words: list[str]) -> list[list[str]]:
-    """Split an argument list into one group per ``--option`` (one line each in the script)."""
-    groups: list[list[str]] = []
-    for word in words:
-        if word.startswith("--") or not groups:
-            groups.append([])
-        groups[-1].append(word)
-    return groups
-
-
-def _passthrough() -> list[str]:
-    names = list(PASSTHROUGH_ENV)
-    names += [v for v in LOCALE_VARS if v.startswith(PASSTHROUGH_PREFIXES) and v not in names]
-    return [f'${{{n}:+--setenv {n} "${n}"}}' for n in names]
+# The background job gets the made-up /etc/passwd and /etc/group on fds 3 and 4.
+_LAUNCH = """if [ "$nd_rt" = bwrap ]; then
+  set -- "${{nd_a[@]}}" "$nd_cmd" "$@"
+{forwarder}fi
+exec "${{nd_a[@]}}" "$nd_cmd" "$@"
+"""
 
 
 def rootfs_in_store(record: ImageRecord) -> str | None:
@@ -82,21 +55,40 @@ def rootfs_in_store(record: ImageRecord) -> str | None:
     return os.path.relpath(record.rootfs, record.store_root)
 
 
+def top_level(rootfs: Path) -> list[tuple[str, str, str]]:
+    """(kind, name, symlink target) per top-level entry of the image, as bwrap lays it out."""
+    out: list[tuple[str, str, str]] = []
+    for entry in sorted(os.scandir(rootfs), key=lambda e: e.name):
+        if entry.name in RUNTIME_DIRS:
+            continue
+        if entry.is_symlink():
+            out.append(("symlink", entry.name, os.readlink(entry.path)))
+        elif entry.is_dir(follow_symlinks=False) and not any(os.scandir(entry.path)):
+            out.append(("dir", entry.name, ""))
+        else:
+            out.append(("bind", entry.name, ""))
+    return out
+
+
+def _globs(dirs: tuple[str, ...], patterns: tuple[str, ...]) -> str:
+    return " ".join(f"{d}/{p}" for d in dirs for p in patterns)
+
+
 def render_wrapper(
     record: ImageRecord,
     command: str,
     wrapper_dir: Path | None = None,
     root_beside: str | None = None,
+    gpu: bool = False,
 ) -> str:
     """The wrapper for ``command``. ``wrapper_dir`` is unused: every path is relative.
 
     ``root_beside`` places the image's root filesystem relative to the wrapper's own directory
-    (a published tree keeps the sandbox next to its wrappers) instead of in the store.
+    (a published tree keeps the sandbox next to its wrappers) instead of in the store. ``gpu``
+    makes NVIDIA GPUs visible by default (``NEURODESK_GPU=0`` turns it off per call).
     """
-    # The image's own variables first; host variables passed through come later and win.
+    check_command(command)
     static_env = container_env(record, {})
-    env_words = [w for k, v in sorted(static_env.items()) for w in ("--setenv", k, v)]
-    system_case = "|".join(f"{d}|{d}/*" for d in SYSTEM_DIRS) + "|/"
     return render(
         "wrapper.sh.j2",
         command=command,
@@ -109,12 +101,23 @@ def render_wrapper(
         root_beside=root_beside,
         rootfs_in_store=rootfs_in_store(record),
         rootfs_at_install=str(record.rootfs),
-        image_args=" \\\n    ".join(
-            _shell_words(group) for group in _by_option(image_args(record.rootfs, ROOT_VAR))
-        ),
-        env_args=" \\\n    ".join(_shell_words(g) for g in _by_option(env_words)),
-        passthrough_args=" ".join(_passthrough()),
-        bindpath_expr=",".join(f"${{{v}:-}}" for v in BINDPATH_VARS),
+        store_at_install=str(record.store_root),
+        prepare_root=None,
+        static_env=sorted(static_env.items()),
+        passthrough_env=PASSTHROUGH_ENV,
         bindpath_vars=BINDPATH_VARS,
-        system_case=system_case,
+        system_case="|".join(f"{d}|{d}/*" for d in SYSTEM_DIRS),
+        top_level=top_level(record.rootfs),
+        image_passwd="\n".join(image_lines(record.rootfs, "etc/passwd")),
+        image_group="\n".join(image_lines(record.rootfs, "etc/group")),
+        gpu_default=gpu,
+        gpu_device_globs=_globs(("/dev",), DEVICE_PATTERNS),
+        gpu_library_globs=_globs(HOST_LIB_DIRS, LIBRARY_PATTERNS),
+        gpu_tools=TOOLS,
+        gpu_bin_dirs=HOST_BIN_DIRS,
+        gpu_lib_dir=GPU_LIB_DIR,
+        gpu_bin_dir=GPU_BIN_DIR,
+        forwarder=_LAUNCH.format(
+            forwarder=forwarder_script('3<<<"${nd_ids[1]:-}" 4<<<"${nd_ids[3]:-}" ')
+        ),
     )

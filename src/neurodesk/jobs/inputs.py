@@ -134,3 +134,16 @@ def unique_labels(inputs: list[Input]) -> list[Input]:
         label = item.label if count == 0 else f"{item.label}.{count}"
         result.append(Input(item.path, label, item.subject, item.session, item.extra))
     return result
+
+
+def check_output_root(output_root: str, inputs: list[str]) -> None:
+    """Refuse an output root inside an input (or equal to one): inputs are never written."""
+    root = Path(output_root).resolve()
+    for item in inputs:
+        source = Path(item).resolve()
+        if root == source or root.is_relative_to(source):
+            raise ValidationError(
+                f"the output root {output_root} lies inside the input {item}",
+                [f"input {item} is bound read-only; outputs cannot go below it"],
+                hint="choose an --output directory outside the input data",
+            )

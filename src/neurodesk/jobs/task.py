@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,10 +17,10 @@ from types import FrameType
 from typing import BinaryIO
 
 from neurodesk.jobs.batch import Batch
+from neurodesk.jobs.inputs import check_output_root
 from neurodesk.jobs.provenance import RuntimeInfo, SchedulerInfo, TaskRecord, hash_tree
-from neurodesk.jobs.provenance import runtime_version as _runtime_version
-from neurodesk.runtime.bwrap import bwrap_argv
-from neurodesk.runtime.spec import Bind, build_runspec
+from neurodesk.runtime.execute import spawn, stop
+from neurodesk.runtime.spec import Bind, RunSpec, build_runspec
 
 # How often a run is retried when bwrap fails before the command starts.
 SETUP_RETRIES = 2
@@ -46,14 +45,19 @@ def raise_on_signals() -> None:
 
 
 def task_binds(batch: Batch, index: int) -> list[Bind]:
-    """Inputs read-only, outputs writable, plus the user's --bind options."""
+    """The user's --bind options, the output root writable, the inputs read-only.
+
+    Inputs come last: the RunSpec mounts them over every broader read-write bind ($HOME, /tmp,
+    /var/tmp, a --bind), so source data stays read-only wherever it lies. An output root inside
+    an input is refused.
+    """
     task = batch.spec.tasks[index]
-    binds = [Bind(task.input, task.input, readonly=True)]
-    if batch.spec.bids_dir:
-        binds.append(Bind(batch.spec.bids_dir, batch.spec.bids_dir, readonly=True))
+    inputs = [task.input] + ([batch.spec.bids_dir] if batch.spec.bids_dir else [])
     root = batch.spec.output_root
+    check_output_root(root, inputs)
+    binds = [Bind.parse(b) for b in batch.spec.binds]
     binds.append(Bind(root, root))
-    binds += [Bind.parse(b) for b in batch.spec.binds]
+    binds += [Bind(i, i, readonly=True) for i in inputs]
     return binds
 
 
@@ -88,26 +92,23 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def execute(argv: list[str], log: BinaryIO) -> tuple[int, Interrupted | None]:
-    """Run ``argv`` with its output in ``log``; the exit code, and the signal if stopped."""
+def execute(spec: RunSpec, log: BinaryIO) -> tuple[int, Interrupted | None, RuntimeInfo]:
+    """Run ``spec`` with its output in ``log``; the exit code, the signal if stopped, and the
+    runtime that actually ran."""
     try:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-        )
-    except OSError as exc:  # the runtime vanished between argv and exec
-        log.write(f"neurodesk: cannot start {argv[0]}: {exc}\n".encode())
-        return 127, None
+        proc, launch = spawn(spec, stdout=log)
+    except OSError as exc:  # the runtime vanished between choosing it and starting it
+        log.write(f"neurodesk: cannot start the runtime: {exc}\n".encode())
+        return 127, None, RuntimeInfo(name="none", version="", argv=[])
+    info = RuntimeInfo(name=launch.runtime, version=launch.version, argv=launch.argv)
     try:
-        return proc.wait(), None
+        code = proc.wait()
+        return (128 - code if code < 0 else code), None, info
     except Interrupted as exc:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        # SIGTERM reaches the program through the runtime (its traps run), then SIGKILL
+        stop(proc)
         log.write(f"\nneurodesk: task stopped by signal {exc.signum}\n".encode())
-        return 128 + exc.signum, exc
+        return 128 + exc.signum, exc, info
 
 
 def setup_failed(log: BinaryIO, mark: int, exit_code: int) -> bool:
@@ -134,8 +135,8 @@ def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:
         binds=task_binds(batch, index),
         env=batch.spec.env,
         gpu=batch.spec.gpu,
+        writable=[batch.spec.output_root],
     )
-    argv = bwrap_argv(spec)
     log_path = batch.log_path(index)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     inputs = hash_tree(Path(task.input))
@@ -146,7 +147,7 @@ def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:
         for attempt in range(1 + SETUP_RETRIES):
             log.flush()
             mark = log.tell()
-            exit_code, interrupted = execute(argv, log)
+            exit_code, interrupted, runtime = execute(spec, log)
             if interrupted or not setup_failed(log, mark, exit_code) or attempt == SETUP_RETRIES:
                 break
             # the command never started: bwrap lost a race with a mount changing under a
@@ -159,7 +160,7 @@ def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:
         task=index,
         label=task.label,
         image=batch.spec.image,
-        runtime=RuntimeInfo(name="bwrap", version=_runtime_version(argv[0]), argv=argv),
+        runtime=runtime,
         argv=task.argv,
         env=spec.env,
         cwd=spec.cwd,

@@ -2,15 +2,14 @@
 
 Apptainer runs an unpacked root filesystem (a sandbox directory) directly. Its defaults are
 turned into our rules: ``--cleanenv`` (we pass the environment we decided with ``--env``),
-``--no-mount home,cwd`` is not used because we bind $HOME and the current directory ourselves;
-``--pwd`` sets the working directory and ``--nv`` exposes NVIDIA GPUs with its own logic.
-Apptainer forwards signals to the program itself.
+``--home`` and our own binds of $HOME and the current directory; ``--pwd`` sets the working
+directory and ``--nv`` exposes NVIDIA GPUs with its own logic; ``--no-privs`` when called by
+root, so the container holds no capability. Apptainer forwards signals to the program itself.
 """
 
 from __future__ import annotations
 
-import os
-
+from neurodesk.runtime.base import Runtime
 from neurodesk.runtime.spec import RunSpec
 
 
@@ -20,9 +19,9 @@ def apptainer_argv(spec: RunSpec, program: str) -> list[str]:
     home = spec.env.get("HOME")
     if home:
         args += ["--home", home]
-    for bind in spec.binds:
-        if not os.path.exists(bind.src):
-            continue  # as with bwrap: a bind path that does not exist here is skipped
+    if spec.drop_privileges:
+        args.append("--no-privs")
+    for bind in spec.present_binds():
         args += ["--bind", f"{bind.src}:{bind.dst}" + (":ro" if bind.readonly else "")]
     for key, value in sorted(spec.env.items()):
         if key in ("HOME",):
@@ -32,5 +31,17 @@ def apptainer_argv(spec: RunSpec, program: str) -> list[str]:
         args.append("--nv")
     if spec.writable_tmpfs:
         args.append("--writable-tmpfs")
+    args += spec.runtime_opts
     args += ["--pwd", spec.cwd, str(spec.rootfs)]
     return [*args, *spec.argv]
+
+
+class Apptainer(Runtime):
+    name = "apptainer"
+
+    def argv(self, spec: RunSpec, fds: dict[str, int] | None = None) -> list[str]:
+        return apptainer_argv(spec, self.program)
+
+
+class Singularity(Apptainer):
+    name = "singularity"

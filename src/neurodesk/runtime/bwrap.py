@@ -16,6 +16,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
+from neurodesk.runtime.base import Launch, Runtime
+from neurodesk.runtime.forward import forwarded
 from neurodesk.runtime.spec import RunSpec
 from neurodesk.systools import require
 
@@ -86,12 +88,21 @@ def data_fds(spec: RunSpec) -> dict[str, int]:
     return fds
 
 
-def bwrap_argv(spec: RunSpec, fds: Mapping[str, int] | None = None) -> list[str]:
+PRIVILEGES_DROPPED = ["--unshare-user", "--uid", "0", "--gid", "0", "--cap-drop", "ALL"]
+
+
+def bwrap_argv(
+    spec: RunSpec, fds: Mapping[str, int] | None = None, program: str | None = None
+) -> list[str]:
     """The bwrap command for ``spec``; ``fds`` (from :func:`data_fds`) supplies made-up files."""
     fds = fds or {}
-    binds = [b for b in spec.binds if os.path.exists(b.src)]
+    binds = spec.present_binds()
     targets = [b.dst for b in binds] + list(fds) + list(spec.devices) + [spec.cwd]
-    args = [require("bwrap", "run containers"), "--die-with-parent"]
+    args = [program or require("bwrap", "run containers"), "--die-with-parent"]
+    if spec.drop_privileges:
+        # root outside: root of a user namespace inside, without a single capability, so the
+        # image, the store and the host stay out of reach (no remount, no raw devices).
+        args += PRIVILEGES_DROPPED
     args += image_args(spec.rootfs, splay=splay_points(spec.rootfs, targets))
     for bind in binds:
         args += ["--ro-bind" if bind.readonly else "--bind", bind.src, bind.dst]
@@ -102,5 +113,20 @@ def bwrap_argv(spec: RunSpec, fds: Mapping[str, int] | None = None) -> list[str]
     args += ["--chdir", spec.cwd, "--clearenv"]
     for key, value in sorted(spec.env.items()):
         args += ["--setenv", key, value]
+    args += spec.runtime_opts
     # bwrap 0.8 (Debian 12) has no "--" separator: the first non-option word is the command
     return [*args, *spec.argv]
+
+
+class Bwrap(Runtime):
+    name = "bwrap"
+    forwards_signals = False
+
+    def argv(self, spec: RunSpec, fds: dict[str, int] | None = None) -> list[str]:
+        return bwrap_argv(spec, fds, self.program)
+
+    def launch(self, spec: RunSpec, interactive: bool = False) -> Launch:
+        fds = data_fds(spec)
+        argv = self.argv(spec, fds)
+        # An interactive shell needs the terminal as its controlling tty: no forwarder then.
+        return Launch(self.name, self.version(), argv if interactive else forwarded(argv), fds)

@@ -17,8 +17,13 @@ import shutil
 
 FORWARDED = ("INT", "TERM", "HUP", "QUIT", "USR1", "USR2", "WINCH", "ALRM", "CONT")
 
-FORWARDER = (
-    r"""
+
+def forwarder_script(redirects: str = "") -> str:
+    """The forwarder, running ``"$@"``; ``redirects`` are added to the background job."""
+    return _HEAD + _TRAPS + _TAIL.replace("<&0 &", f"<&0 {redirects}&" if redirects else "<&0 &")
+
+
+_HEAD = r"""
 nd_bwrap=
 nd_sig=
 nd_forward() {
@@ -30,8 +35,8 @@ nd_forward() {
   kill -s "$1" "${nd_child:-$nd_bwrap}" 2>/dev/null
 }
 """
-    + "".join(f"trap 'nd_forward {s}' {s}\n" for s in FORWARDED)
-    + r"""
+_TRAPS = "".join(f"trap 'nd_forward {s}' {s}\n" for s in FORWARDED)
+_TAIL = r"""
 ( trap - INT QUIT; exec setsid "$@" ) <&0 &
 nd_bwrap=$!
 while :; do
@@ -45,7 +50,7 @@ if [ -n "$nd_sig" ] && [ "$nd_rc" -gt 128 ] && [ "$(kill -l "$nd_rc")" = "$nd_si
 fi
 exit "$nd_rc"
 """
-)
+FORWARDER = forwarder_script()
 
 
 def forwarded(argv: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from neurodesk.runtime.base import Runtime
 from neurodesk.runtime.spec import RunSpec
 
 PODMAN_FIXED = [
@@ -30,15 +31,15 @@ def _common(spec: RunSpec, interactive_tty: bool) -> list[str]:
     args = ["--rm", "-i", "--network", "host", "--read-only", "--security-opt", "label=disable"]
     if interactive_tty:
         args.append("-t")
-    for bind in spec.binds:
-        if not os.path.exists(bind.src):
-            continue  # as with bwrap: a bind path that does not exist here is skipped
+    if spec.drop_privileges:
+        args += ["--cap-drop", "all", "--security-opt", "no-new-privileges"]
+    for bind in spec.present_binds():
         args += ["-v", f"{bind.src}:{bind.dst}" + (":ro" if bind.readonly else "")]
     for device in spec.devices:
         args += ["--device", device]
     for key, value in sorted(spec.env.items()):
         args += ["-e", f"{key}={value}"]
-    args += ["-w", spec.cwd]
+    args += ["-w", spec.cwd, *spec.runtime_opts]
     return args
 
 
@@ -53,3 +54,17 @@ def docker_argv(spec: RunSpec, program: str, interactive_tty: bool = False) -> l
     args = [program, "run", *_common(spec, interactive_tty)]
     args += ["--user", f"{os.getuid()}:{os.getgid()}"]
     return [*args, docker_image_name(spec), *spec.argv]
+
+
+class Podman(Runtime):
+    name = "podman"
+
+    def argv(self, spec: RunSpec, fds: dict[str, int] | None = None) -> list[str]:
+        return podman_argv(spec, self.program)
+
+
+class Docker(Runtime):
+    name = "docker"
+
+    def argv(self, spec: RunSpec, fds: dict[str, int] | None = None) -> list[str]:
+        return docker_argv(spec, self.program)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from neurodesk.errors import NeurodeskError
 from neurodesk.runtime.gpu import gpu_setup
 from neurodesk.store import ImageRecord
 
@@ -48,6 +49,13 @@ ENV_PREFIXES = ("APPTAINERENV_", "SINGULARITYENV_")
 BINDPATH_VARS = ("NEURODESK_BINDPATH", "APPTAINER_BINDPATH", "SINGULARITY_BINDPATH")
 
 
+class BindSpecError(NeurodeskError):
+    """A bind given as ``src[:dst[:ro|rw]]`` is malformed."""
+
+
+BIND_OPTIONS = ("ro", "rw")
+
+
 @dataclass(frozen=True)
 class Bind:
     src: str
@@ -55,13 +63,27 @@ class Bind:
     readonly: bool = False
 
     @classmethod
-    def parse(cls, text: str) -> Bind:
-        """``src[:dst[:ro|rw]]``, as in APPTAINER_BINDPATH."""
+    def parse(cls, text: str, origin: str = "--bind") -> Bind:
+        """``src[:dst[:ro|rw]]``, as in APPTAINER_BINDPATH; anything else is one clear error."""
         parts = text.split(":")
+        hint = "write SRC[:DST[:ro|rw]] with absolute paths, e.g. /data:/data:ro"
+        if len(parts) > 3:
+            raise BindSpecError(f"{origin} '{text}' has more than three ':' fields", hint=hint)
         src = parts[0]
         dst = parts[1] if len(parts) > 1 and parts[1] else src
-        readonly = len(parts) > 2 and parts[2] == "ro"
-        return cls(src, dst, readonly)
+        option = parts[2] if len(parts) > 2 else "rw"
+        if not src:
+            raise BindSpecError(f"{origin} '{text}' names no source path", hint=hint)
+        if option not in BIND_OPTIONS:
+            raise BindSpecError(
+                f"{origin} '{text}': unknown bind option '{option}' (only ro or rw)", hint=hint
+            )
+        for path in (src, dst):
+            if not path.startswith("/") or "\n" in path or "\0" in path:
+                raise BindSpecError(
+                    f"{origin} '{text}': '{path}' is not an absolute path", hint=hint
+                )
+        return cls(os.path.normpath(src), os.path.normpath(dst), option == "ro")
 
 
 @dataclass
@@ -80,37 +102,64 @@ class RunSpec:
     devices: list[str] = field(default_factory=list)
     image: str = ""  # the image id, for runtimes that need an image name (docker)
     writable_tmpfs: bool = False  # apptainer --writable-tmpfs: writes go to a throwaway tmpfs
+    # Called by root: the container runs in a user namespace with every capability dropped.
+    drop_privileges: bool = False
+    # Extra words for the runtime's command line (NEURODESK_RUNTIME_OPTS), after its own options.
+    runtime_opts: list[str] = field(default_factory=list)
+
+    def present_binds(self) -> list[Bind]:
+        """The binds whose source exists here: one missing ($TMPDIR or $HOME gone, a bind path
+        of another machine) is skipped, by every runtime and every wrapper alike."""
+        return [b for b in self.binds if os.path.exists(b.src)]
 
 
 def is_system_path(path: str) -> bool:
     return path == "/" or any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRS)
 
 
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def _covered(bind: Bind, by: Bind) -> bool:
-    """True when ``by`` already makes ``bind`` visible at the same place."""
+    """True when ``by`` already makes ``bind`` visible at the same place, with the same access."""
     try:
         rel_src = PurePosixPath(bind.src).relative_to(by.src)
         rel_dst = PurePosixPath(bind.dst).relative_to(by.dst)
     except ValueError:
         return False
-    return rel_src == rel_dst and (by.readonly <= bind.readonly)
+    return rel_src == rel_dst and by.readonly == bind.readonly
 
 
 def dedupe_binds(binds: Iterable[Bind]) -> list[Bind]:
-    """Drop binds another bind already provides, and later duplicates of the same target."""
+    """Drop binds another bind already provides, and earlier binds of the same target.
+
+    The result is ordered parents first, so a read-only bind inside a read-write one (an input
+    under $HOME) is mounted on top of it and stays read-only.
+    """
     kept: list[Bind] = []
     for bind in binds:
         if any(_covered(bind, k) for k in kept):
             continue
         kept = [k for k in kept if not _covered(k, bind) and k.dst != bind.dst]
         kept.append(bind)
-    return kept
+    return mount_order(kept)
+
+
+def mount_order(binds: list[Bind]) -> list[Bind]:
+    """``binds`` in the order given, except that a bind comes after every bind around it."""
+
+    def nesting(bind: Bind) -> int:
+        return sum(1 for b in binds if b.dst != bind.dst and _within(bind.dst, b.dst))
+
+    return sorted(binds, key=nesting)
 
 
 def bindpath_from_env(environ: Mapping[str, str]) -> list[Bind]:
+    """Binds from the bind-path variables; empty items (a trailing comma) are ignored."""
     binds: list[Bind] = []
     for var in BINDPATH_VARS:
-        binds.extend(Bind.parse(item) for item in environ.get(var, "").split(",") if item)
+        binds.extend(Bind.parse(item, var) for item in environ.get(var, "").split(",") if item)
     return binds
 
 
@@ -138,13 +187,26 @@ def in_image(rootfs: Path, path: str) -> bool:
     return os.path.lexists(rootfs / path.lstrip("/"))
 
 
+def image_has_content(rootfs: Path, path: str) -> bool:
+    """``path`` is a real, non-empty directory of the image (not a symlink, not a mount point)."""
+    host = rootfs / path.lstrip("/")
+    if host.is_symlink() or not host.is_dir():
+        return False
+    with os.scandir(host) as entries:
+        return any(True for _ in entries)
+
+
 def cwd_needs_bind(rootfs: Path, cwd: str) -> bool:
     """The host's current directory is bound unless the image has its own directory there.
 
-    Under a system directory (/usr, /etc, ...) the image's copy wins when it exists; when it
-    does not (say /usr/local/project on the host), the host's is bound so the command can start.
+    Under a system directory (/usr, /etc, ...) the image's copy wins when it exists, and so does
+    any non-empty directory of the image (``cd /opt`` runs in the image's /opt, whose tools stay
+    visible); otherwise (``/usr/local/project``, ``/opt/project``, an empty mount point such as
+    ``/data``) the host's is bound so the command starts where it was called.
     """
-    return not is_system_path(cwd) or (cwd != "/" and not in_image(rootfs, cwd))
+    if cwd == "/" or (is_system_path(cwd) and in_image(rootfs, cwd)):
+        return False
+    return not image_has_content(rootfs, cwd)
 
 
 def _passwd_line(fields: list[str]) -> str:
@@ -165,10 +227,7 @@ def identity_files(
         "group": (group, gid, [group, "x", str(gid), ""]),
     }
     for name, (entry, number, fields) in wanted.items():
-        path = rootfs / "etc" / name
-        lines: list[str] = []
-        if path.is_file() and not path.is_symlink():
-            lines = path.read_text(errors="replace").splitlines()
+        lines = image_lines(rootfs, f"etc/{name}")
         parsed = [line.split(":") for line in lines]
         if any(len(p) > 2 and p[0] == entry and p[2] == str(number) for p in parsed):
             continue
@@ -181,6 +240,21 @@ def identity_files(
     return files
 
 
+def image_lines(rootfs: Path, rel: str) -> list[str]:
+    """The lines of a regular file of the image (never through a symlink), or none."""
+    path = rootfs / rel
+    if any(p.is_symlink() for p in [path, *path.parents] if p.is_relative_to(rootfs)):
+        return []
+    if not path.is_file():
+        return []
+    return path.read_text(errors="replace").splitlines()
+
+
+def _safe_name(name: str, fallback: str) -> str:
+    """A user or group name fit for a passwd line (no ':' or newline), else ``fallback``."""
+    return name if name and not any(c in name for c in ":\n\0") else fallback
+
+
 def host_identity(environ: Mapping[str, str]) -> tuple[int, int, str, str]:
     """(uid, gid, user name, group name) of the caller, named even without a passwd entry."""
     uid, gid = os.getuid(), os.getgid()
@@ -188,11 +262,28 @@ def host_identity(environ: Mapping[str, str]) -> tuple[int, int, str, str]:
         user = pwd.getpwuid(uid).pw_name
     except KeyError:
         user = environ.get("USER") or f"user{uid}"
+    user = _safe_name(user, f"user{uid}")
     try:
         group = grp.getgrgid(gid).gr_name
     except KeyError:
         group = user
-    return uid, gid, user, group
+    return uid, gid, user, _safe_name(group, user)
+
+
+def host_home(environ: Mapping[str, str]) -> str:
+    """$HOME, or (unset or empty) the account's home directory, as a login would give."""
+    home = environ.get("HOME")
+    if home:
+        return home
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir or "/"
+    except KeyError:
+        return "/"
+
+
+def runtime_opts(environ: Mapping[str, str]) -> list[str]:
+    """NEURODESK_RUNTIME_OPTS, split into words as a shell would split an unquoted variable."""
+    return environ.get("NEURODESK_RUNTIME_OPTS", "").split()
 
 
 def build_runspec(
@@ -203,13 +294,18 @@ def build_runspec(
     binds: Iterable[Bind] = (),
     env: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
-    gpu: bool = False,
+    gpu: bool | None = None,
     dev_root: Path = Path("/dev"),
+    writable: Iterable[str] = (),
 ) -> RunSpec:
-    """The one place that decides what a container sees."""
+    """The one place that decides what a container sees.
+
+    ``gpu=None`` follows ``NEURODESK_GPU=1``. ``writable`` names host paths the run must be
+    able to write even below a read-only bind (a batch's output root).
+    """
     environ = os.environ if environ is None else environ
     cwd = cwd or os.getcwd()
-    home = environ.get("HOME") or str(Path.home())
+    home = host_home(environ)
     tmp = environ.get("TMPDIR") or "/tmp"
     rootfs = record.rootfs
     wanted = [Bind("/tmp", "/tmp"), Bind("/var/tmp", "/var/tmp"), Bind(tmp, tmp), Bind(home, home)]
@@ -217,7 +313,7 @@ def build_runspec(
     if x11:
         # The X server's sockets, and the cookie file wherever XAUTHORITY says it is.
         wanted.append(Bind("/tmp/.X11-unix", "/tmp/.X11-unix"))
-        if environ.get("XAUTHORITY"):
+        if environ.get("XAUTHORITY", "").startswith("/"):
             wanted.append(Bind(environ["XAUTHORITY"], environ["XAUTHORITY"], readonly=True))
     wanted += bindpath_from_env(environ)
     wanted += list(binds)
@@ -230,6 +326,8 @@ def build_runspec(
         for prefix in ENV_PREFIXES:
             if key.startswith(prefix) and key != prefix:
                 run_env[key.removeprefix(prefix)] = value
+    if gpu is None:
+        gpu = environ.get("NEURODESK_GPU", "") not in ("", "0")
     devices: list[str] = []
     if gpu:
         setup = gpu_setup(dev_root)
@@ -238,12 +336,15 @@ def build_runspec(
         wanted += [Bind(host, inside, readonly=True) for inside, host in setup.tools.items()]
         run_env.update(setup.env(run_env))
     run_env.update(env or {})
+    present = wanted + protect_store(record.store_root, wanted, writable)
+    if not rootfs.is_relative_to(record.store_root):  # an image used in place (a sandbox tree)
+        present += protect_store(rootfs, wanted, writable)
     uid, gid, user, group = host_identity(environ)
     return RunSpec(
         rootfs=rootfs,
         argv=argv,
         cwd=cwd,
-        binds=dedupe_binds(wanted),
+        binds=dedupe_binds(present),
         env=run_env,
         gpu=gpu,
         x11=x11,
@@ -251,4 +352,19 @@ def build_runspec(
         files=identity_files(rootfs, uid, gid, user, group, home),
         devices=devices,
         image=record.id,
+        drop_privileges=os.geteuid() == 0,
+        runtime_opts=runtime_opts(environ),
     )
+
+
+def protect_store(store_root: Path, binds: list[Bind], writable: Iterable[str] = ()) -> list[Bind]:
+    """Read-only binds of the store wherever a read-write bind would expose it writable."""
+    store = os.path.realpath(store_root)
+    if any(_within(store, w) for w in writable):
+        return []
+    out: list[Bind] = []
+    for bind in binds:
+        if not bind.readonly and _within(store, bind.src):
+            inside = os.path.normpath(bind.dst + "/" + os.path.relpath(store, bind.src))
+            out.append(Bind(store, inside, readonly=True))
+    return out
