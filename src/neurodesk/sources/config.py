@@ -61,6 +61,8 @@ class Config(BaseModel):
     sources: list[SourceConfig] = Field(default_factory=list)
     timeout: float = Field(default=10.0, gt=0)
     retries: int = Field(default=3, ge=1, le=20)
+    # install SIFs from HTTP(S) lazily (mounted over the network, fetched block by block)
+    lazy: bool = False
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:

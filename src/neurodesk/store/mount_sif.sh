@@ -41,10 +41,11 @@ case $nd_target in
   mnt/lazy)
     nd_fuse || { nd_say "cannot read it lazily: FUSE is not usable here ($nd_why); install it without --lazy"; exit 1; }
     if [ ! -e "$nd_dir/remote/$nd_remote" ]; then
-      mkdir -p "$nd_dir/../../../cache/httpdirfs" || exit 1
-      if ! httpdirfs --single-file-mode --cache \
-          --cache-location "$nd_dir/../../../cache/httpdirfs" --retry-wait 1 \
-          "$nd_url" "$nd_dir/remote" >/dev/null 2>>"$nd_dir/httpdirfs.log" 9>&- \
+      # No --cache: httpdirfs 1.2.5's disk cache returned corrupt blocks in single-file mode
+      # (squashfs reads failed with EIO); squashfuse and the page cache keep what was read,
+      # and --prefetch makes the local copy.
+      if ! httpdirfs --retry-wait 1 \
+          --single-file-mode "$nd_url" "$nd_dir/remote" >/dev/null 2>>"$nd_dir/httpdirfs.log" 9>&- \
           || [ ! -e "$nd_dir/remote/$nd_remote" ]; then
         nd_unmount "$nd_dir/remote"
         nd_say "cannot reach $nd_url (httpdirfs failed; see $nd_dir/httpdirfs.log)"

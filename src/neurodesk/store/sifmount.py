@@ -221,3 +221,31 @@ def switch_rootfs(image_dir: Path, target: str) -> None:
     new.unlink(missing_ok=True)
     new.symlink_to(target)
     os.replace(new, image_dir / ROOTFS)
+
+
+# The wrappers' mount-on-demand step (their template's nd_prepare_root): fork-free while the
+# mount is alive; else mount.sh (flock'd) mounts, remounts a dead mount, or unpacks once.
+# nd_sif names the SIF file itself, for runtimes that run it directly (apptainer, singularity).
+PREPARE_STEP = """\
+  # neurodesk: this image is a SIF held in the store, mounted on first use (its mount.sh)
+  nd_sif_dir=${nd_root%/*}
+  if [ ! -d "$nd_root/usr" ] || [ ! -d "$nd_sif_dir/remote/." ]; then
+    if [ -f "$nd_sif_dir/mount.sh" ]; then
+      sh "$nd_sif_dir/mount.sh" || return 1
+    fi
+  fi
+  [ -f "$nd_sif_dir/image.sif" ] && nd_sif=$nd_sif_dir/image.sif
+  return 0"""
+
+
+def prepare_step(image_dir: Path) -> str | None:
+    """The shell step a wrapper runs before using the image, for images held as a SIF."""
+    return PREPARE_STEP if is_held_sif(image_dir) else None
+
+
+def sif_file(rootfs: Path) -> Path | None:
+    """The local SIF file behind a held image's ``rootfs`` (for runtimes that run SIFs)."""
+    candidate = rootfs.parent / SIF_FILE
+    if rootfs.is_symlink() and rootfs.name == ROOTFS and candidate.is_file():
+        return candidate
+    return None
