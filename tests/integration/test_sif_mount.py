@@ -14,21 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from neurodesk.store import ImageRecord
-from tests.conftest import REPO, assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, run_cli
 from tests.integration.conftest import need
-from tests.integration.sif_helpers import mounts_under, padded_sif
+from tests.integration.sif_helpers import mounts_under
 
 pytestmark = pytest.mark.integration
 
-PADDING = 48 << 20  # the suite's SIF: the dcm2niix image plus 48 MB no command reads
 
-
-@pytest.fixture(scope="module")
-def dcm_sif(dcm2niix_image: ImageRecord, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def dcm_sif(dcm2niix_sif: Path) -> Path:
     need("mksquashfs", "unsquashfs", "squashfuse", "fusermount3", "flock", "bwrap")
-    dest = tmp_path_factory.mktemp("sif") / "dcm2niix.sif"
-    return padded_sif(dcm2niix_image.rootfs, dest, dcm2niix_image.env, PADDING)
+    return dcm2niix_sif
 
 
 def _import(home: Path, sif: Path, name: str = "dcmsif") -> dict[str, str]:
@@ -202,7 +198,3 @@ def test_without_fuse_the_image_is_unpacked_once_with_a_reason(
     imported = run_cli(["import", str(dcm_sif), "--name", "x", "--version", "1"], other, env=off)
     assert imported.returncode == 0 and "FUSE is not usable here" in imported.stderr
     assert _image(other, "x")["held"] == "unpacked"
-
-
-def test_repo_is_importable() -> None:
-    assert (REPO / "src" / "neurodesk" / "store" / "mount_sif.sh").is_file()

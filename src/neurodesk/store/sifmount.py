@@ -91,13 +91,16 @@ def fuse_problem() -> str | None:
         return "squashfuse is not installed (apt-get install squashfuse)"
     if not os.path.exists("/dev/fuse"):
         return "there is no /dev/fuse"
-    if os.access("/dev/fuse", os.R_OK | os.W_OK):
+    # libfuse opens /dev/fuse itself; a non-root mount(2) then goes through setuid fusermount3
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        return "no read-write access to /dev/fuse"
+    if os.geteuid() == 0:
         return None
     helper = shutil.which("fusermount3") or shutil.which("fusermount")
     if helper is None:
-        return "no access to /dev/fuse and no fusermount3 (apt-get install fuse3)"
+        return "no fusermount3 (apt-get install fuse3)"
     if not os.stat(helper).st_mode & stat.S_ISUID:
-        return f"no access to /dev/fuse and {helper} is not setuid"
+        return f"{helper} is not setuid"
     return None
 
 
@@ -206,13 +209,21 @@ def state(image_dir: Path) -> str:
     lazy = target == MOUNT_POINTS[1]
     kind = "lazy SIF (HTTP)" if lazy else "mounted SIF"
     point = image_dir / target
-    if _stale(point) or (lazy and _stale(image_dir / REMOTE)):
+    failed = image_dir / "remote.failed"
+    if _stale(point) or (lazy and (_stale(image_dir / REMOTE) or _nonempty(failed))):
         return f"{kind}, mount died"
     if not _mounted(point):
         return f"{kind}, not mounted yet"
     if lazy and meta is not None and (image_dir / (SIF_FILE + ".part")).exists():
         return f"{kind}, prefetching"
     return kind
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def switch_rootfs(image_dir: Path, target: str) -> None:
@@ -229,7 +240,8 @@ def switch_rootfs(image_dir: Path, target: str) -> None:
 PREPARE_STEP = """\
   # neurodesk: this image is a SIF held in the store, mounted on first use (its mount.sh)
   nd_sif_dir=${nd_root%/*}
-  if [ ! -d "$nd_root/usr" ] || [ ! -d "$nd_sif_dir/remote/." ]; then
+  if [ ! -d "$nd_root/usr" ] || [ ! -d "$nd_sif_dir/remote/." ] \
+    || [ -s "$nd_sif_dir/remote.failed" ]; then
     if [ -f "$nd_sif_dir/mount.sh" ]; then
       sh "$nd_sif_dir/mount.sh" || return 1
     fi

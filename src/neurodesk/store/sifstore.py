@@ -248,6 +248,7 @@ def prefetch(store: Store, record: ImageRecord, timeout: float = 30.0) -> None:
         # Detached now, gone when the last running command that holds them ends.
         sifmount.detach(image_dir / sifmount.MOUNT_POINTS[1])
         sifmount.detach(image_dir / sifmount.REMOTE)
+        (image_dir / "remote.failed").write_text("")  # errors of the lazy mount no longer apply
 
 
 def held(record: ImageRecord) -> str:
