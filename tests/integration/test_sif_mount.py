@@ -198,3 +198,44 @@ def test_without_fuse_the_image_is_unpacked_once_with_a_reason(
     imported = run_cli(["import", str(dcm_sif), "--name", "x", "--version", "1"], other, env=off)
     assert imported.returncode == 0 and "FUSE is not usable here" in imported.stderr
     assert _image(other, "x")["held"] == "unpacked"
+
+
+def test_every_runtime_runs_the_mounted_sif_and_apptainer_the_file(
+    dcm_sif: Path, sif_home: Path, tmp_path: Path
+) -> None:
+    """bwrap and podman run the mounted partition; apptainer/singularity (not packaged in
+    Debian 12: checked by their command line, through a stand-in that records it) get the SIF
+    file itself, from `neurodesk exec` and from the installed wrapper alike."""
+    _import(sif_home, dcm_sif, name="dcm2niix")
+    assert run_cli(["install", "dcm2niix"], sif_home).returncode == 0
+    runtimes = ["bwrap"] + (["podman"] if shutil.which("podman") else [])
+    for runtime in runtimes:
+        proc = run_cli(["exec", "--runtime", runtime, "dcm2niix", "--", "dcm2niix", "-h"], sif_home)
+        assert proc.returncode == 0 and "Chris Rorden" in proc.stdout, (runtime, proc.stderr)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    record = tmp_path / "apptainer.argv"
+    (fake / "apptainer").write_text(
+        "#!/bin/sh\n"
+        'case "$1" in --version|version) echo "apptainer version 1.3.4"; exit 0 ;; esac\n'
+        f'printf "%s\\n" "$@" >> {record}\n'
+    )
+    (fake / "apptainer").chmod(0o755)
+    env = {"PATH": f"{fake}:{os.environ['PATH']}"}
+    sif_file = str(_image_dir(sif_home) / "image.sif")
+    proc = run_cli(
+        ["exec", "--runtime", "apptainer", "dcm2niix", "--", "dcm2niix", "-h"], sif_home, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    argv = record.read_text().splitlines()
+    assert argv[0] == "exec" and argv[argv.index(sif_file) + 1 :] == ["dcm2niix", "-h"], argv
+    record.unlink()
+    wrapper = next((sif_home / "installs" / "containers").glob("*/bin/dcm2niix"))
+    env["NEURODESK_RUNTIME"] = "apptainer"
+    proc = subprocess.run(
+        [str(wrapper), "-h"], env=dict(os.environ, **env), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    argv = record.read_text().splitlines()
+    images = [a for a in argv if os.path.realpath(a) == sif_file]
+    assert images and argv[-2:] == ["dcm2niix", "-h"], argv
