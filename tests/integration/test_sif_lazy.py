@@ -179,14 +179,6 @@ def test_lost_network_is_an_io_error_not_a_hang_and_the_next_call_reconnects(
     assert len(said) <= 1, again.stderr
 
 
-def test_lazy_needs_an_http_source(home: Path) -> None:
-    assert_one_line_error(run_cli(["install", "dcm2niix", "--lazy"], home), "HTTP(S) SIF source")
-    assert_one_line_error(
-        run_cli(["install", "dcm2niix", "--prefetch", "--from", "http://127.0.0.1:9/x.sif"], home),
-        "--lazy",
-    )
-
-
 def test_lazy_without_a_digest_is_refused(served: tuple[RangeServer, Path], sif_home: Path) -> None:
     server, sif = served
     (server.httpd.root / (sif.name + ".sha256")).unlink()
