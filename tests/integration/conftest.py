@@ -63,3 +63,21 @@ def nd_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def dcm2niix_image(nd_home: Path) -> ImageRecord:
     """The dcm2niix image of recipes/dcm2niix, built into ``nd_home``."""
     return build_recipe(find_recipe("dcm2niix"), Paths(nd_home)).record
+
+
+@pytest.fixture(scope="session")
+def dcm2niix_sif(dcm2niix_image: ImageRecord, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SIF of the dcm2niix image padded with 48 MB that no command reads (sha256 beside it)."""
+    import hashlib
+
+    from tests.integration.sif_helpers import padded_sif
+
+    need("mksquashfs")
+    dest = tmp_path_factory.mktemp("sif") / f"{dcm2niix_image.id}.sif"
+    padded_sif(dcm2niix_image.rootfs, dest, dcm2niix_image.env, 48 << 20)
+    digest = hashlib.sha256()
+    with dest.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    dest.with_name(dest.name + ".sha256").write_text(digest.hexdigest() + "\n")
+    return dest

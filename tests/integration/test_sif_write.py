@@ -20,7 +20,7 @@ from neurodesk.image.squashfs import (
     sif_root_partition,
 )
 from neurodesk.store import ImageRecord
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import run_cli
 from tests.integration.conftest import need
 
 pytestmark = pytest.mark.integration
@@ -122,9 +122,3 @@ def test_export_then_import_runs_the_same_tool(
     # the image's environment came across (DEPLOY_PATH is what install reads)
     env = run_cli(["images", "--json"], other)
     assert dcm2niix_image.env.get("DEPLOY_BINS", "") in env.stdout
-
-
-def test_export_of_an_unknown_image_is_one_line(home: Path, tmp_path: Path) -> None:
-    proc = run_cli(["export", "nosuchtool", "--sif", str(tmp_path / "x.sif")], home)
-    assert_one_line_error(proc, "nosuchtool")
-    assert not (tmp_path / "x.sif").exists()

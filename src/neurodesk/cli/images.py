@@ -20,6 +20,7 @@ from neurodesk.store import Store
 from neurodesk.store.imports import import_path
 from neurodesk.store.maintenance import du as store_du
 from neurodesk.store.maintenance import gc as store_gc
+from neurodesk.store.sifstore import held
 
 
 def _store() -> Store:
@@ -43,12 +44,14 @@ def images(as_json: bool) -> None:
     """List the images in the local store."""
     records = _store().images()
     if as_json:
-        emit_json([{**r.to_json(), "id": r.id, "rootfs": str(r.rootfs)} for r in records])
+        emit_json(
+            [{**r.to_json(), "id": r.id, "rootfs": str(r.rootfs), "held": held(r)} for r in records]
+        )
         return
     print_table(
         None,
-        ["NAME", "VERSION", "BUILD DATE", "SOURCE", "DIGEST"],
-        [(r.name, r.version, r.builddate, r.source, short_digest(r.digest)) for r in records],
+        ["NAME", "VERSION", "BUILD DATE", "SOURCE", "HELD", "DIGEST"],
+        [(r.name, r.version, r.builddate, r.source, held(r), short_digest(r.digest)) for r in records],
     )
 
 

@@ -13,7 +13,9 @@ from neurodesk.install.layout import Layout
 from neurodesk.paths import Paths
 from neurodesk.sources.fetch import fetch_image
 from neurodesk.sources.progress import RichProgress
+from neurodesk.sources.sif_lazy import lazy_image
 from neurodesk.store import ImageRecord, Store
+from neurodesk.store.sifmount import ensure_mounted
 
 prefix_option = click.option(
     "--prefix",
@@ -55,9 +57,28 @@ def _image(image: str, paths: Paths, source: str | None, insecure: bool) -> Imag
     is_flag=True,
     help="wrappers expose NVIDIA GPUs by default (NEURODESK_GPU=0 turns it off per call)",
 )
+@click.option(
+    "--lazy/--no-lazy",
+    default=None,
+    help="for a SIF on an HTTP(S) source (--from URL of a .sif, a registry blob or a tree "
+    "with SIFs): mount it over the network and fetch only the blocks commands read "
+    "(default: 'lazy:' in config.yaml, else off)",
+)
+@click.option(
+    "--prefetch",
+    is_flag=True,
+    help="with --lazy: download the whole SIF in the background, verify it, then switch to it",
+)
 @click.option("--json", "as_json", is_flag=True, help=json_option_help)
 def install(
-    image: str, prefix: Path | None, source: str | None, insecure: bool, gpu: bool, as_json: bool
+    image: str,
+    prefix: Path | None,
+    source: str | None,
+    insecure: bool,
+    gpu: bool,
+    lazy: bool | None,
+    prefetch: bool,
+    as_json: bool,
 ) -> None:
     """Install an image from the store so its commands work like native programs.
 
@@ -74,6 +95,10 @@ def install(
       . PREFIX/containers/<id>/activate
 
     An image missing from the store is fetched from the configured sources (or --from).
+    With --lazy and an HTTP(S) SIF source, the image's first command starts after reading only
+    the blocks it needs (httpdirfs + squashfuse; cache under $NEURODESK_HOME/cache/):
+      neurodesk install dcm2niix --lazy --from https://host/dcm2niix_1.0_20260101.sif
+      neurodesk install dcm2niix --lazy --prefetch --from https://mirror/tree
     Every path in the tree is relative, so it can be moved (with its 'store' link) or shared
     read-only, e.g. an administrator installs into /opt/neurodesk and users only 'module use'.
 
@@ -91,7 +116,10 @@ def install(
     """
     paths = Paths.from_env()
     # Not in the store (or --from): fetch it from the sources of $NEURODESK_HOME/config.yaml.
-    record = _image(image, paths, source, insecure)
+    record = lazy_image(image, paths, source, lazy, prefetch) or _image(
+        image, paths, source, insecure
+    )
+    ensure_mounted(record.image_dir)  # a SIF held in the store: wrappers are made from its files
     root = (prefix or paths.installs).absolute()
     result = install_image(record, root, gpu=gpu)
     layout = Layout(root)

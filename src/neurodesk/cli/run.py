@@ -9,6 +9,7 @@ from neurodesk.paths import Paths
 from neurodesk.runtime.launch import RUNTIMES, run
 from neurodesk.runtime.spec import Bind, build_runspec
 from neurodesk.store import Store
+from neurodesk.store.sifmount import ensure_mounted
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -60,6 +61,7 @@ def _run(
     interactive: bool,
 ) -> None:
     record = Store(Paths.from_env().store).resolve(image)
+    ensure_mounted(record.image_dir)  # a SIF held in the store is mounted on first use
     env = dict(_env_pair(e) for e in envs)
     spec = build_runspec(
         record, argv, binds=[Bind.parse(b) for b in binds], env=env, gpu=gpu or None

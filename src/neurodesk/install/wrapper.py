@@ -35,6 +35,7 @@ from neurodesk.runtime.spec import (
     image_lines,
 )
 from neurodesk.store import ImageRecord
+from neurodesk.store.sifmount import prepare_step
 
 # The background job gets the made-up /etc/passwd and /etc/group on fds 3 and 4.
 _LAUNCH = """if [ "$nd_rt" = bwrap ]; then
@@ -110,7 +111,7 @@ def render_wrapper(
         rootfs_in_store=rootfs_in_store(record),
         rootfs_at_install=str(record.rootfs),
         store_at_install=os.path.realpath(record.store_root),
-        prepare_root=None,
+        prepare_root=None if record.external_rootfs else prepare_step(record.image_dir),
         static_env=sorted(static_env.items()),
         passthrough_env=PASSTHROUGH_ENV,
         bindpath_vars=BINDPATH_VARS,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from neurodesk.runtime.base import Runtime
 from neurodesk.runtime.spec import RunSpec
+from neurodesk.store.sifmount import sif_file
 
 
 def apptainer_argv(spec: RunSpec, program: str) -> list[str]:
@@ -32,7 +33,8 @@ def apptainer_argv(spec: RunSpec, program: str) -> list[str]:
     if spec.writable_tmpfs:
         args.append("--writable-tmpfs")
     args += spec.runtime_opts
-    args += ["--pwd", spec.cwd, str(spec.rootfs)]
+    # A SIF held in the store is run as the file itself, as Apptainer runs SIFs.
+    args += ["--pwd", spec.cwd, str(sif_file(spec.rootfs) or spec.rootfs)]
     return [*args, *spec.argv]
 
 

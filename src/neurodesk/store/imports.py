@@ -39,6 +39,8 @@ from neurodesk.image.squashfs import (
     sif_root_partition,
     unsquash,
 )
+from neurodesk.store.sifmount import fuse_problem
+from neurodesk.store.sifstore import add_sif
 from neurodesk.store.store import ImageRecord, Store
 
 Progress = Callable[[str], None]
@@ -162,6 +164,9 @@ def import_path(
 
         return store.import_rootfs(digest, fill_sqfs, *ident, source="squashfs", progress=say)
     partition = sif_root_partition(path)
+    if (why := fuse_problem()) is None:
+        return add_sif(store, path, ident, progress=say)  # kept as one file, mounted on use
+    say(f"FUSE is not usable here ({why}): unpacking the SIF once with unsquashfs")
     say("hashing the SIF system partition")
     digest = digest_range(path, partition.offset, partition.length)
     raw_labels = sif_labels(path)

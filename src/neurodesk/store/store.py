@@ -47,6 +47,7 @@ from neurodesk.image.oci import (
 from neurodesk.store.atomic import write_text
 from neurodesk.store.dedupe import dedupe_tree
 from neurodesk.store.filemanifest import MANIFEST_NAME, write_manifest
+from neurodesk.store.sifmount import unmount_all
 from neurodesk.store.version import version_key
 
 Progress = Callable[[str], None]
@@ -407,6 +408,7 @@ class Store:
         """Remove an unpacked image: first renamed out of sight (atomic), then deleted."""
         if not image_dir.exists():
             return
+        unmount_all(image_dir)  # a SIF held in the store may be mounted
         trash = self._tmpdir()
         image_dir.replace(trash / "image")
         _rmtree_writable(trash)

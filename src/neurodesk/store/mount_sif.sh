@@ -1,0 +1,108 @@
+# Body of store/images/<hex>/mount.sh; render_script (sifmount.py) puts the nd_* values
+# of one image above it. The one place that mounts: `neurodesk exec` runs it too.
+nd_dir=$(cd "${0%/*}" && pwd -P) || exit 1
+nd_root=$nd_dir/rootfs
+nd_say() { echo "neurodesk: $nd_id: $*" >&2; }
+nd_lazy() { [ "$(readlink "$nd_root")" = mnt/lazy ]; }
+nd_ok() {
+  { [ -d "$nd_root/." ] && [ ! -e "$nd_root/.neurodesk-unmounted" ]; } || return 1
+  nd_lazy || return 0
+  [ -d "$nd_dir/remote/." ] && [ ! -s "$nd_dir/remote.failed" ]
+}
+nd_ok && exit 0
+command -v flock >/dev/null 2>&1 || { nd_say "flock is not installed (apt-get install util-linux)"; exit 1; }
+exec 9>>"$nd_dir/mount.lock" || exit 1
+if ! flock -w "$nd_wait" 9; then
+  nd_say "another call has been mounting this image for ${nd_wait}s; try again, or run 'neurodesk gc'"
+  exit 1
+fi
+nd_ok && { nd_lazy || : >"$nd_dir/remote.failed"; exit 0; }
+nd_unmount() {
+  { fusermount3 -u -z "$1" || fusermount -u -z "$1" || umount -l "$1"; } >/dev/null 2>&1
+}
+nd_fuse() {
+  case ${NEURODESK_FUSE:-} in off|0|no|false) nd_why="NEURODESK_FUSE=off"; return 1 ;; esac
+  command -v squashfuse >/dev/null 2>&1 || { nd_why="squashfuse is not installed"; return 1; }
+  [ -e /dev/fuse ] || { nd_why="there is no /dev/fuse"; return 1; }
+  # libfuse opens /dev/fuse itself; a non-root mount(2) then goes through setuid fusermount3
+  [ -r /dev/fuse ] && [ -w /dev/fuse ] || { nd_why="no read-write access to /dev/fuse"; return 1; }
+  [ "$(id -u)" = 0 ] && return 0
+  for nd_h in fusermount3 fusermount; do
+    nd_p=$(command -v "$nd_h") && [ -u "$nd_p" ] && return 0
+  done
+  nd_why="no setuid fusermount3 (apt-get install fuse3)"
+  return 1
+}
+nd_target=$(readlink "$nd_root") || { nd_say "rootfs link is missing; run: neurodesk rm $nd_id"; exit 1; }
+nd_mnt=$nd_dir/$nd_target
+if nd_lazy && { [ ! -d "$nd_dir/remote/." ] || [ -s "$nd_dir/remote.failed" ]; }; then
+  nd_say "the connection to $nd_url was lost (reads failed with I/O errors); connecting again"
+  nd_unmount "$nd_dir/$nd_target"
+  nd_unmount "$nd_dir/remote"
+fi
+if [ ! -d "$nd_mnt/." ]; then
+  nd_say "its mount had died (transport endpoint not connected); mounting it again"
+  nd_unmount "$nd_mnt"
+fi
+case $nd_target in
+  mnt/lazy)
+    nd_fuse || { nd_say "cannot read it lazily: FUSE is not usable here ($nd_why); install it without --lazy"; exit 1; }
+    if [ ! -e "$nd_dir/remote/$nd_remote" ]; then
+      # No --cache: httpdirfs 1.2.5's disk cache returned corrupt blocks in single-file mode
+      # (squashfs reads failed with EIO); squashfuse and the page cache keep what was read,
+      # and --prefetch makes the local copy.
+      # httpdirfs runs in the foreground of a background pipeline: its error lines (a failed
+      # transfer leaves it alive but failing) land in remote.failed, which the wrappers check.
+      : >"$nd_dir/remote.failed"
+      (
+        httpdirfs -f --retry-wait 1 --single-file-mode "$nd_url" "$nd_dir/remote" 2>&1 \
+          | grep --line-buffered -E '^(Error|error)' >>"$nd_dir/remote.failed"
+      ) </dev/null >/dev/null 2>&1 9>&- &
+      nd_i=0
+      while [ ! -e "$nd_dir/remote/$nd_remote" ] && [ "$nd_i" -lt "$((nd_wait * 10))" ]; do
+        [ -s "$nd_dir/remote.failed" ] && break
+        sleep 0.1
+        nd_i=$((nd_i + 1))
+      done
+      if [ ! -e "$nd_dir/remote/$nd_remote" ]; then
+        nd_unmount "$nd_dir/remote"
+        nd_say "cannot reach $nd_url ($(head -n 1 "$nd_dir/remote.failed" 2>/dev/null))"
+        exit 1
+      fi
+    fi
+    nd_src=$nd_dir/remote/$nd_remote
+    ;;
+  *)
+    nd_src=$nd_dir/image.sif
+    nd_have=$(stat -c %s "$nd_src" 2>/dev/null) || nd_have=0
+    if [ "$nd_have" != "$nd_size" ]; then
+      nd_say "$nd_src is truncated or missing ($nd_have of $nd_size bytes); run: neurodesk rm $nd_id, then install it again"
+      exit 1
+    fi
+    if ! nd_fuse; then
+      nd_say "FUSE is not usable here ($nd_why): unpacking the image once with unsquashfs"
+      nd_tmp=$nd_dir/mnt/unpacked.tmp
+      rm -rf "$nd_tmp"
+      if ! unsquashfs -n -no-xattrs -f -d "$nd_tmp" -o "$nd_offset" "$nd_src" >/dev/null 2>&1; then
+        rm -rf "$nd_tmp"
+        nd_say "its squashfs partition is corrupt (unsquashfs failed); run: neurodesk rm $nd_id, then install it again"
+        exit 1
+      fi
+      find "$nd_tmp" \( -type b -o -type c -o -type p -o -type s \) -exec rm -f {} + 2>/dev/null
+      find "$nd_tmp" ! -type l -perm /6000 -exec chmod ug-s {} + 2>/dev/null
+      rm -rf "$nd_dir/mnt/unpacked" && mv "$nd_tmp" "$nd_dir/mnt/unpacked" || exit 1
+      ln -s mnt/unpacked "$nd_dir/rootfs.new" && mv -f -T "$nd_dir/rootfs.new" "$nd_root" || exit 1
+      exit 0
+    fi
+    ;;
+esac
+if ! squashfuse -o "offset=$nd_offset" "$nd_src" "$nd_mnt" 2>>"$nd_dir/squashfuse.log" 9>&-; then
+  nd_unmount "$nd_mnt"
+  nd_say "its squashfs partition could not be mounted (corrupt or truncated SIF; see $nd_dir/squashfuse.log); run: neurodesk rm $nd_id, then install it again"
+  exit 1
+fi
+if ! nd_ok; then
+  nd_unmount "$nd_mnt"
+  nd_say "its squashfs partition is unreadable (corrupt SIF); run: neurodesk rm $nd_id, then install it again"
+  exit 1
+fi
