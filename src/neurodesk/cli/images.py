@@ -51,7 +51,10 @@ def images(as_json: bool) -> None:
     print_table(
         None,
         ["NAME", "VERSION", "BUILD DATE", "SOURCE", "HELD", "DIGEST"],
-        [(r.name, r.version, r.builddate, r.source, held(r), short_digest(r.digest)) for r in records],
+        [
+            (r.name, r.version, r.builddate, r.source, held(r), short_digest(r.digest))
+            for r in records
+        ],
     )
 
 

@@ -121,6 +121,7 @@ class Config(BaseModel):
             except NeurodeskError as exc:
                 raise ValueError(exc.message) from None
         return value
+
     # install SIFs from HTTP(S) lazily (mounted over the network, fetched block by block)
     lazy: bool = False
 
