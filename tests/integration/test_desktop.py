@@ -626,7 +626,7 @@ def test_terminal_module_avail_prints_instead_of_paging_and_load_stays_in_that_t
             )
         )
         other = asyncio.run(
-            _terminal_run(server, second["name"], 'echo "OTHER=[$LOADEDMODULES]"', "OTHER=")
+            _terminal_run(server, second["name"], 'echo "OTHER=[$LOADEDMODULES]-$((6*7))"', "]-42")
         )
     finally:
         for terminal in (first, second):
@@ -634,7 +634,7 @@ def test_terminal_module_avail_prints_instead_of_paging_and_load_stays_in_that_t
     assert f"dcm2niix/{dcm2niix_image.version}" in out and "PAGER=none" in out, out
     assert "DONE-42" in out, out  # module avail returned: no pager waited for a key
     assert f"LOADED=dcm2niix/{dcm2niix_image.version}" in out, out
-    assert "OTHER=[]" in other, other  # the other terminal did not load it
+    assert "OTHER=[]-42" in other, other  # the other terminal did not load it
 
 
 def test_host_kernel_can_module_load_a_tool(server: Server, dcm2niix_image: ImageRecord) -> None:
