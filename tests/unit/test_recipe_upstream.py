@@ -279,3 +279,29 @@ def test_epoch_rebuilds_every_step_and_steps_stay_named(tmp_path: Path) -> None:
     )
     assert named[next(s for s in steps if s.startswith("RUN true"))] == "build.directives[1].run"
     assert named['ENTRYPOINT ["/neurodocker/startup.sh"]'] == "epilogue"
+
+
+def test_a_missing_filename_is_a_warning_for_check_and_an_error_for_the_build(
+    tmp_path: Path,
+) -> None:
+    """As upstream's builder: the recipe compiles; only building it needs the file."""
+    from neurodesk.errors import ValidationError
+    from neurodesk.recipe.context_dir import write_build_context
+    from tests.conftest import run_cli
+
+    data = recipe_text([{"copy": "helper.py /opt/helper.py"}])
+    data["files"] = [{"name": "helper.py", "filename": "helper.py"}]
+    path = write(tmp_path, data)
+    proc = run_cli(["recipe", "check", str(path)], tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning:" in proc.stderr and "files[0].filename: helper.py not found" in proc.stderr
+    recipe = load_recipe(path)
+    context = tmp_path / "context"
+    context.mkdir()
+    with pytest.raises(ValidationError) as info:
+        write_build_context(recipe, path, context)
+    assert "files[0].filename: helper.py not found" in info.value.message
+    # a path out of the recipe directory is still refused at once
+    data["files"] = [{"name": "helper.py", "filename": "../helper.py"}]
+    proc = run_cli(["recipe", "check", str(write(tmp_path, data))], tmp_path / "home")
+    assert proc.returncode != 0 and "relative path inside it" in proc.stderr

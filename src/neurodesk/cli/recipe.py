@@ -88,6 +88,7 @@ def _check_one(name: str, options: dict[str, bool], local: dict[str, str] | None
     loaded = load_recipe(path)
     loaded = loaded.with_options(options) if options else loaded
     problems: list[str] = []
+    warnings: list[str] = []
     for label, chosen, arch, selector in _builds(loaded):
         for fmt, render in FORMATS.items():
             ctx = RenderContext(chosen, arch=arch, variant=selector, locals_=local)
@@ -95,6 +96,9 @@ def _check_one(name: str, options: dict[str, bool], local: dict[str, str] | None
                 render(chosen, ctx)
             except ValidationError as exc:
                 problems.extend(f"{p} (rendering {fmt}, {label})" for p in exc.problems)
+            warnings.extend(w for w in ctx.warnings if w not in warnings)
+    for warning in warnings:
+        err_console.print(f"warning: {warning} (a build would stop here)", markup=False)
         try:
             render_readme(chosen, RenderContext(chosen, arch=arch, variant=selector))
         except ValidationError as exc:

@@ -128,6 +128,8 @@ class RenderContext:
         # --local KEY=PATH: host directories a recipe may use (has_local/get_local).
         self.locals: dict[str, str] = dict(locals_ or {})
         self.used_locals: list[str] = []
+        # problems that do not stop a render but would stop a build (shown by `recipe check`)
+        self.warnings: list[str] = []
         self.local: dict[str, Any] = {}
         self.files: dict[str, FileSpec] = {f.name: f for f in recipe.files}
         self._where_prefix = f"{recipe.source}: " if recipe.source is not None else ""

@@ -82,6 +82,10 @@ def fetch_cached(spec: FileSpec, cache: Path | None = None) -> Path:
 
 
 def _place(source: ContextFile, dest: Path) -> None:
+    if source.missing is not None:
+        raise ValidationError(
+            source.missing, [source.missing], hint="add the file beside build.yaml"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     if source.data is not None:
         dest.write_bytes(source.data)

@@ -97,6 +97,9 @@ class ContextFile:
     path: Path | None = None
     spec: FileSpec | None = None
     executable: bool = False
+    # A 'filename:' that is not in the recipe directory: upstream's builder compiles such a
+    # recipe and fails only when it builds, so `recipe check` warns and the build refuses.
+    missing: str | None = None
 
 
 @dataclass
@@ -346,13 +349,23 @@ class Planner:
         elif spec.filename is not None:
             filename = render(spec.filename, f"{where}.filename")
             on_disk = self.recipe.source_dir / filename
-            if not _safe_relative(filename) or not on_disk.is_file():
+            if not _safe_relative(filename):
                 raise _fail(
                     self.ctx,
                     f"{where}.filename",
-                    f"{filename} not found in {self.recipe.source_dir}",
+                    f"a file of the recipe directory is a relative path inside it: {filename!r}",
                 )
-            source = ContextFile(path=on_disk, executable=spec.executable)
+            missing = None
+            if not on_disk.is_file():
+                missing = _fail(
+                    self.ctx,
+                    f"{where}.filename",
+                    f"{filename} not found in {self.recipe.source_dir}",
+                    "add the file beside build.yaml",
+                ).message
+                if missing not in self.ctx.warnings:
+                    self.ctx.warnings.append(missing)
+            source = ContextFile(path=on_disk, executable=spec.executable, missing=missing)
         else:
             url = render(spec.url or "", f"{where}.url")
             if not url.startswith(("http://", "https://", "file://")):
