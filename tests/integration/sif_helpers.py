@@ -70,9 +70,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not body:
             return
-        if owner.stall.is_set():
-            owner.down.wait(300)
-            return
         with path.open("rb") as handle:
             handle.seek(start)
             left = end - start + 1
@@ -104,7 +101,6 @@ class RangeServer:
         self.lock = threading.Lock()
         self.bytes_sent = 0
         self.down = threading.Event()
-        self.stall = threading.Event()  # answer requests, then send nothing (a dead link)
         self.httpd = RangeServer.Server(("127.0.0.1", 0), _Handler)
         self.httpd.root = root
         self.httpd.owner = self

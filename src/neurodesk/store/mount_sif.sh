@@ -33,38 +33,6 @@ nd_fuse() {
   nd_why="no setuid fusermount3 (apt-get install fuse3)"
   return 1
 }
-# A server that stops sending would leave reads waiting forever (httpdirfs has no timeout).
-# A watchdog per lazy mount: when squashfuse has waited on the remote file for nd_timeout
-# seconds with no byte arriving at httpdirfs, httpdirfs is stopped, so the waiting program
-# gets an I/O error instead of a hang, and the next call reconnects.
-nd_watchdog() {
-  read -r nd_hp <"$nd_dir/remote.pid" || return 0
-  nd_sp=$1 nd_last= nd_stuck=0
-  while kill -0 "$nd_hp" 2>/dev/null && kill -0 "$nd_sp" 2>/dev/null; do
-    sleep 1
-    nd_waits=0
-    for nd_t in /proc/"$nd_sp"/task/*/wchan; do
-      nd_w=
-      read -r nd_w <"$nd_t" 2>/dev/null  # no newline at its end: read fails yet sets nd_w
-      case $nd_w in
-        folio_wait_bit*|wait_on_page_bit*|__folio_lock*|request_wait_answer|fuse_*wait*) nd_waits=1 ;;
-      esac
-    done
-    nd_now=
-    while read -r nd_k nd_v; do [ "$nd_k" = rchar: ] && nd_now=$nd_v; done <"/proc/$nd_hp/io"
-    if [ "$nd_waits" = 1 ] && [ "$nd_now" = "$nd_last" ]; then
-      nd_stuck=$((nd_stuck + 1))
-    else
-      nd_stuck=0
-    fi
-    nd_last=$nd_now
-    if [ "$nd_stuck" -ge "$nd_timeout" ]; then
-      echo "Error: no data from $nd_url for ${nd_timeout}s" >>"$nd_dir/remote.failed"
-      kill -9 "$nd_hp" 2>/dev/null
-      return 0
-    fi
-  done
-}
 nd_target=$(readlink "$nd_root") || { nd_say "rootfs link is missing; run: neurodesk rm $nd_id"; exit 1; }
 nd_mnt=$nd_dir/$nd_target
 if nd_lazy && { [ ! -d "$nd_dir/remote/." ] || [ -s "$nd_dir/remote.failed" ]; }; then
@@ -87,8 +55,7 @@ case $nd_target in
       # transfer leaves it alive but failing) land in remote.failed, which the wrappers check.
       : >"$nd_dir/remote.failed"
       (
-        sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$nd_dir/remote.pid" \
-          httpdirfs -f --retry-wait 1 --single-file-mode "$nd_url" "$nd_dir/remote" 2>&1 \
+        httpdirfs -f --retry-wait 1 --single-file-mode "$nd_url" "$nd_dir/remote" 2>&1 \
           | grep --line-buffered -E '^(Error|error)' >>"$nd_dir/remote.failed"
       ) </dev/null >/dev/null 2>&1 9>&- &
       nd_i=0
@@ -133,9 +100,6 @@ if ! squashfuse -o "offset=$nd_offset" "$nd_src" "$nd_mnt" 2>>"$nd_dir/squashfus
   nd_unmount "$nd_mnt"
   nd_say "its squashfs partition could not be mounted (corrupt or truncated SIF; see $nd_dir/squashfuse.log); run: neurodesk rm $nd_id, then install it again"
   exit 1
-fi
-if [ "$nd_target" = mnt/lazy ]; then
-  nd_sp=$(pgrep -n -f "squashfuse .*$nd_mnt") && nd_watchdog "$nd_sp" </dev/null >/dev/null 2>&1 9>&- &
 fi
 if ! nd_ok; then
   nd_unmount "$nd_mnt"

@@ -109,7 +109,7 @@ def fuse_problem() -> str | None:
 SCRIPT_BODY = Path(__file__).with_name("mount_sif.sh")
 
 
-def render_script(image_id: str, meta: SifMeta, wait: int = 60, timeout: float = 10) -> str:
+def render_script(image_id: str, meta: SifMeta, wait: int = 60) -> str:
     header = [
         "#!/bin/sh",
         "# Written by neurodesk: mounts this image's SIF read-only at rootfs/ on first use,",
@@ -121,12 +121,11 @@ def render_script(image_id: str, meta: SifMeta, wait: int = 60, timeout: float =
         f"nd_url={shlex.quote(meta.url or '')}",
         f"nd_remote={shlex.quote(meta.remote_name or '')}",
         f"nd_wait={int(wait)}",
-        f"nd_timeout={max(1, round(timeout))}",
     ]
     return "\n".join(header) + "\n" + SCRIPT_BODY.read_text()
 
 
-def lay_out(work: Path, image_id: str, meta: SifMeta, lazy: bool, timeout: float = 10) -> None:
+def lay_out(work: Path, image_id: str, meta: SifMeta, lazy: bool) -> None:
     """Make the mount points, the ``rootfs`` link, ``sif.json`` and ``mount.sh`` in ``work``."""
     for point in MOUNT_POINTS:
         (work / point).mkdir(parents=True)
@@ -135,7 +134,7 @@ def lay_out(work: Path, image_id: str, meta: SifMeta, lazy: bool, timeout: float
     (work / ROOTFS).symlink_to(MOUNT_POINTS[1] if lazy else MOUNT_POINTS[0])
     (work / META_FILE).write_text(json.dumps(meta.to_json(), indent=2) + "\n")
     script = work / SCRIPT
-    script.write_text(render_script(image_id, meta, timeout=timeout))
+    script.write_text(render_script(image_id, meta))
     script.chmod(0o755)
 
 

@@ -171,8 +171,7 @@ def add_lazy(
         partition = sif_root_partition(work / "head.sif")
         (work / "head.sif").unlink()
         meta = SifMeta(partition.offset, size, digest, url, name)
-        image_id = f"{ident[0]}_{ident[1]}_{ident[2]}"
-        sifmount.lay_out(work, image_id, meta, lazy=True, timeout=timeout)
+        sifmount.lay_out(work, f"{ident[0]}_{ident[1]}_{ident[2]}", meta, lazy=True)
         config: dict[str, Any] = {"config": {"Env": [], "Labels": {}}}
         record = _publish(store, work, digest, ident, config, "sif")
     except BaseException:
