@@ -51,3 +51,25 @@ def home(tmp_path: Path) -> Path:
     path = tmp_path / "ndhome"
     path.mkdir()
     return path
+
+
+def _fuse_mounts_under(base: Path) -> list[str]:
+    """FUSE mount points below ``base``, deepest first (``/proc/self/mounts`` escapes spaces)."""
+    found = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        target = fields[1].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        if fields[2].startswith("fuse") and target.startswith(f"{base}/"):
+            found.append(target)
+    return sorted(found, key=len, reverse=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unmount_what_tests_mounted(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """SIF images in test stores are mounted with squashfuse/httpdirfs: unmount them at the end,
+    so no FUSE daemon outlives the run and pytest can clean its temporary directories."""
+    yield None
+    for target in _fuse_mounts_under(tmp_path_factory.getbasetemp()):
+        for command in (["fusermount3", "-u", "-z", target], ["umount", "-l", target]):
+            if subprocess.run(command, capture_output=True, check=False).returncode == 0:
+                break
