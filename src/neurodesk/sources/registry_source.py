@@ -12,16 +12,16 @@ from pathlib import Path
 from neurodesk.image.oci import Descriptor, ImageFormatError
 from neurodesk.paths import Paths
 from neurodesk.sources.http import BadAnswerError, HttpSettings, parse_object
-from neurodesk.sources.mirrors import MirrorSet
 from neurodesk.sources.naming import BUILDDATE, Available, Spec, newest
 from neurodesk.sources.progress import TransferProgress
 from neurodesk.sources.pull import parse_manifest, pull_image
-from neurodesk.sources.registry import INDEX_TYPES, Registry, RegistryAddress
+from neurodesk.sources.registry import INDEX_TYPES, Registry
+from neurodesk.sources.registry_mirrors import RegistryMirrors
 from neurodesk.sources.transfer import MissingError, OnBytes, SourceError
 from neurodesk.store import ImageRecord
 
 
-class RegistrySource:
+class RegistrySource(RegistryMirrors):
     kind = "registry"
 
     def __init__(
@@ -34,18 +34,7 @@ class RegistrySource:
         settings: HttpSettings | None = None,
         naming: str = "neurodesk",
     ) -> None:
-        self.label = label
-        self.naming = naming
-        self.registries = [
-            Registry(RegistryAddress.parse(m, insecure), timeout, settings) for m in mirrors
-        ]
-        self.mirrors: MirrorSet[Registry] = MirrorSet(
-            self.registries, lambda r: r.ping(), retries=retries
-        )
-
-    def close(self) -> None:
-        for registry in self.registries:
-            registry.close()
+        super().__init__(label, mirrors, insecure, timeout, retries, settings, naming)
 
     # -- what is there ---------------------------------------------------------------------------
     def _upstream_versions(self, registry: Registry, spec: Spec) -> list[Available]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from neurodesk.paths import Paths
 from neurodesk.sources.config import Config, SourceConfig
 from neurodesk.sources.http import HttpSettings
-from neurodesk.sources.mirrors import MirrorSet
 from neurodesk.sources.naming import BUILDDATE, Available, Spec
 from neurodesk.sources.origins import PUBLISHER
 from neurodesk.sources.progress import NullProgress, TransferProgress
 from neurodesk.sources.referrers import SifArtifact, find_sif
-from neurodesk.sources.registry import Registry, RegistryAddress
+from neurodesk.sources.registry import Registry
+from neurodesk.sources.registry_mirrors import RegistryMirrors
 from neurodesk.sources.sif_store import download_dir, import_sif
 from neurodesk.sources.transfer import MissingError
 from neurodesk.store import ImageRecord
@@ -29,7 +29,7 @@ def image_ref(registry: Registry, spec: Spec, naming: str) -> tuple[str, str]:
     return registry.address.repo(f"{spec.name}_{spec.version}"), spec.builddate
 
 
-class SifRegistrySource:
+class SifRegistrySource(RegistryMirrors):
     kind = "sif-registry"
 
     def __init__(
@@ -42,20 +42,9 @@ class SifRegistrySource:
         settings: HttpSettings | None = None,
         naming: str = "upstream",
     ) -> None:
-        self.label = label
-        self.naming = naming
-        self.registries = [
-            Registry(RegistryAddress.parse(m, insecure), timeout, settings) for m in mirrors
-        ]
-        self.mirrors: MirrorSet[Registry] = MirrorSet(
-            self.registries, lambda r: r.ping(), retries=retries
-        )
+        super().__init__(label, mirrors, insecure, timeout, retries, settings, naming)
         self._found: dict[str, SifArtifact] = {}
         self._dates: dict[str, str] = {}
-
-    def close(self) -> None:
-        for registry in self.registries:
-            registry.close()
 
     def artifact(self, spec: Spec) -> SifArtifact | None:
         """The SIF artifact of an exact ``spec``; None when no mirror has one."""
