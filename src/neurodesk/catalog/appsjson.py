@@ -28,9 +28,7 @@ Every file is written to a temporary name and renamed, so readers never see half
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic import ValidationError as PydanticValidationError
 
 from neurodesk.errors import ValidationError
+from neurodesk.store.atomic import write_text
 
 BUILDDATE = re.compile(r"^\d{8}$")
 _LOG_LINE = re.compile(r"^(?P<id>\S+) categories:(?P<cats>.*)$")
@@ -168,19 +167,6 @@ def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
 # ---------------------------------------------------------------- reading and writing files
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -223,7 +209,7 @@ def dump_apps_json(apps: AppsJson) -> str:
 
 
 def save_apps_json(path: Path, apps: AppsJson) -> None:
-    _write_atomic(path, dump_apps_json(apps))
+    write_text(path, dump_apps_json(apps))
 
 
 def parse_log(text: str) -> list[Container]:
@@ -318,7 +304,7 @@ class CatalogFiles:
 
     def write_release(self, name: str, version: str, release: Release) -> Path:
         path = self.release_path(name, version)
-        _write_atomic(path, dump_release(release))
+        write_text(path, dump_release(release))
         return path
 
     def iter_releases(self) -> Iterator[tuple[str, str, Release]]:
@@ -345,7 +331,7 @@ class CatalogFiles:
         """Rewrite ``apps.json`` and ``log.txt`` from ``releases/``; returns the catalog."""
         apps = self.build_apps_json()
         save_apps_json(self.apps_json, apps)
-        _write_atomic(self.log_txt, render_log(containers(apps)))
+        write_text(self.log_txt, render_log(containers(apps)))
         return apps
 
     def load(self) -> AppsJson:

@@ -15,8 +15,10 @@ class RegistryMirrors:
     """Registries of one source, tried fastest first (``/v2/`` answers), closed together.
 
     ``naming`` is ``neurodesk`` (``<ns>/<name>_<version>:<date>``) or ``upstream``
-    (``<ns>/<name>:<version>_<date>``).
+    (``<ns>/<name>:<version>_<date>``); each kind of source has its own default.
     """
+
+    default_naming = "neurodesk"
 
     def __init__(
         self,
@@ -25,11 +27,11 @@ class RegistryMirrors:
         insecure: bool,
         timeout: float,
         retries: int,
-        settings: HttpSettings | None,
-        naming: str,
+        settings: HttpSettings | None = None,
+        naming: str | None = None,
     ) -> None:
         self.label = label
-        self.naming = naming
+        self.naming = naming or self.default_naming
         self.registries = [
             Registry(RegistryAddress.parse(m, insecure), timeout, settings) for m in mirrors
         ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from neurodesk.image.oci import Descriptor, ImageFormatError
 from neurodesk.paths import Paths
-from neurodesk.sources.http import BadAnswerError, HttpSettings, parse_object
+from neurodesk.sources.http import BadAnswerError, parse_object
 from neurodesk.sources.naming import BUILDDATE, Available, Spec, newest
 from neurodesk.sources.progress import TransferProgress
 from neurodesk.sources.pull import parse_manifest, pull_image
@@ -23,18 +23,6 @@ from neurodesk.store import ImageRecord
 
 class RegistrySource(RegistryMirrors):
     kind = "registry"
-
-    def __init__(
-        self,
-        label: str,
-        mirrors: list[str],
-        insecure: bool,
-        timeout: float,
-        retries: int,
-        settings: HttpSettings | None = None,
-        naming: str = "neurodesk",
-    ) -> None:
-        super().__init__(label, mirrors, insecure, timeout, retries, settings, naming)
 
     # -- what is there ---------------------------------------------------------------------------
     def _upstream_versions(self, registry: Registry, spec: Spec) -> list[Available]:

@@ -32,6 +32,8 @@ def image_ref(registry: Registry, spec: Spec, naming: str) -> tuple[str, str]:
 class SifRegistrySource(RegistryMirrors):
     kind = "sif-registry"
 
+    default_naming = "upstream"
+
     def __init__(
         self,
         label: str,
@@ -40,7 +42,7 @@ class SifRegistrySource(RegistryMirrors):
         timeout: float,
         retries: int,
         settings: HttpSettings | None = None,
-        naming: str = "upstream",
+        naming: str | None = None,
     ) -> None:
         super().__init__(label, mirrors, insecure, timeout, retries, settings, naming)
         self._found: dict[str, SifArtifact] = {}
