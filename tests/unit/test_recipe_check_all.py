@@ -54,3 +54,10 @@ def test_test_of_a_recipe_with_a_broken_suite_is_one_line(home: Path, tmp_path: 
     root = checkout(tmp_path)
     proc = run_cli(["test", str(root / "suite")], home)
     assert_one_line_error(proc, "fulltest.yaml")
+
+
+def test_test_all_with_a_missing_recipes_directory_names_it(tmp_path: Path) -> None:
+    """`test --all` and `recipe check --all` share one reading of --recipes DIR."""
+    for args in (["test", "--all"], ["recipe", "check", "--all"]):
+        proc = run_cli([*args, "--recipes", str(tmp_path / "none")], tmp_path / "home")
+        assert_one_line_error(proc, "no recipes directory", "--recipes DIR")

@@ -13,7 +13,7 @@ from neurodesk.recipe import Recipe, find_recipe, load_recipe
 from neurodesk.recipe.context import RenderContext
 from neurodesk.recipe.context_dir import render_readme
 from neurodesk.recipe.fulltest import load_fulltest
-from neurodesk.recipe.load import recipes_dir, shipped_recipes
+from neurodesk.recipe.load import recipe_dirs, recipes_dir, shipped_recipes
 from neurodesk.recipe.render_apptainer import render_apptainer
 from neurodesk.recipe.render_docker import render_dockerfile
 from neurodesk.recipe.scaffold import scaffold
@@ -119,12 +119,6 @@ def _check_one(name: str, options: dict[str, bool], local: dict[str, str] | None
     return loaded
 
 
-def _recipe_dirs(root: Path) -> list[Path]:
-    if not root.is_dir():
-        raise NotFoundError(f"no recipes directory {root}", hint="pass --recipes DIR")
-    return sorted(p.parent for p in root.glob("*/build.yaml"))
-
-
 @recipe.command("check")
 @click.argument("recipes", nargs=-1, metavar="[NAME|PATH]...")
 @click.option("--all", "check_all", is_flag=True, help="check every recipe (of --recipes DIR)")
@@ -162,8 +156,7 @@ def check(
     """
     names = list(recipes)
     if check_all:
-        root = recipes_root or recipes_dir()
-        names += [str(p) for p in _recipe_dirs(root)]
+        names += [str(p) for p in recipe_dirs(recipes_root)]
     elif recipes_root is not None:
         names = [str(recipes_root / n) if "/" not in n else n for n in names]
     if not names:

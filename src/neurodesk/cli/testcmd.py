@@ -18,7 +18,7 @@ from neurodesk.errors import NeurodeskError, NotFoundError
 from neurodesk.paths import Paths
 from neurodesk.recipe import find_recipe, load_recipe
 from neurodesk.recipe.fulltest import load_fulltest
-from neurodesk.recipe.load import recipes_dir
+from neurodesk.recipe.load import recipe_dirs
 from neurodesk.recipe.tests import RecipeTest
 from neurodesk.store import Store
 
@@ -161,8 +161,7 @@ def test(
     )  # fmt: skip
     names = list(recipes)
     if test_all:
-        root = recipes_root or recipes_dir()
-        names += [str(p.parent) for p in sorted(root.glob("*/build.yaml"))]
+        names += [str(p) for p in recipe_dirs(recipes_root)]
     if not names:
         raise click.UsageError("name a recipe (or a path to one) or pass --all")
     if len(names) == 1 and not test_all:

@@ -25,6 +25,14 @@ def recipes_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "recipes"
 
 
+def recipe_dirs(root: Path | None = None) -> list[Path]:
+    """Every recipe directory (one holding ``build.yaml``) of ``root``, default the shipped ones."""
+    root = root or recipes_dir()
+    if not root.is_dir():
+        raise NotFoundError(f"no recipes directory {root}", hint="pass --recipes DIR")
+    return sorted(p.parent for p in root.glob("*/build.yaml"))
+
+
 def shipped_recipes() -> list[Path]:
     """Every ``recipes/<name>/build.yaml``, sorted by name."""
     return sorted(recipes_dir().glob("*/build.yaml"))
