@@ -29,14 +29,14 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import print_table
-from neurodesk.build.base import ensure_base
+from neurodesk.build.base import Distro, ensure_base
 from neurodesk.build.buildah import BuildahBuilder
 from neurodesk.errors import NeurodeskError
 from neurodesk.paths import Paths
 from neurodesk.recipe import find_recipe
 
 BASE = "debian:bookworm"
-TARBALL = "debian-bookworm.tar"
+TARBALL = Distro("debian", "bookworm").tarball_name
 # Where a debootstrap tarball may already be (the tests' cache, the user's home).
 TARBALL_CACHES = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "neurodesk-tests",

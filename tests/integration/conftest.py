@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from neurodesk.build.base import Distro
 from neurodesk.build.build import build_recipe
 from neurodesk.paths import Paths
 from neurodesk.recipe import find_recipe
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.integration
 
 # The debootstrap tarball is kept between local runs (30 s saved each time); CI starts clean.
 BASE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "neurodesk-tests"
+# Its name changes with the slimming policy, so a stale cache is not used.
+BASE_TARBALL = Distro("debian", "bookworm").tarball_name
 
 
 def need(*programs: str) -> None:
@@ -42,8 +45,8 @@ def nd_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A NEURODESK_HOME shared by the integration tests of one session."""
     need("buildah", "bwrap", "debootstrap")
     home = tmp_path_factory.mktemp("ndhome")
-    cached = BASE_CACHE / "debian-bookworm.tar"
-    base = home / "cache" / "base" / "debian-bookworm.tar"
+    cached = BASE_CACHE / BASE_TARBALL
+    base = home / "cache" / "base" / BASE_TARBALL
     if cached.is_file():
         base.parent.mkdir(parents=True)
         shutil.copyfile(cached, base)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from neurodesk.build.builder import Builder
 from neurodesk.build.process import run_logged
 from neurodesk.errors import NeurodeskError
 from neurodesk.paths import Paths
+from neurodesk.recipe import slim
 from neurodesk.systools import require
 
 DEBIAN_SUITES = {
@@ -43,6 +45,8 @@ UBUNTU_SUITES = {
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_UBUNTU_MIRROR = "http://archive.ubuntu.com/ubuntu"
 UBUNTU_KEYRING = Path("/usr/share/keyrings/ubuntu-archive-keyring.gpg")
+# Bumped whenever slim_rootfs (or the policy of recipe.slim it applies) changes what a base holds.
+SLIM_POLICY = 1
 OVERRIDE_HINT = "build on Debian instead with --base-override debian:bookworm"
 
 Say = Callable[[str], None]
@@ -61,7 +65,9 @@ class Distro:
 
     @property
     def tarball_name(self) -> str:
-        return f"{self.family}-{self.suite}.tar"
+        """The cached tarball's name; it names the slimming too, so a cache made before it (or
+        by another policy) is not taken for one made now."""
+        return f"{self.family}-{self.suite}.slim{SLIM_POLICY}.tar"
 
 
 def parse_base(ref: str) -> Distro | None:
@@ -153,6 +159,45 @@ def debootstrap_argv(distro: Distro, target: Path, mirror: str, debs: Path) -> l
     return [*argv, distro.suite, str(target), mirror]
 
 
+def slim_rootfs(root: Path) -> int:
+    """Make a fresh debootstrap tree what every image should start from (``recipe.slim``):
+    dpkg and apt told to leave out documentation, translations and caches from now on, and
+    what debootstrap already wrote of them removed. Returns the bytes removed."""
+    removed = 0
+
+    def remove(path: Path) -> None:
+        nonlocal removed
+        st = path.lstat()
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path)
+            return
+        removed += st.st_size if stat.S_ISREG(st.st_mode) else 0
+        path.unlink()
+
+    for rule in slim.LEFTOVERS:  # package lists are stale the moment they are written
+        for leftover in root.glob(rule):
+            remove(leftover)
+    for top in sorted({PurePosixPath(p).parent for p in slim.EXCLUDE}):
+        start = root / str(top).lstrip("/")
+        for dirpath, _dirs, files in os.walk(start):
+            for name in files:  # os.walk lists symbolic links to directories as directories
+                path = Path(dirpath, name)
+                if slim.excluded("/" + path.relative_to(root).as_posix()):
+                    remove(path)
+            for name in _dirs:
+                path = Path(dirpath, name)
+                if path.is_symlink() and slim.excluded("/" + path.relative_to(root).as_posix()):
+                    remove(path)
+    for relative, text in (
+        (slim.DPKG_EXCLUDES_PATH, slim.DPKG_EXCLUDES),
+        (slim.APT_CONFIG_PATH, slim.APT_CONFIG),
+    ):
+        target = root / relative.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    return removed
+
+
 def debootstrap_tarball(
     distro: Distro, paths: Paths, log: Path, say: Say, mirror: str | None = None
 ) -> Path:
@@ -175,9 +220,7 @@ def debootstrap_tarball(
     partial = tarball.with_suffix(".tar.part")
     try:
         run_logged(argv, log, what="debootstrap")
-        # Package lists are stale the moment they are written; images refresh them when needed.
-        for leftover in (work / "var/lib/apt/lists").glob("*_*"):
-            leftover.unlink()
+        slim_rootfs(work)
         subprocess.run(
             ["tar", "-C", str(work), "--numeric-owner", "-cf", str(partial), "."], check=True
         )

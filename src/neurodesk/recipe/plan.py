@@ -27,6 +27,7 @@ from neurodesk.recipe.directives import (
     resolve_include,
 )
 from neurodesk.recipe.model import Deploy, FileSpec, Recipe
+from neurodesk.recipe.slim import apt_cleanup
 from neurodesk.recipe.templates import TemplateProblem, render_template
 from neurodesk.recipe.tests import one_line
 
@@ -148,7 +149,7 @@ def default_template(pkg_manager: str, recipe: Recipe) -> list[Step]:
             "apt-get update -qq",
             "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
             " apt-utils bzip2 ca-certificates curl locales unzip",
-            "rm -rf /var/lib/apt/lists/*",
+            *apt_cleanup(),
             "sed -i -e 's/# en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen",
             "dpkg-reconfigure --frontend=noninteractive locales",
             'update-locale LANG="en_US.UTF-8"',

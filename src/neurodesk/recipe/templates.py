@@ -36,6 +36,7 @@ import jinja2.sandbox
 import yaml
 
 from neurodesk.errors import NotFoundError
+from neurodesk.recipe.slim import apt_cleanup
 
 TEMPLATE_NAMES: tuple[str, ...] = (
     "afni",
@@ -238,11 +239,8 @@ def install_command(pkgs: list[str], pkg_manager: str, opts: str | None = None) 
     """Multi-line install script for a template (one command per line)."""
     if pkg_manager == "apt":
         flags = "-q --no-install-recommends" if opts is None else opts
-        return (
-            "apt-get update -qq\n"
-            f"DEBIAN_FRONTEND=noninteractive apt-get install -y {flags} {' '.join(pkgs)}\n"
-            "rm -rf /var/lib/apt/lists/*"
-        )
+        install = f"DEBIAN_FRONTEND=noninteractive apt-get install -y {flags} {' '.join(pkgs)}"
+        return "\n".join(["apt-get update -qq", install, *apt_cleanup()])
     flags = "-q" if opts is None else opts
     return f"yum install -y {flags} {' '.join(pkgs)}\nyum clean all\nrm -rf /var/cache/yum/*"
 
@@ -253,7 +251,7 @@ def install_debs(urls: list[str]) -> str:
         lines.append(f"curl -fsSL --retry 5 -o /tmp/neurodesk-{i}.deb {url}")
         lines.append(f"apt-get install -y -q /tmp/neurodesk-{i}.deb")
         lines.append(f"rm /tmp/neurodesk-{i}.deb")
-    lines.append("rm -rf /var/lib/apt/lists/*")
+    lines.extend(apt_cleanup())
     return "\n".join(lines)
 
 

@@ -2,7 +2,7 @@
 FROM debian:bookworm
 COPY ["files/dcm2bids-3.2.0-py3-none-any.whl", "/.neurodesk/files/dcm2bids-3.2.0-py3-none-any.whl"]
 COPY ["files/packaging-24.0-py3-none-any.whl", "/.neurodesk/files/packaging-24.0-py3-none-any.whl"]
-RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dcm2niix pigz python3-venv python3-pip python3-pydicom && rm -rf /var/lib/apt/lists/*
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dcm2niix pigz python3-venv python3-pip python3-pydicom && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/* /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt/* /var/log/*.log && find /usr/share ! -type d \( -path '/usr/share/doc/*' -o -path '/usr/share/man/*' -o -path '/usr/share/info/*' -o -path '/usr/share/lintian/*' -o -path '/usr/share/linda/*' -o -path '/usr/share/locale/*.mo' \) ! -path '/usr/share/doc/*/copyright' -delete
 RUN python3 -m venv --system-site-packages /opt/dcm2bids-3.2.0 \
      && /opt/dcm2bids-3.2.0/bin/pip install --no-cache-dir --no-index --no-deps /.neurodesk/files/packaging-24.0-py3-none-any.whl /.neurodesk/files/dcm2bids-3.2.0-py3-none-any.whl \
      && ln -s /opt/dcm2bids-3.2.0/bin/dcm2bids /opt/dcm2bids-3.2.0/bin/dcm2bids_scaffold /opt/dcm2bids-3.2.0/bin/dcm2bids_helper /usr/local/bin/

@@ -10,7 +10,7 @@ RUN mkdir -p /tmp/standins/DEBIAN \
      && dpkg-deb --build /tmp/standins /tmp/standins.deb \
      && dpkg -i /tmp/standins.deb \
      && rm -rf /tmp/standins /tmp/standins.deb
-RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-ipykernel python3-nibabel python3-numpy && rm -rf /var/lib/apt/lists/*
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-ipykernel python3-nibabel python3-numpy && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/* /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt/* /var/log/*.log && find /usr/share ! -type d \( -path '/usr/share/doc/*' -o -path '/usr/share/man/*' -o -path '/usr/share/info/*' -o -path '/usr/share/lintian/*' -o -path '/usr/share/linda/*' -o -path '/usr/share/locale/*.mo' \) ! -path '/usr/share/doc/*/copyright' -delete
 ENV LANG="C.UTF-8" \
     PYTHONDONTWRITEBYTECODE="1"
 ENV DEPLOY_PATH=""
