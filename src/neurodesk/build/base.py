@@ -179,14 +179,12 @@ def slim_rootfs(root: Path) -> int:
             remove(leftover)
     for top in sorted({PurePosixPath(p).parent for p in slim.EXCLUDE}):
         start = root / str(top).lstrip("/")
-        for dirpath, _dirs, files in os.walk(start):
-            for name in files:  # os.walk lists symbolic links to directories as directories
+        for dirpath, dirs, files in os.walk(start):
+            # os.walk lists a symbolic link to a directory among the directories (not followed)
+            links = [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]
+            for name in [*files, *links]:
                 path = Path(dirpath, name)
                 if slim.excluded("/" + path.relative_to(root).as_posix()):
-                    remove(path)
-            for name in _dirs:
-                path = Path(dirpath, name)
-                if path.is_symlink() and slim.excluded("/" + path.relative_to(root).as_posix()):
                     remove(path)
     for relative, text in (
         (slim.DPKG_EXCLUDES_PATH, slim.DPKG_EXCLUDES),
