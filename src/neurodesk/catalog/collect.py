@@ -218,25 +218,105 @@ def _offer(record: ImageRecord, source: str, info: ImageInfo, commands: list[str
     )
 
 
-def store_offers(paths: Paths, detail: bool = False) -> list[Offer]:
-    if not (paths.store / "refs").is_dir():
-        return []
+# What the store contributes is kept in cache/store-offers.json, so that 'neurodesk search' does
+# not import the store's machinery nor parse each image's /build.yaml on every call. An entry is
+# used while its ref file and the files it was read from (the rootfs, /build.yaml, /README.md,
+# the DEPLOY_PATH directories) are unchanged; images used in place (CVMFS) can change under us.
+STORE_CACHE_VERSION = 1
+
+
+def _stat(path: str) -> list[int] | None:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return [info.st_mtime_ns, info.st_size, info.st_ino]
+
+
+def _ref_files(refs: Path) -> list[str]:
+    """``refs/<name>/<version>/<builddate>.json``, sorted, as Store.images() reads them."""
+    return sorted(str(p) for p in refs.glob("*/*/*.json"))
+
+
+def _cached_store_offers(cache: Path, refs: list[str]) -> list[dict[str, Any]] | None:
+    try:
+        data = json.loads(cache.read_text())
+        if data["version"] != STORE_CACHE_VERSION or [e["ref"] for e in data["entries"]] != refs:
+            return None
+        entries: list[dict[str, Any]] = data["entries"]
+        for entry in entries:
+            if any(_stat(path) != stamp for path, stamp in entry["watch"]):
+                return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return entries
+
+
+def _store_entries(paths: Paths, refs_dir: Path) -> list[dict[str, Any]]:
+    """One entry per ref: its offer (None when the image is not unpacked) and what it watched."""
     from neurodesk.catalog.imageinfo import read_image_info
+    from neurodesk.image.layers import RootFS
     from neurodesk.install.commands import discover_commands
     from neurodesk.store import Store
 
     store = Store(paths.store)
-    offers = []
+    entries = []
     for record in store.images():
-        if not record.rootfs.is_dir():
+        ref = str(refs_dir / record.name / record.version / f"{record.builddate}.json")
+        rootfs = str(record.rootfs)
+        watched = [
+            ref,
+            rootfs,
+            os.path.join(rootfs, "build.yaml"),
+            os.path.join(rootfs, "README.md"),
+        ]
+        for directory in record.deploy_env("DEPLOY_PATH"):
+            try:
+                parts = [p for p in directory.split("/") if p]
+                watched.append(str(RootFS(record.rootfs).resolve_dir(parts, create=False)))
+            except (OSError, ValueError):
+                continue
+        # stamps taken before reading: a change while we read is seen by the next call
+        watch = [[path, _stat(path)] for path in watched]
+        offer = None
+        if record.rootfs.is_dir():
+            found = _offer(
+                record,
+                "store",
+                read_image_info(record.rootfs, record.labels),
+                discover_commands(record),
+            )
+            found.size = _manifest_size(store, record)
+            offer = asdict(found)
+        entries.append({"ref": ref, "rootfs": rootfs, "watch": watch, "offer": offer})
+    return entries
+
+
+def store_offers(paths: Paths, detail: bool = False, only: str | None = None) -> list[Offer]:
+    """The store's images as offers (only tool ``only`` when given); sizes from the manifests,
+    or (``detail``) measured on disk."""
+    refs_dir = paths.store / "refs"
+    if not refs_dir.is_dir():
+        return []
+    refs = _ref_files(refs_dir)
+    cache = paths.cache / "store-offers.json"
+    entries = _cached_store_offers(cache, refs)
+    if entries is None:
+        entries = _store_entries(paths, refs_dir)
+        try:
+            from neurodesk.store.atomic import write_text
+
+            payload = {"version": STORE_CACHE_VERSION, "entries": entries}
+            write_text(cache, json.dumps(payload))
+        except OSError:
+            pass  # a read-only home: no cache, only slower
+    offers = []
+    for entry in entries:
+        if entry["offer"] is None or (only is not None and entry["offer"]["name"] != only):
             continue
-        offer = _offer(
-            record,
-            "store",
-            read_image_info(record.rootfs, record.labels),
-            discover_commands(record),
-        )
-        offer.size = tree_size(record.rootfs) if detail else _manifest_size(store, record)
+        offer = _offer_from_json(dict(entry["offer"]))
+        if detail:
+            offer.size = tree_size(Path(entry["rootfs"]))
         offers.append(offer)
     return offers
 
@@ -398,7 +478,7 @@ def build_catalog(
 ) -> Catalog:
     unreachable: list[str] = []
     recipes = recipe_offers(paths.cache / "recipe-offers.json")
-    offers: list[Offer] = [*store_offers(paths, detail), *recipes]
+    offers: list[Offer] = [*store_offers(paths, detail, only), *recipes]
     upstream = upstream_offers(paths)
     offers += upstream or []
     if remote:
