@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -184,14 +186,12 @@ def _upstream_facts(paths: Paths, tool: Tool, local: bool) -> RecipeFacts | None
     if "upstream" not in tool.sources:
         return None
     from neurodesk.catalog.recipefacts import recipe_facts
-    from neurodesk.sources.config import load_config
 
-    settings = load_config(paths.config_file)
-    if local:
-        return recipe_facts(paths.home, tool.name, "", settings.timeout) or _cached_facts(
-            paths, tool.name
-        )
-    return recipe_facts(paths.home, tool.name, settings.recipe_url, min(settings.timeout, 5.0))
+    if local:  # the cached copy only: no settings, no network
+        return _cached_facts(paths, tool.name)
+    settings = _settings(paths)
+    timeout = min(float(settings["timeout"]), 5.0)
+    return recipe_facts(paths.home, tool.name, str(settings["recipe_url"]), timeout)
 
 
 def _cached_facts(paths: Paths, name: str) -> RecipeFacts | None:
@@ -204,10 +204,51 @@ def _cached_facts(paths: Paths, name: str) -> RecipeFacts | None:
         return None
 
 
-def _channels(paths: Paths) -> list[str]:
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return [info.st_mtime_ns, info.st_size, info.st_ino]
+
+
+def _settings(paths: Paths) -> dict[str, Any]:
+    """What 'info' needs from config.yaml (recipe_url, timeout, the built-in channels left).
+
+    Validating config.yaml imports pydantic and the HTTP client (~150 ms); the few values are
+    kept in cache/info-settings.json while config.yaml and the code of its defaults are the
+    same files (a config.yaml with errors is never cached: every call reports them).
+    """
+    import neurodesk.sources
+
+    code = Path(neurodesk.sources.__file__).with_name("config.py")
+    stamp = [_stamp(paths.config_file), _stamp(code)]
+    cache = paths.cache / "info-settings.json"
+    try:
+        data = json.loads(cache.read_text())
+        if data["stamp"] == stamp:
+            return dict(data["settings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     from neurodesk.sources.config import load_config
 
-    return [c.name for c in load_config(paths.config_file).channels() if c.builtin]
+    config = load_config(paths.config_file)
+    settings = {
+        "recipe_url": config.recipe_url,
+        "timeout": config.timeout,
+        "channels": [c.name for c in config.channels() if c.builtin],
+    }
+    try:
+        from neurodesk.store.atomic import write_text
+
+        write_text(cache, json.dumps({"stamp": stamp, "settings": settings}))
+    except OSError:
+        pass  # a read-only home: no cache, only slower
+    return settings
+
+
+def _channels(paths: Paths) -> list[str]:
+    return [str(name) for name in _settings(paths)["channels"]]
 
 
 def _origins(paths: Paths, tool: Tool) -> dict[str, dict[str, str]]:
