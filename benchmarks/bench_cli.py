@@ -16,6 +16,8 @@ of ``search fsl`` (``python -X importtime``).
 
     python -m benchmarks.bench_cli                 # ~1 minute on a quiet machine
     python -m benchmarks.bench_cli --runs 5        # quicker, noisier
+    git archive main src | tar -x -C /tmp/before   # main's code, timed beside this one:
+    python -m benchmarks.bench_cli --before /tmp/before/src
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from rich.console import Console
 from rich.table import Table
 from tests.upstream_data import count_containers, make_apps_json
 
-from benchmarks.common import interleaved, print_table
+from benchmarks.common import print_table, time_once
 from neurodesk.store.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,9 +59,21 @@ COMMANDS: dict[str, list[str]] = {
     "search fsl --json": ["search", "fsl", "--json"],
     "list": ["list"],
     "list --json": ["list", "--json"],
-    "info fsl": ["info", "fsl", "--local"],
-    "info fsl --json": ["info", "fsl", "--local", "--json"],
+    "info fsl": ["info", "fsl"],
+    "info fsl --json": ["info", "fsl", "--json"],
 }
+
+# Upstream's recipe of fsl as 'info' caches it (fresh: 'info' does not ask the network).
+FSL_RECIPE = """name: fsl
+version: 6.0.7.4
+copyright:
+  - license: FSL-license
+    url: https://fsl.fmrib.ox.ac.uk/fsl/docs/license.html
+structured_readme:
+  description: FSL is a comprehensive library of analysis tools for brain imaging data.
+  citation: Jenkinson M, et al. FSL. NeuroImage 2012.
+  documentation: https://fsl.fmrib.ox.ac.uk/fsl/docs/
+"""
 
 
 def catalog_of(containers: int) -> dict[str, object]:
@@ -102,6 +116,8 @@ def make_home(home: Path, containers: int) -> int:
     upstream.mkdir(parents=True)
     (upstream / "apps.json").write_text(json.dumps(data, indent=4))
     (upstream / "apps.meta.json").write_text(json.dumps({"url": "bench", "fetched": "bench"}))
+    (upstream / "recipes").mkdir()
+    (upstream / "recipes" / "fsl.yaml").write_text(FSL_RECIPE)
     store = Store(home / "store")
     for name, version, builddate in IMAGES:
         digest = "sha256:" + f"{name}{version}".encode().hex().ljust(64, "0")[:64]
@@ -113,6 +129,20 @@ def _neurodesk() -> list[str]:
     """The installed console script when there is one (what users run), else ``-m``."""
     script = Path(sys.executable).parent / "neurodesk"
     return [str(script)] if script.is_file() else [sys.executable, "-m", "neurodesk"]
+
+
+Variant = tuple[list[str], dict[str, str]]
+
+
+def interleaved(variants: dict[str, Variant], runs: int) -> dict[str, list[float]]:
+    """Each variant ``runs`` times, alternating (drift hits all alike), after one warm-up run."""
+    for argv, env in variants.values():
+        time_once(argv, env)
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(runs):
+        for name, (argv, env) in variants.items():
+            samples[name].append(time_once(argv, env))
+    return samples
 
 
 IN_PROCESS = """
@@ -174,6 +204,12 @@ def main() -> None:
     parser.add_argument("--containers", type=int, default=400, help="containers in the catalog")
     parser.add_argument("--importtime", action="store_true", help="print the slowest imports")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    parser.add_argument(
+        "--before",
+        metavar="SRC",
+        help="also time the neurodesk package under SRC (e.g. an export of main's src/), "
+        "interleaved, as 'before:' rows",
+    )
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-cli-"))
@@ -183,9 +219,13 @@ def main() -> None:
         env = dict(os.environ, NEURODESK_HOME=str(home), NEURODESK_RECIPES=str(REPO / "recipes"))
         env.pop("COLUMNS", None)
         neurodesk = _neurodesk()
-        variants = {"python -c pass": [sys.executable, "-c", "pass"]}
-        variants.update({f"neurodesk {n}": [*neurodesk, *a] for n, a in COMMANDS.items()})
-        samples = interleaved(variants, args.runs, env)
+        variants: dict[str, Variant] = {"python -c pass": ([sys.executable, "-c", "pass"], env)}
+        for name, command in COMMANDS.items():
+            if args.before:
+                before = dict(env, PYTHONPATH=str(Path(args.before).resolve()))
+                variants[f"before: neurodesk {name}"] = ([*neurodesk, *command], before)
+            variants[f"neurodesk {name}"] = ([*neurodesk, *command], env)
+        samples = interleaved(variants, args.runs)
         print_table(
             f"neurodesk over {count} upstream containers, {len(IMAGES)} store images, "
             f"{len(list((REPO / 'recipes').glob('*/build.yaml')))} recipes "

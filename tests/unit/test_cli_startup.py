@@ -3,6 +3,7 @@ and the caches that make them fast (store offers, info settings) follow what the
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from neurodesk.catalog.collect import build_catalog
-from neurodesk.cli.output import PIPE_WIDTH, plain_table, rich_table
+from neurodesk.cli.output import PIPE_WIDTH, plain_table, print_text, rich_table
 from neurodesk.paths import Paths
 from neurodesk.store.store import Store
 from tests.conftest import REPO, assert_one_line_error, run_cli
@@ -173,3 +174,22 @@ def test_plain_table_leaves_wide_and_multiline_cells_to_rich() -> None:
     assert plain_table(["A"], [["日本"]]) is None
     assert plain_table(["A"], [["x\ny"]]) is None
     assert plain_table(["A"], [["café…"]]) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=40), markup=st.booleans())
+def test_print_text_is_what_rich_prints_to_a_pipe(text: str, markup: bool) -> None:
+    ours = io.StringIO()
+    with contextlib.redirect_stdout(ours):
+        print_text(text, markup=markup, style="bold")
+    if ours.getvalue():  # printed without rich: it must be rich's bytes
+        theirs = io.StringIO()
+        Console(file=theirs, width=PIPE_WIDTH, highlight=False).print(
+            text, soft_wrap=True, markup=markup, style="bold"
+        )
+        assert ours.getvalue() == theirs.getvalue()
+    for plain in ("fsl — FSL tools", "docs:       https://fsl.example/docs/", ""):
+        ours = io.StringIO()
+        with contextlib.redirect_stdout(ours):
+            print_text(plain)
+        assert ours.getvalue() == plain + "\n"

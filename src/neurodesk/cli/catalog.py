@@ -12,11 +12,11 @@ from neurodesk.catalog.categories import CATEGORIES
 from neurodesk.catalog.collect import Catalog, Tool, build_catalog
 from neurodesk.catalog.search import search as search_tools
 from neurodesk.cli.output import (
-    console,
     emit_json,
     err_console,
     json_option_help,
     print_table,
+    print_text,
     shorten,
 )
 from neurodesk.errors import NotFoundError
@@ -74,7 +74,7 @@ def search(term: str, local: bool, as_json: bool) -> None:
         emit_json([{**h.tool.to_json(), "matched": h.reason} for h in hits])
         return
     if not hits:
-        console.print(f"no tool matches '{term}'")
+        print_text(f"no tool matches '{term}'", markup=True)
         return
     print_table(None, COLUMNS, _rows([h.tool for h in hits]))
 
@@ -147,20 +147,20 @@ def info(name: str, local: bool, as_json: bool, packages: bool) -> None:
         return
     description = tool.description or (upstream.description if upstream else "")
     licenses = tool.licenses or (upstream.licenses if upstream else [])
-    console.print(f"{tool.name} — {description or '-'}", soft_wrap=True, markup=False, style="bold")
-    console.print(f"categories: {', '.join(tool.categories) or '-'}", soft_wrap=True)
-    console.print(f"licence:    {', '.join(licenses) or '-'}", soft_wrap=True, markup=False)
-    console.print(f"commands:   {' '.join(tool.commands) or '-'}", soft_wrap=True, markup=False)
+    print_text(f"{tool.name} — {description or '-'}", style="bold")
+    print_text(f"categories: {', '.join(tool.categories) or '-'}", markup=True)
+    print_text(f"licence:    {', '.join(licenses) or '-'}")
+    print_text(f"commands:   {' '.join(tool.commands) or '-'}")
     if tool.gui_apps:
         guis = ", ".join(f"{g} ({e})" for g, e in tool.gui_apps)
-        console.print(f"GUI apps:   {guis}", soft_wrap=True, markup=False)
+        print_text(f"GUI apps:   {guis}")
     if upstream and upstream.citation:
-        console.print(f"citation:   {upstream.citation}", soft_wrap=True, markup=False)
+        print_text(f"citation:   {upstream.citation}")
     if upstream and upstream.documentation:
-        console.print(f"docs:       {upstream.documentation}", soft_wrap=True, markup=False)
+        print_text(f"docs:       {upstream.documentation}")
     if "upstream" in tool.sources:
         channels = ", ".join(_channels(paths)) or "none (all built-in channels removed)"
-        console.print(f"channels:   {channels}", soft_wrap=True, markup=False)
+        print_text(f"channels:   {channels}")
     print_table(
         None,
         ["VERSION", "BUILD DATE", "SOURCE", "SIZE", "VERIFIED"],
@@ -178,8 +178,8 @@ def info(name: str, local: bool, as_json: bool, packages: bool) -> None:
         ],
     )
     if tool.readme:
-        console.print()
-        console.print(tool.readme.strip(), markup=False, soft_wrap=True)
+        print_text()
+        print_text(tool.readme.strip())
 
 
 def _upstream_facts(paths: Paths, tool: Tool, local: bool) -> RecipeFacts | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -84,6 +85,24 @@ def _plain_stdout() -> bool:
         return not sys.stdout.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+# What rich reads as an emoji code (':smile:'); text without one is printed by rich as it is.
+_EMOJI_CODE = re.compile(r":\S*?:")
+
+
+def print_text(text: str = "", *, markup: bool = False, style: str | None = None) -> None:
+    """``console.print(text, soft_wrap=True, ...)``; to a pipe, text that rich would print as it
+    is (printable lines, no emoji codes, no markup) is written without importing rich."""
+    if (
+        _plain_stdout()
+        and all(line.isprintable() for line in text.split("\n"))
+        and not _EMOJI_CODE.search(text)
+        and not (markup and "[" in text)
+    ):
+        sys.stdout.write(text + "\n")
+        return
+    console.print(text, soft_wrap=True, markup=markup, style=style)
 
 
 def on_terminal() -> bool:
