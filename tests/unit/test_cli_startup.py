@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from neurodesk.catalog.collect import build_catalog
-from neurodesk.cli.output import PIPE_WIDTH, plain_table, print_text, rich_table
+from neurodesk.cli.output import (
+    PIPE_WIDTH,
+    plain_table,
+    print_text,
+    rich_table,
+    terminal_table,
+)
 from neurodesk.paths import Paths
 from neurodesk.store.store import Store
 from tests.conftest import REPO, assert_one_line_error, run_cli
@@ -193,3 +199,47 @@ def test_print_text_is_what_rich_prints_to_a_pipe(text: str, markup: bool) -> No
         with contextlib.redirect_stdout(ours):
             print_text(plain)
         assert ours.getvalue() == plain + "\n"
+
+
+_words = st.lists(st.text("abcdefghij0123456789-,.", min_size=1, max_size=14), max_size=6)
+_name = st.text("abcdefghij", min_size=1, max_size=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(_name, _words.map(" ".join), _words.map(" ".join)), max_size=6),
+    width=st.integers(min_value=40, max_value=140),  # names (<= 8) never fold from 40 on
+)
+def test_terminal_table_fits_the_width_and_cuts_nothing(
+    rows: list[tuple[str, str, str]], width: int
+) -> None:
+    out = terminal_table(["NAME", "VERSIONS", "DESCRIPTION"], rows, width, bold=False)
+    assert out is not None
+    lines = out.splitlines()
+    assert all(len(line) <= width for line in lines), out
+    rule = next(i for i, line in enumerate(lines) if line.startswith("\u2501"))
+    assert set(lines[rule]) == {"\u2501", "\u2547"}
+    bars = [i for i, c in enumerate(lines[0]) if c == "\u2503"]
+    edges = list(zip([0, *(b + 1 for b in bars)], [*bars, len(lines[0])], strict=True))
+    body = lines[rule + 1 :]
+    starts = [i for i, line in enumerate(body) if line[edges[0][0] : edges[0][1]].strip()]
+    assert len(starts) == len(rows)
+    for row, start, end in zip(rows, starts, [*starts[1:], len(body)][: len(rows)], strict=True):
+        for cell, (left, right) in zip(row, edges, strict=True):
+            # read down the column: the cell's text, folded at spaces or inside long words
+            pieces = [line[left:right] for line in body[start:end]]
+            assert "".join(pieces).replace(" ", "") == cell.replace(" ", "")
+
+
+def test_terminal_table_is_the_piped_table_in_bold_when_it_fits() -> None:
+    rows = [["fsl", "6.0.7.4", "FSL tools"], ["afni", "24.1.02", "AFNI…"]]
+    wide = terminal_table(["NAME", "VERSION", "DESCRIPTION"], rows, 200, bold=False)
+    rule = "\u2501" * 6 + "\u2547" + "\u2501" * 9 + "\u2547" + "\u2501" * 13
+    assert wide == (
+        " NAME \u2503 VERSION \u2503 DESCRIPTION \n"
+        + rule
+        + "\n fsl  \u2502 6.0.7.4 \u2502 FSL tools   \n"
+        + " afni \u2502 24.1.02 \u2502 AFNI…       \n"
+    )
+    bold = terminal_table(["NAME"], [["fsl"]], 80)
+    assert bold is not None and bold.startswith("\x1b[1m NAME \x1b[0m\n")
