@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -275,6 +276,22 @@ def main() -> None:
             samples,
             "python -c pass",
         )
+        if shutil.which("script"):  # the same on a terminal (a pty, 120 columns): tables fold
+            tty_env = dict(env, COLUMNS="120", LINES="40")
+            tty: dict[str, Variant] = {}
+            for name, command in [("python -c pass", [sys.executable, "-c", "pass"])] + [
+                (n, [*neurodesk, *COMMANDS[n]]) for n in ("search fsl", "list", "info fsl")
+            ]:
+                line = ["script", "-qec", shlex.join(command), "/dev/null"]
+                if args.before and name != "python -c pass":
+                    before = dict(tty_env, PYTHONPATH=str(Path(args.before).resolve()))
+                    tty[f"before: {name} (terminal)"] = (line, before)
+                tty[f"{name} (terminal)"] = (line, tty_env)
+            print_samples(
+                f"on a terminal (script(1), 120 columns; load {os.getloadavg()[0]:.1f})",
+                interleaved(tty, args.runs),
+                "python -c pass (terminal)",
+            )
         inside = in_process(env, max(3, args.runs // 3), scratch)
         table = Table(title="inside one process after Python start-up (medians, ms)")
         for column in ("command", "import the CLI", "run the command", "total"):

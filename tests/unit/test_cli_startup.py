@@ -12,12 +12,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
 from neurodesk.catalog.collect import build_catalog
+from neurodesk.cli import output
 from neurodesk.cli.output import (
     PIPE_WIDTH,
     plain_table,
@@ -182,18 +184,38 @@ def test_plain_table_leaves_wide_and_multiline_cells_to_rich() -> None:
     assert plain_table(["A"], [["café…"]]) is None
 
 
-@settings(max_examples=60, deadline=None)
-@given(text=st.text(max_size=40), markup=st.booleans())
-def test_print_text_is_what_rich_prints_to_a_pipe(text: str, markup: bool) -> None:
-    ours = io.StringIO()
-    with contextlib.redirect_stdout(ours):
-        print_text(text, markup=markup, style="bold")
-    if ours.getvalue():  # printed without rich: it must be rich's bytes
+@settings(max_examples=80, deadline=None)
+@given(
+    text=st.text(max_size=40),
+    markup=st.booleans(),
+    style=st.sampled_from([None, "bold"]),
+    terminal=st.booleans(),
+)
+def test_print_text_is_what_rich_prints(
+    text: str, markup: bool, style: str | None, terminal: bool
+) -> None:
+    env = {"TTY_COMPATIBLE": "1" if terminal else "0", "TERM": "xterm"}
+    old = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        ours = io.StringIO()
+        # a console made now (rich fixes its colours when made), for what print_text leaves to it
+        fresh = output._LazyConsole(highlight=False)
+        with contextlib.redirect_stdout(ours), mock.patch.object(output, "console", fresh):
+            print_text(text, markup=markup, style=style)
         theirs = io.StringIO()
-        Console(file=theirs, width=PIPE_WIDTH, highlight=False).print(
-            text, soft_wrap=True, markup=markup, style="bold"
-        )
-        assert ours.getvalue() == theirs.getvalue()
+        rich = Console(file=theirs, width=80, highlight=False, force_terminal=terminal)
+        rich.print(text, soft_wrap=True, markup=markup, style=style)
+    finally:
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    assert ours.getvalue() == theirs.getvalue()
+
+
+def test_print_text_writes_plain_lines_itself() -> None:
     for plain in ("fsl — FSL tools", "docs:       https://fsl.example/docs/", ""):
         ours = io.StringIO()
         with contextlib.redirect_stdout(ours):

@@ -96,21 +96,33 @@ def _plain_stdout() -> bool:
     return not _terminal()
 
 
+_BOLD, _RESET = "\x1b[1m", "\x1b[0m"  # what rich writes around bold text on a terminal
+
 # What rich reads as an emoji code (':smile:'); text without one is printed by rich as it is.
 _EMOJI_CODE = re.compile(r":\S*?:")
 
 
+def _styles() -> bool:
+    """Whether rich would style a terminal's output (not when TERM says it cannot)."""
+    return os.environ.get("TERM", "").strip().lower() not in ("dumb", "unknown")
+
+
 def print_text(text: str = "", *, markup: bool = False, style: str | None = None) -> None:
-    """``console.print(text, soft_wrap=True, ...)``; to a pipe, text that rich would print as it
-    is (printable lines, no emoji codes, no markup) is written without importing rich."""
+    """``console.print(text, soft_wrap=True, ...)``; text that rich would print as it is
+    (printable lines, no emoji codes, no markup; bold or no style) is written without rich."""
     if (
-        _plain_stdout()
-        and all(line.isprintable() for line in text.split("\n"))
+        all(line.isprintable() for line in text.split("\n"))
         and not _EMOJI_CODE.search(text)
         and not (markup and "[" in text)
+        and style in (None, "bold")
     ):
-        sys.stdout.write(text + "\n")
-        return
+        if style and text and _terminal() and _styles():
+            if "\n" not in text:
+                sys.stdout.write(f"{_BOLD}{text}{_RESET}\n")
+                return
+        else:
+            sys.stdout.write(text + "\n")
+            return
     console.print(text, soft_wrap=True, markup=markup, style=style)
 
 
@@ -143,9 +155,6 @@ def _simple(columns: Sequence[str], cells: list[list[str]]) -> bool:
             if not (text.isascii() and text.isprintable()) or "\\" in text:
                 return False
     return True
-
-
-_BOLD, _RESET = "\x1b[1m", "\x1b[0m"
 
 
 def _render(cells: list[list[list[str]]], widths: list[int], bold: bool) -> str:
@@ -242,8 +251,8 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
         if _terminal():
             import shutil
 
-            bold = os.environ.get("TERM", "") not in ("dumb", "unknown")
-            fast = terminal_table(columns, texts, shutil.get_terminal_size().columns, bold)
+            width = shutil.get_terminal_size().columns
+            fast = terminal_table(columns, texts, width, _styles())
         else:
             fast = plain_table(columns, texts)
         if fast is not None:
