@@ -131,6 +131,9 @@ def test_search_follows_the_store_through_its_cache(home: Path) -> None:
     (sandbox / "opt" / "bin" / "edit").write_text("#!/bin/sh\n")
     (sandbox / "opt" / "bin" / "edit").chmod(0o755)
     assert build_catalog(paths).tools["vis"].commands == ["edit", "view"]
+    # A cache that is not ours (another version, damaged) is read again from the store.
+    (paths.cache / "store-offers.json").write_text('{"version": 1, "entries": [{"ref": 1}]}')
+    assert build_catalog(paths).tools["mytool"].commands == ["bet", "flirt"]
 
 
 def test_info_follows_config_changes(home: Path) -> None:

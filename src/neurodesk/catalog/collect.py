@@ -238,18 +238,26 @@ def _ref_files(refs: Path) -> list[str]:
     return sorted(str(p) for p in refs.glob("*/*/*.json"))
 
 
-def _cached_store_offers(cache: Path, refs: list[str]) -> list[dict[str, Any]] | None:
+def _read_entries(entries: list[dict[str, Any]]) -> list[tuple[Offer | None, str]]:
+    """(offer, rootfs) per entry; raises KeyError/TypeError/ValueError on a malformed entry."""
+    out: list[tuple[Offer | None, str]] = []
+    for entry in entries:
+        offer = entry["offer"]
+        out.append((None if offer is None else _offer_from_json(dict(offer)), str(entry["rootfs"])))
+    return out
+
+
+def _cached_store_offers(cache: Path, refs: list[str]) -> list[tuple[Offer | None, str]] | None:
     try:
         data = json.loads(cache.read_text())
         if data["version"] != STORE_CACHE_VERSION or [e["ref"] for e in data["entries"]] != refs:
             return None
-        entries: list[dict[str, Any]] = data["entries"]
-        for entry in entries:
+        for entry in data["entries"]:
             if any(_stat(path) != stamp for path, stamp in entry["watch"]):
                 return None
+        return _read_entries(data["entries"])
     except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return entries
+        return None  # missing, stale, or not ours: read the store again
 
 
 def _store_entries(paths: Paths, refs_dir: Path) -> list[dict[str, Any]]:
@@ -300,9 +308,10 @@ def store_offers(paths: Paths, detail: bool = False, only: str | None = None) ->
         return []
     refs = _ref_files(refs_dir)
     cache = paths.cache / "store-offers.json"
-    entries = _cached_store_offers(cache, refs)
-    if entries is None:
+    found = _cached_store_offers(cache, refs)
+    if found is None:
         entries = _store_entries(paths, refs_dir)
+        found = _read_entries(entries)
         try:
             from neurodesk.store.atomic import write_text
 
@@ -311,12 +320,11 @@ def store_offers(paths: Paths, detail: bool = False, only: str | None = None) ->
         except OSError:
             pass  # a read-only home: no cache, only slower
     offers = []
-    for entry in entries:
-        if entry["offer"] is None or (only is not None and entry["offer"]["name"] != only):
+    for offer, rootfs in found:
+        if offer is None or (only is not None and offer.name != only):
             continue
-        offer = _offer_from_json(dict(entry["offer"]))
         if detail:
-            offer.size = tree_size(Path(entry["rootfs"]))
+            offer.size = tree_size(Path(rootfs))
         offers.append(offer)
     return offers
 

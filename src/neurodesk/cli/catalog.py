@@ -227,9 +227,14 @@ def _settings(paths: Paths) -> dict[str, Any]:
     try:
         data = json.loads(cache.read_text())
         if data["stamp"] == stamp:
-            return dict(data["settings"])
+            known = data["settings"]
+            return {
+                "recipe_url": str(known["recipe_url"]),
+                "timeout": float(known["timeout"]),
+                "channels": [str(name) for name in known["channels"]],
+            }
     except (OSError, ValueError, KeyError, TypeError):
-        pass
+        pass  # missing, stale, or not ours: read config.yaml
     from neurodesk.sources.config import load_config
 
     config = load_config(paths.config_file)
