@@ -132,7 +132,11 @@ def test_search_follows_the_store_through_its_cache(home: Path) -> None:
     (sandbox / "opt" / "bin" / "edit").chmod(0o755)
     assert build_catalog(paths).tools["vis"].commands == ["edit", "view"]
     # A cache that is not ours (another version, damaged) is read again from the store.
-    (paths.cache / "store-offers.json").write_text('{"version": 1, "entries": [{"ref": 1}]}')
+    cache = paths.cache / "store-offers.json"
+    damaged = json.loads(cache.read_text())
+    for entry in damaged["entries"]:
+        del entry["offer"]["name"]
+    cache.write_text(json.dumps(damaged))
     assert build_catalog(paths).tools["mytool"].commands == ["bet", "flirt"]
 
 
