@@ -223,6 +223,10 @@ def _offer(record: ImageRecord, source: str, info: ImageInfo, commands: list[str
 # used while its ref file and the files it was read from (the rootfs, /build.yaml, /README.md,
 # the DEPLOY_PATH directories) are unchanged; images used in place (CVMFS) can change under us.
 STORE_CACHE_VERSION = 1
+# The code that reads an image: an upgrade that changes it makes the cache stale.
+_READERS = [str(Path(__file__).with_name(name)) for name in ("collect.py", "imageinfo.py")] + [
+    str(Path(__file__).parent.parent / "install" / "commands.py")
+]
 
 
 def _stat(path: str) -> list[int] | None:
@@ -250,7 +254,11 @@ def _read_entries(entries: list[dict[str, Any]]) -> list[tuple[Offer | None, str
 def _cached_store_offers(cache: Path, refs: list[str]) -> list[tuple[Offer | None, str]] | None:
     try:
         data = json.loads(cache.read_text())
-        if data["version"] != STORE_CACHE_VERSION or [e["ref"] for e in data["entries"]] != refs:
+        if (
+            data["version"] != STORE_CACHE_VERSION
+            or data["code"] != [_stat(path) for path in _READERS]
+            or [e["ref"] for e in data["entries"]] != refs
+        ):
             return None
         for entry in data["entries"]:
             if any(_stat(path) != stamp for path, stamp in entry["watch"]):
@@ -315,7 +323,8 @@ def store_offers(paths: Paths, detail: bool = False, only: str | None = None) ->
         try:
             from neurodesk.store.atomic import write_text
 
-            payload = {"version": STORE_CACHE_VERSION, "entries": entries}
+            code = [_stat(path) for path in _READERS]
+            payload = {"version": STORE_CACHE_VERSION, "code": code, "entries": entries}
             write_text(cache, json.dumps(payload))
         except OSError:
             pass  # a read-only home: no cache, only slower
