@@ -43,7 +43,7 @@ HEAVY = {
     "neurodesk.sources.config",
 }
 # Also not needed when the output is a pipe (a plain table or JSON) or for --version.
-PRINTING = {"rich", "yaml", "platformdirs"}
+PRINTING = {"rich", "yaml", "platformdirs", "importlib.metadata"}
 
 
 def _fill(commands: list[str]) -> Callable[[Path], dict[str, Any]]:
@@ -80,7 +80,8 @@ def imported_by(home: Path, args: list[str]) -> set[str]:
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
         "finally:\n"
-        "    names = {m if m.startswith('neurodesk.') else m.split('.')[0] for m in sys.modules}\n"
+        "    full = ('neurodesk.', 'importlib.metadata')\n"
+        "    names = {m if m.startswith(full) else m.split('.')[0] for m in sys.modules}\n"
         "    sys.stderr.write('MODULES ' + ' '.join(sorted(names)) + '\\n')\n"
     )
     env = dict(os.environ, NEURODESK_HOME=str(home), NEURODESK_RECIPES=str(REPO / "recipes"))
@@ -108,6 +109,16 @@ def test_catalog_commands_import_only_what_they_use(home: Path) -> None:
         assert imported_by(home, args) & (HEAVY | PRINTING) == set(), args
     assert "Smith 2004" in warm.stdout
     assert imported_by(home, ["info", "fsl"]) & HEAVY == set()
+
+
+def test_version_is_the_installed_distributions(home: Path) -> None:
+    from importlib.metadata import version
+
+    import neurodesk
+
+    assert neurodesk.__version__ == version("neurodesk")
+    proc = run_cli(["--version"], home)
+    assert proc.stdout == f"neurodesk, version {version('neurodesk')}\n"
 
 
 def test_search_follows_the_store_through_its_cache(home: Path) -> None:
