@@ -2,8 +2,9 @@
 
 A temporary ``NEURODESK_HOME`` gets upstream's catalog (a generated ``apps.json`` in
 neurocommand's format with ``--containers`` containers, as ``neurodesk update`` leaves it), a few
-images in the store (each with ``/build.yaml``, ``/README.md`` and deployed commands) and the
-shipped recipes. Then, interleaved, each command runs as a user runs it (a new process):
+images in the store (each with ``/build.yaml``, ``/README.md`` and deployed commands; fsl's with
+``--files`` more files, as a big tool has, which ``info`` sizes) and the shipped recipes. Then,
+interleaved, each command runs as a user runs it (a new process):
 
 - ``python -c pass``: the interpreter's own start-up, the floor nothing here can go below;
 - ``neurodesk --version``: start-up plus importing the command line;
@@ -89,10 +90,14 @@ def catalog_of(containers: int) -> dict[str, object]:
     return data
 
 
-def _fill(name: str, version: str) -> Callable[[Path], dict[str, Any]]:
+def _fill(name: str, version: str, files: int) -> Callable[[Path], dict[str, Any]]:
     def fill(rootfs: Path) -> dict[str, Any]:
         bin_dir = rootfs / "opt" / name / "bin"
         bin_dir.mkdir(parents=True)
+        for number in range(files):  # a big tool's tree: 'info' measures it on disk
+            folder = rootfs / "opt" / name / "data" / f"{number // 1000:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"f{number}").write_text(f"{name} {number}\n")
         for number in range(12):
             tool = bin_dir / f"{name}_cmd{number}"
             tool.write_text("#!/bin/sh\necho hello\n")
@@ -114,7 +119,7 @@ def _fill(name: str, version: str) -> Callable[[Path], dict[str, Any]]:
     return fill
 
 
-def make_home(home: Path, containers: int) -> int:
+def make_home(home: Path, containers: int, files: int = 0) -> int:
     """Fill ``home``; returns the number of containers in upstream's catalog."""
     data = catalog_of(containers)
     upstream = home / "cache" / "upstream"
@@ -126,7 +131,8 @@ def make_home(home: Path, containers: int) -> int:
     store = Store(home / "store")
     for name, version, builddate in IMAGES:
         digest = "sha256:" + f"{name}{version}".encode().hex().ljust(64, "0")[:64]
-        store.import_rootfs(digest, _fill(name, version), name, version, builddate, "bench")
+        fill = _fill(name, version, files if name == "fsl" else 0)
+        store.import_rootfs(digest, fill, name, version, builddate, "bench")
     return count_containers(data)
 
 
@@ -242,6 +248,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="timed runs per command")
     parser.add_argument("--containers", type=int, default=400, help="containers in the catalog")
+    parser.add_argument(
+        "--files", type=int, default=20000, help="files in the store's fsl image (info sizes it)"
+    )
     parser.add_argument("--importtime", action="store_true", help="print the slowest imports")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
     parser.add_argument(
@@ -255,7 +264,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-cli-"))
     try:
         home = scratch / "home"
-        count = make_home(home, args.containers)
+        count = make_home(home, args.containers, args.files)
         env = dict(os.environ, NEURODESK_HOME=str(home), NEURODESK_RECIPES=str(REPO / "recipes"))
         env.pop("COLUMNS", None)
         # Users' Python caches compiled modules (pip compiles at install; an editable install

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from neurodesk.catalog.collect import build_catalog
+from neurodesk.catalog.collect import build_catalog, tree_size
 from neurodesk.cli import output
 from neurodesk.cli.output import (
     PIPE_WIDTH,
@@ -126,6 +126,12 @@ def test_search_follows_the_store_through_its_cache(home: Path) -> None:
     paths = Paths(home)
     assert build_catalog(paths).tools["mytool"].commands == ["bet", "flirt"]
     assert (paths.cache / "store-offers.json").is_file()
+    # 'info' measures the image on disk once, then reads the size from the cache
+    rootfs = Store(paths.store).resolve("mytool").rootfs
+    for _ in range(2):
+        detail = build_catalog(paths, detail=True, only="mytool").tools["mytool"]
+        assert [o.size for o in detail.offers] == [tree_size(rootfs)]
+    assert '"tree_size"' in (paths.cache / "store-offers.json").read_text()
     add_image(home, "newtool", ["newcmd"])
     tools = build_catalog(paths).tools
     assert tools["newtool"].sources == ["store"] and tools["newtool"].commands == ["newcmd"]

@@ -251,7 +251,7 @@ def _read_entries(entries: list[dict[str, Any]]) -> list[tuple[Offer | None, str
     return out
 
 
-def _cached_store_offers(cache: Path, refs: list[str]) -> list[tuple[Offer | None, str]] | None:
+def _cached_store_entries(cache: Path, refs: list[str]) -> list[dict[str, Any]] | None:
     try:
         data = json.loads(cache.read_text())
         if (
@@ -260,12 +260,26 @@ def _cached_store_offers(cache: Path, refs: list[str]) -> list[tuple[Offer | Non
             or [e["ref"] for e in data["entries"]] != refs
         ):
             return None
-        for entry in data["entries"]:
+        entries: list[dict[str, Any]] = data["entries"]
+        for entry in entries:
             if any(_stat(path) != stamp for path, stamp in entry["watch"]):
                 return None
-        return _read_entries(data["entries"])
+        _read_entries(entries)  # each entry is well formed
     except (OSError, ValueError, KeyError, TypeError):
         return None  # missing, stale, or not ours: read the store again
+    return entries
+
+
+def _write_store_cache(cache: Path, entries: list[dict[str, Any]]) -> None:
+    try:
+        from neurodesk.store.atomic import write_text
+
+        code = [_stat(path) for path in _READERS]
+        write_text(
+            cache, json.dumps({"version": STORE_CACHE_VERSION, "code": code, "entries": entries})
+        )
+    except OSError:
+        pass  # a read-only home: no cache, only slower
 
 
 def _store_entries(paths: Paths, refs_dir: Path) -> list[dict[str, Any]]:
@@ -316,25 +330,22 @@ def store_offers(paths: Paths, detail: bool = False, only: str | None = None) ->
         return []
     refs = _ref_files(refs_dir)
     cache = paths.cache / "store-offers.json"
-    found = _cached_store_offers(cache, refs)
-    if found is None:
+    entries = _cached_store_entries(cache, refs)
+    changed = entries is None
+    if entries is None:
         entries = _store_entries(paths, refs_dir)
-        found = _read_entries(entries)
-        try:
-            from neurodesk.store.atomic import write_text
-
-            code = [_stat(path) for path in _READERS]
-            payload = {"version": STORE_CACHE_VERSION, "code": code, "entries": entries}
-            write_text(cache, json.dumps(payload))
-        except OSError:
-            pass  # a read-only home: no cache, only slower
     offers = []
-    for offer, rootfs in found:
+    for entry, (offer, rootfs) in zip(entries, _read_entries(entries), strict=True):
         if offer is None or (only is not None and offer.name != only):
             continue
-        if detail:
-            offer.size = tree_size(Path(rootfs))
+        if detail:  # walking a big image takes a while: once per image, then from the cache
+            if not isinstance(entry.get("tree_size"), int):
+                entry["tree_size"] = tree_size(Path(rootfs))
+                changed = True
+            offer.size = int(entry["tree_size"])
         offers.append(offer)
+    if changed:
+        _write_store_cache(cache, entries)
     return offers
 
 
