@@ -229,9 +229,11 @@ _READERS = [str(Path(__file__).with_name(name)) for name in ("collect.py", "imag
 ]
 
 
-def _stat(path: str) -> list[int] | None:
+def file_stamp(path: str | Path, follow_symlinks: bool = False) -> list[int] | None:
+    """What changes when a file is written or replaced (mtime, size, inode); None if absent.
+    The caches of the catalog are keyed by such stamps."""
     try:
-        info = os.lstat(path)
+        info = os.stat(path, follow_symlinks=follow_symlinks)
     except OSError:
         return None
     return [info.st_mtime_ns, info.st_size, info.st_ino]
@@ -256,13 +258,13 @@ def _cached_store_entries(cache: Path, refs: list[str]) -> list[dict[str, Any]] 
         data = json.loads(cache.read_text())
         if (
             data["version"] != STORE_CACHE_VERSION
-            or data["code"] != [_stat(path) for path in _READERS]
+            or data["code"] != [file_stamp(path) for path in _READERS]
             or [e["ref"] for e in data["entries"]] != refs
         ):
             return None
         entries: list[dict[str, Any]] = data["entries"]
         for entry in entries:
-            if any(_stat(path) != stamp for path, stamp in entry["watch"]):
+            if any(file_stamp(path) != stamp for path, stamp in entry["watch"]):
                 return None
         _read_entries(entries)  # each entry is well formed
     except (OSError, ValueError, KeyError, TypeError):
@@ -274,7 +276,7 @@ def _write_store_cache(cache: Path, entries: list[dict[str, Any]]) -> None:
     try:
         from neurodesk.store.atomic import write_text
 
-        code = [_stat(path) for path in _READERS]
+        code = [file_stamp(path) for path in _READERS]
         write_text(
             cache, json.dumps({"version": STORE_CACHE_VERSION, "code": code, "entries": entries})
         )
@@ -307,7 +309,7 @@ def _store_entries(paths: Paths, refs_dir: Path) -> list[dict[str, Any]]:
             except (OSError, ValueError):
                 continue
         # stamps taken before reading: a change while we read is seen by the next call
-        watch = [[path, _stat(path)] for path in watched]
+        watch = [[path, file_stamp(path)] for path in watched]
         offer = None
         if record.rootfs.is_dir():
             found = _offer(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from neurodesk.catalog.categories import CATEGORIES
-from neurodesk.catalog.collect import Catalog, Tool, build_catalog
+from neurodesk.catalog.collect import Catalog, Tool, build_catalog, file_stamp
 from neurodesk.catalog.search import search as search_tools
 from neurodesk.cli.output import (
     emit_json,
@@ -204,14 +204,6 @@ def _cached_facts(paths: Paths, name: str) -> RecipeFacts | None:
         return None
 
 
-def _stamp(path: Path) -> list[int] | None:
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return [info.st_mtime_ns, info.st_size, info.st_ino]
-
-
 def _settings(paths: Paths) -> dict[str, Any]:
     """What 'info' needs from config.yaml (recipe_url, timeout, the built-in channels left).
 
@@ -222,7 +214,7 @@ def _settings(paths: Paths) -> dict[str, Any]:
     import neurodesk.sources
 
     code = Path(neurodesk.sources.__file__).with_name("config.py")
-    stamp = [_stamp(paths.config_file), _stamp(code)]
+    stamp = [file_stamp(paths.config_file, follow_symlinks=True), file_stamp(code)]
     cache = paths.cache / "info-settings.json"
     try:
         data = json.loads(cache.read_text())
