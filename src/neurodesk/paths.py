@@ -10,8 +10,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
 from neurodesk.errors import NeurodeskError
 
 
@@ -21,6 +19,8 @@ def default_home() -> Path:
         home = Path(env).expanduser().absolute()
         where = "NEURODESK_HOME"
     else:
+        import platformdirs  # only here: every command pays for what paths.py imports
+
         home = Path(platformdirs.user_data_dir("neurodesk", appauthor=False))
         where = "the neurodesk data directory"
     _check_home(home, where)

@@ -218,26 +218,136 @@ def _offer(record: ImageRecord, source: str, info: ImageInfo, commands: list[str
     )
 
 
-def store_offers(paths: Paths, detail: bool = False) -> list[Offer]:
-    if not (paths.store / "refs").is_dir():
-        return []
+# What the store contributes is kept in cache/store-offers.json, so that 'neurodesk search' does
+# not import the store's machinery nor parse each image's /build.yaml on every call. An entry is
+# used while its ref file and the files it was read from (the rootfs, /build.yaml, /README.md,
+# the DEPLOY_PATH directories) are unchanged; images used in place (CVMFS) can change under us.
+STORE_CACHE_VERSION = 1
+# The code that reads an image: an upgrade that changes it makes the cache stale.
+_READERS = [str(Path(__file__).with_name(name)) for name in ("collect.py", "imageinfo.py")] + [
+    str(Path(__file__).parent.parent / "install" / "commands.py")
+]
+
+
+def file_stamp(path: str | Path, follow_symlinks: bool = False) -> list[int] | None:
+    """What changes when a file is written or replaced (mtime, size, inode); None if absent.
+    The caches of the catalog are keyed by such stamps."""
+    try:
+        info = os.stat(path, follow_symlinks=follow_symlinks)
+    except OSError:
+        return None
+    return [info.st_mtime_ns, info.st_size, info.st_ino]
+
+
+def _ref_files(refs: Path) -> list[str]:
+    """``refs/<name>/<version>/<builddate>.json``, sorted, as Store.images() reads them."""
+    return sorted(str(p) for p in refs.glob("*/*/*.json"))
+
+
+def _read_entries(entries: list[dict[str, Any]]) -> list[tuple[Offer | None, str]]:
+    """(offer, rootfs) per entry; raises KeyError/TypeError/ValueError on a malformed entry."""
+    out: list[tuple[Offer | None, str]] = []
+    for entry in entries:
+        offer = entry["offer"]
+        out.append((None if offer is None else _offer_from_json(dict(offer)), str(entry["rootfs"])))
+    return out
+
+
+def _cached_store_entries(cache: Path, refs: list[str]) -> list[dict[str, Any]] | None:
+    try:
+        data = json.loads(cache.read_text())
+        if (
+            data["version"] != STORE_CACHE_VERSION
+            or data["code"] != [file_stamp(path) for path in _READERS]
+            or [e["ref"] for e in data["entries"]] != refs
+        ):
+            return None
+        entries: list[dict[str, Any]] = data["entries"]
+        for entry in entries:
+            if any(file_stamp(path) != stamp for path, stamp in entry["watch"]):
+                return None
+        _read_entries(entries)  # each entry is well formed
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing, stale, or not ours: read the store again
+    return entries
+
+
+def _write_store_cache(cache: Path, entries: list[dict[str, Any]]) -> None:
+    try:
+        from neurodesk.store.atomic import write_text
+
+        code = [file_stamp(path) for path in _READERS]
+        write_text(
+            cache, json.dumps({"version": STORE_CACHE_VERSION, "code": code, "entries": entries})
+        )
+    except OSError:
+        pass  # a read-only home: no cache, only slower
+
+
+def _store_entries(paths: Paths, refs_dir: Path) -> list[dict[str, Any]]:
+    """One entry per ref: its offer (None when the image is not unpacked) and what it watched."""
     from neurodesk.catalog.imageinfo import read_image_info
+    from neurodesk.image.layers import RootFS
     from neurodesk.install.commands import discover_commands
     from neurodesk.store import Store
 
     store = Store(paths.store)
-    offers = []
+    entries = []
     for record in store.images():
-        if not record.rootfs.is_dir():
+        ref = str(refs_dir / record.name / record.version / f"{record.builddate}.json")
+        rootfs = str(record.rootfs)
+        watched = [
+            ref,
+            rootfs,
+            os.path.join(rootfs, "build.yaml"),
+            os.path.join(rootfs, "README.md"),
+        ]
+        for directory in record.deploy_env("DEPLOY_PATH"):
+            try:
+                parts = [p for p in directory.split("/") if p]
+                watched.append(str(RootFS(record.rootfs).resolve_dir(parts, create=False)))
+            except (OSError, ValueError):
+                continue
+        # stamps taken before reading: a change while we read is seen by the next call
+        watch = [[path, file_stamp(path)] for path in watched]
+        offer = None
+        if record.rootfs.is_dir():
+            found = _offer(
+                record,
+                "store",
+                read_image_info(record.rootfs, record.labels),
+                discover_commands(record),
+            )
+            found.size = _manifest_size(store, record)
+            offer = asdict(found)
+        entries.append({"ref": ref, "rootfs": rootfs, "watch": watch, "offer": offer})
+    return entries
+
+
+def store_offers(paths: Paths, detail: bool = False, only: str | None = None) -> list[Offer]:
+    """The store's images as offers (only tool ``only`` when given); sizes from the manifests,
+    or (``detail``) measured on disk."""
+    refs_dir = paths.store / "refs"
+    if not refs_dir.is_dir():
+        return []
+    refs = _ref_files(refs_dir)
+    cache = paths.cache / "store-offers.json"
+    entries = _cached_store_entries(cache, refs)
+    changed = entries is None
+    if entries is None:
+        entries = _store_entries(paths, refs_dir)
+    offers = []
+    for entry, (offer, rootfs) in zip(entries, _read_entries(entries), strict=True):
+        if offer is None or (only is not None and offer.name != only):
             continue
-        offer = _offer(
-            record,
-            "store",
-            read_image_info(record.rootfs, record.labels),
-            discover_commands(record),
-        )
-        offer.size = tree_size(record.rootfs) if detail else _manifest_size(store, record)
+        if detail:  # walking a big image takes a while: once per image, then from the cache
+            if not isinstance(entry.get("tree_size"), int):
+                entry["tree_size"] = tree_size(Path(rootfs))
+                changed = True
+            offer.size = int(entry["tree_size"])
         offers.append(offer)
+    if changed:
+        _write_store_cache(cache, entries)
     return offers
 
 
@@ -398,7 +508,7 @@ def build_catalog(
 ) -> Catalog:
     unreachable: list[str] = []
     recipes = recipe_offers(paths.cache / "recipe-offers.json")
-    offers: list[Offer] = [*store_offers(paths, detail), *recipes]
+    offers: list[Offer] = [*store_offers(paths, detail, only), *recipes]
     upstream = upstream_offers(paths)
     offers += upstream or []
     if remote:

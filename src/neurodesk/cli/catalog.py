@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from neurodesk.catalog.categories import CATEGORIES
-from neurodesk.catalog.collect import Catalog, Tool, build_catalog
+from neurodesk.catalog.collect import Catalog, Tool, build_catalog, file_stamp
 from neurodesk.catalog.search import search as search_tools
 from neurodesk.cli.output import (
-    console,
     emit_json,
     err_console,
     json_option_help,
     print_table,
+    print_text,
     shorten,
 )
 from neurodesk.errors import NotFoundError
@@ -72,7 +74,7 @@ def search(term: str, local: bool, as_json: bool) -> None:
         emit_json([{**h.tool.to_json(), "matched": h.reason} for h in hits])
         return
     if not hits:
-        console.print(f"no tool matches '{term}'")
+        print_text(f"no tool matches '{term}'", markup=True)
         return
     print_table(None, COLUMNS, _rows([h.tool for h in hits]))
 
@@ -145,20 +147,20 @@ def info(name: str, local: bool, as_json: bool, packages: bool) -> None:
         return
     description = tool.description or (upstream.description if upstream else "")
     licenses = tool.licenses or (upstream.licenses if upstream else [])
-    console.print(f"{tool.name} — {description or '-'}", soft_wrap=True, markup=False, style="bold")
-    console.print(f"categories: {', '.join(tool.categories) or '-'}", soft_wrap=True)
-    console.print(f"licence:    {', '.join(licenses) or '-'}", soft_wrap=True, markup=False)
-    console.print(f"commands:   {' '.join(tool.commands) or '-'}", soft_wrap=True, markup=False)
+    print_text(f"{tool.name} — {description or '-'}", style="bold")
+    print_text(f"categories: {', '.join(tool.categories) or '-'}", markup=True)
+    print_text(f"licence:    {', '.join(licenses) or '-'}")
+    print_text(f"commands:   {' '.join(tool.commands) or '-'}")
     if tool.gui_apps:
         guis = ", ".join(f"{g} ({e})" for g, e in tool.gui_apps)
-        console.print(f"GUI apps:   {guis}", soft_wrap=True, markup=False)
+        print_text(f"GUI apps:   {guis}")
     if upstream and upstream.citation:
-        console.print(f"citation:   {upstream.citation}", soft_wrap=True, markup=False)
+        print_text(f"citation:   {upstream.citation}")
     if upstream and upstream.documentation:
-        console.print(f"docs:       {upstream.documentation}", soft_wrap=True, markup=False)
+        print_text(f"docs:       {upstream.documentation}")
     if "upstream" in tool.sources:
         channels = ", ".join(_channels(paths)) or "none (all built-in channels removed)"
-        console.print(f"channels:   {channels}", soft_wrap=True, markup=False)
+        print_text(f"channels:   {channels}")
     print_table(
         None,
         ["VERSION", "BUILD DATE", "SOURCE", "SIZE", "VERIFIED"],
@@ -176,22 +178,20 @@ def info(name: str, local: bool, as_json: bool, packages: bool) -> None:
         ],
     )
     if tool.readme:
-        console.print()
-        console.print(tool.readme.strip(), markup=False, soft_wrap=True)
+        print_text()
+        print_text(tool.readme.strip())
 
 
 def _upstream_facts(paths: Paths, tool: Tool, local: bool) -> RecipeFacts | None:
     if "upstream" not in tool.sources:
         return None
     from neurodesk.catalog.recipefacts import recipe_facts
-    from neurodesk.sources.config import load_config
 
-    settings = load_config(paths.config_file)
-    if local:
-        return recipe_facts(paths.home, tool.name, "", settings.timeout) or _cached_facts(
-            paths, tool.name
-        )
-    return recipe_facts(paths.home, tool.name, settings.recipe_url, min(settings.timeout, 5.0))
+    if local:  # the cached copy only: no settings, no network
+        return _cached_facts(paths, tool.name)
+    settings = _settings(paths)
+    timeout = min(float(settings["timeout"]), 5.0)
+    return recipe_facts(paths.home, tool.name, str(settings["recipe_url"]), timeout)
 
 
 def _cached_facts(paths: Paths, name: str) -> RecipeFacts | None:
@@ -204,10 +204,48 @@ def _cached_facts(paths: Paths, name: str) -> RecipeFacts | None:
         return None
 
 
-def _channels(paths: Paths) -> list[str]:
+def _settings(paths: Paths) -> dict[str, Any]:
+    """What 'info' needs from config.yaml (recipe_url, timeout, the built-in channels left).
+
+    Validating config.yaml imports pydantic and the HTTP client (~150 ms); the few values are
+    kept in cache/info-settings.json while config.yaml and the code of its defaults are the
+    same files (a config.yaml with errors is never cached: every call reports them).
+    """
+    import neurodesk.sources
+
+    code = Path(neurodesk.sources.__file__).with_name("config.py")
+    stamp = [file_stamp(paths.config_file, follow_symlinks=True), file_stamp(code)]
+    cache = paths.cache / "info-settings.json"
+    try:
+        data = json.loads(cache.read_text())
+        if data["stamp"] == stamp:
+            known = data["settings"]
+            return {
+                "recipe_url": str(known["recipe_url"]),
+                "timeout": float(known["timeout"]),
+                "channels": [str(name) for name in known["channels"]],
+            }
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # missing, stale, or not ours: read config.yaml
     from neurodesk.sources.config import load_config
 
-    return [c.name for c in load_config(paths.config_file).channels() if c.builtin]
+    config = load_config(paths.config_file)
+    settings = {
+        "recipe_url": config.recipe_url,
+        "timeout": config.timeout,
+        "channels": [c.name for c in config.channels() if c.builtin],
+    }
+    try:
+        from neurodesk.store.atomic import write_text
+
+        write_text(cache, json.dumps({"stamp": stamp, "settings": settings}))
+    except OSError:
+        pass  # a read-only home: no cache, only slower
+    return settings
+
+
+def _channels(paths: Paths) -> list[str]:
+    return [str(name) for name in _settings(paths)["channels"]]
 
 
 def _origins(paths: Paths, tool: Tool) -> dict[str, dict[str, str]]:

@@ -5,19 +5,36 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.markup import escape
 
-from neurodesk import __version__
 from neurodesk.cli.lazy import LazyGroup
-from neurodesk.cli.output import err_console
 from neurodesk.errors import ExternalCommandError, NeurodeskError, ValidationError
+
+# rich (the console) and importlib.metadata (the version) are imported only when used: start-up
+# is paid by every command, and 'neurodesk search' has a budget of 100 ms (issue 16).
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from neurodesk import __version__
+
+    click.echo(f"neurodesk, version {__version__}")
+    ctx.exit()
 
 
 @click.group(
     cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.version_option(__version__, "--version", "-V", prog_name="neurodesk")
+@click.option(
+    "--version",
+    "-V",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_show_version,
+    help="Show the version and exit.",
+)
 def cli() -> None:
     """Neuroimaging tools in containers that behave like native programs.
 
@@ -33,6 +50,10 @@ def cli() -> None:
 
 
 def report(exc: NeurodeskError) -> int:
+    from rich.markup import escape
+
+    from neurodesk.cli.output import err_console
+
     err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     # Every problem is listed unless the one-line message already is that single problem.
     if isinstance(exc, ValidationError) and exc.problems != [exc.message]:
@@ -47,6 +68,8 @@ def report(exc: NeurodeskError) -> int:
 
 def report_click(exc: click.ClickException) -> int:
     """A usage error as one ``error:`` line, with where to read the usage, like our own errors."""
+    from neurodesk.cli.output import err_console
+
     message = "; ".join(line.strip() for line in exc.format_message().splitlines() if line.strip())
     ctx = getattr(exc, "ctx", None)
     hint = f" (see '{ctx.command_path} --help')" if isinstance(ctx, click.Context) else ""
@@ -62,11 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         sys.exit(report_click(exc))
     except click.exceptions.Abort:
-        err_console.print("aborted")
+        click.echo("aborted", err=True)
         sys.exit(130)
     except NeurodeskError as exc:
         sys.exit(report(exc))
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        click.echo("interrupted", err=True)
         sys.exit(130)
     sys.exit(0)
