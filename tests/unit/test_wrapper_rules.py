@@ -76,7 +76,7 @@ def compare(record: ImageRecord, wrapper: Path, env: dict[str, str], cwd: str) -
         cwd=cwd,
         check=True,
     )
-    got = [w for w in proc.stdout.split("\n")][:-1]
+    got = proc.stdout.split("\n")[:-1]
     spec = build_runspec(record, [wrapper.name, "a b", "", "-n"], cwd=cwd, environ=full)
     fds = {path: 3 + n for n, path in enumerate(sorted(spec.files))}
     want = bwrap_argv(spec, fds, program="bwrap")
@@ -142,10 +142,11 @@ def test_unknown_user_gets_passwd_and_group_entries(
     installed: tuple[ImageRecord, Path],
 ) -> None:
     """A uid the image does not know (run in a user namespace as uid 4321)."""
-    record, wrapper = installed
+    _record, wrapper = installed
     if shutil.which("unshare") is None:
         pytest.skip("unshare is not installed")
-    script = f'NEURODESK_WRAPPER_PRINT=1 NEURODESK_RUNTIME=bwrap {DASH} {wrapper} | grep -c "^--ro-bind-data$"'
+    printed = f"NEURODESK_WRAPPER_PRINT=1 NEURODESK_RUNTIME=bwrap {DASH} {wrapper}"
+    script = printed + ' | grep -c "^--ro-bind-data$"'
     proc = subprocess.run(
         ["unshare", "--user", "--map-user=4321", "--map-group=4321", "sh", "-c", script],
         capture_output=True,
