@@ -112,6 +112,15 @@ def _caller() -> tuple[int, str, int, str]:
     return uid, user, gid, group
 
 
+def _uid_map() -> str:
+    """The first line of this process's user-id mapping, as ``read -r`` in sh gives it."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.readline().strip()
+    except OSError:
+        return "unknown"
+
+
 def render_wrapper(
     record: ImageRecord,
     command: str,
@@ -162,6 +171,7 @@ def render_wrapper(
         top_records="".join(f"{k}{US}{n}{US}{t}\n" for k, n, t in entries),
         splay_case=_splay_case(entries),
         install_uid=uid,
+        install_uid_map=_uid_map(),
         install_user=user,
         install_gid=gid,
         install_group=group_name,

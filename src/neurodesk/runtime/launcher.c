@@ -1,7 +1,7 @@
 /* neurodesk-launch: runs a container runtime (bwrap) as its child and passes signals on to the
  * program the runtime started, so that program's traps run; ends the way the program ended.
  *
- *   neurodesk-launch RUNTIME [ARG]...
+ *   neurodesk-launch [-e K] RUNTIME [ARG]...
  *
  * bwrap stays outside the container as the program's parent and dies on SIGINT/SIGTERM without
  * passing them on (its child then gets SIGKILL from --die-with-parent). This launcher is the
@@ -13,6 +13,11 @@
  * signal the launcher forwarded, the launcher dies of it too. Signals ignored by the caller stay
  * ignored in the program, as they would for the program run directly. File descriptors are
  * inherited untouched (the wrapper hands made-up files to bwrap on fds 3 and 4).
+ *
+ * With -e K, bwrap --setenv words for the caller's LC_* variables, then for its APPTAINERENV_X
+ * and SINGULARITYENV_X variables (as X), each in the order of the environment, go before the
+ * last K arguments: the RunSpec's rule for variables with no fixed name, which a POSIX sh can
+ * only list by forking (the wrapper does that itself when there is no launcher).
  *
  * Built from this source by neurodesk at install time (runtime/launcher.py); wrappers fall back
  * to running the runtime directly when it is missing. C, not sh: a POSIX sh ignores SIGINT and
@@ -41,6 +46,42 @@ static void on_signal(int sig) {
 
 static void on_child(int sig) { (void)sig; }
 
+extern char **environ;
+
+static const char *renamed(const char *entry) {
+    static const char *const prefixes[] = {"APPTAINERENV_", "SINGULARITYENV_"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t n = strlen(prefixes[i]);
+        if (strncmp(entry, prefixes[i], n) == 0 && entry[n] != '=' && entry[n] != '\0')
+            return entry + n;
+    }
+    return NULL;
+}
+
+/* argv with the --setenv words of -e K put before its last K words (NULL-terminated). */
+static char **with_env(char **argv, int argc, int keep_last) {
+    size_t count = 0;
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, "LC_", 3) == 0 || renamed(*e)) count++;
+    char **out = calloc((size_t)argc + 3 * count + 1, sizeof *out);
+    if (!out || keep_last < 0 || keep_last > argc) return argv;
+    int head = argc - keep_last, n = 0;
+    for (int i = 0; i < head; i++) out[n++] = argv[i];
+    for (int pass = 0; pass < 2; pass++) {
+        for (char **e = environ; *e; e++) {
+            const char *name = pass == 0 ? (strncmp(*e, "LC_", 3) == 0 ? *e : NULL) : renamed(*e);
+            const char *eq = name ? strchr(name, '=') : NULL;
+            if (!eq) continue;
+            out[n++] = "--setenv";
+            out[n++] = strndup(name, (size_t)(eq - name));
+            out[n++] = (char *)eq + 1;
+        }
+    }
+    for (int i = head; i < argc; i++) out[n++] = argv[i];
+    out[n] = NULL;
+    return out;
+}
+
 /* The runtime's first child (the program), or the runtime itself before it has one. */
 static pid_t program(pid_t runtime) {
     char path[80], buf[32];
@@ -56,8 +97,11 @@ static pid_t program(pid_t runtime) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        fputs("usage: neurodesk-launch RUNTIME [ARG]...\n", stderr);
+    char **run = argv + 1;
+    if (argc > 3 && strcmp(argv[1], "-e") == 0)
+        run = with_env(argv + 3, argc - 3, atoi(argv[2]));
+    if (!run[0]) {
+        fputs("usage: neurodesk-launch [-e K] RUNTIME [ARG]...\n", stderr);
         return 127;
     }
     sigset_t blocked, before;
@@ -97,8 +141,8 @@ int main(int argc, char **argv) {
         else
             setpgid(0, 0);
         sigprocmask(SIG_SETMASK, &before, NULL);
-        execvp(argv[1], argv + 1);
-        fprintf(stderr, "neurodesk-launch: cannot run %s: %s\n", argv[1], strerror(errno));
+        execvp(run[0], run);
+        fprintf(stderr, "neurodesk-launch: cannot run %s: %s\n", run[0], strerror(errno));
         _exit(127);
     }
 
