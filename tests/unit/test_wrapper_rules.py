@@ -4,7 +4,8 @@ For each call (environment, working directory), the wrapper's command line
 (``NEURODESK_WRAPPER_PRINT=1``) is compared with ``bwrap_argv(build_runspec(...))`` for the
 same call: the image's layout (splayed directories included), the binds in mount order, the
 made-up files, the working directory, the environment and the runtime options. Runs under
-dash, the shell the wrapper is written for, whatever /bin/sh is.
+dash, the shell the wrapper is written for, whatever /bin/sh is, and under bash (/bin/sh on
+some systems).
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ def sections(argv: list[str], rootfs: str) -> dict[str, object]:
     }
 
 
-def compare(record: ImageRecord, wrapper: Path, env: dict[str, str], cwd: str) -> None:
-    full = {"PATH": "/usr/bin:/bin", "PWD": cwd, **env}
+def compare(record: ImageRecord, wrapper: Path, env: dict[str, str], cwd: str, shell: str) -> None:
+    # TERM set: bash (not dash) gives itself TERM=dumb when the caller has none
+    full = {"PATH": "/usr/bin:/bin", "PWD": cwd, "TERM": "xterm", **env}
     proc = subprocess.run(
-        [str(DASH), str(wrapper), "a b", "", "-n"],
+        [shell, str(wrapper), "a b", "", "-n"],
         capture_output=True,
         text=True,
         env={**full, "NEURODESK_WRAPPER_PRINT": "1", "NEURODESK_RUNTIME": "bwrap"},
@@ -99,9 +101,12 @@ def installed(tmp_path: Path) -> tuple[ImageRecord, Path]:
     return record, result.bin_dir / "tbreg"
 
 
+@pytest.mark.parametrize("shell", ["dash", "bash"])
 def test_wrapper_and_runspec_build_the_same_command_line(
-    installed: tuple[ImageRecord, Path], tmp_path: Path
+    installed: tuple[ImageRecord, Path], tmp_path: Path, shell: str
 ) -> None:
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
     record, wrapper = installed
     home = tmp_path / "home"
     (home / "data").mkdir(parents=True)
@@ -135,7 +140,7 @@ def test_wrapper_and_runspec_build_the_same_command_line(
         ),
     ]
     for env, cwd in calls:
-        compare(record, wrapper, env, cwd)
+        compare(record, wrapper, env, cwd, shell)
 
 
 def test_unknown_user_gets_passwd_and_group_entries(
