@@ -157,8 +157,9 @@ def command(p: Parity, route: str, sc: Scenario, work: Path | None = None) -> li
         (recipe / "fulltest.yaml").write_text(yaml.safe_dump(suite))
         full = [sys.executable, "-m", "neurodesk", "test", str(recipe), "--offline", "--json"]
         full += ["--image", f"{p.record.version}/{p.record.builddate}"]
-    else:
-        full = [sys.executable, "-m", "tests.integration.parity_driver", route, image_ref(p), *argv]
+    else:  # "task": what a SLURM array task runs for a batch task, signals turned into a stop
+        full = [sys.executable, "-m", "tests.integration.parity_driver", "batch", image_ref(p)]
+        full += argv
     if sc.as_uid is not None:
         full = ["unshare", "--user", f"--map-user={sc.as_uid}", f"--map-group={sc.as_uid}", *full]
     return full
@@ -323,7 +324,7 @@ def test_signals_reach_the_programs_trap_on_every_route(
     if sig != signal.SIGHUP:
         # a batch task passes SIGTERM (scancel, a time limit) or SIGINT on to its program: the
         # trap runs, and the task's status records the signal
-        code, out = _signalled(command(parity, "batch", sc), sig, env)
+        code, out = _signalled(command(parity, "task", sc), sig, env)
         assert f"got {name}\n" in out and code == 128 + sig, (code, out)
 
 
