@@ -2,7 +2,9 @@
 
 Single calls of ``dcm2niix -h``, interleaved: the host's apt binary, the installed wrapper
 (dash, neurodesk-launch forwarding signals, bwrap), bwrap alone with the RunSpec's arguments
-for the same call (its floor), and ``neurodesk exec`` (Python, the signal forwarder, bwrap).
+for the same call (its floor), dash doing nothing but ``exec bwrap`` with those arguments (the
+floor of any shell wrapper: one more program start), and ``neurodesk exec`` (Python, the
+signal forwarder, bwrap).
 ``--before SRC`` adds the wrapper that another checkout's ``SRC/src`` installs for the same
 image (say main's, for a before/after table in the same run). Then CPU time per call, and a
 100-call shell loop (``for i in $(seq 100); do dcm2niix -h >/dev/null; done``), native vs
@@ -33,6 +35,7 @@ LOOP = "for i in $(seq 100); do dcm2niix -h >/dev/null; done"
 WRAPPER = "wrapper (sh + launcher + bwrap)"
 BEFORE = "wrapper before (--before)"
 BWRAP = "bwrap alone"
+SH_FLOOR = "sh exec bwrap (any sh wrapper's floor)"
 
 _INSTALL = """
 import sys
@@ -86,6 +89,7 @@ def main() -> int:
         "native (apt)": [native, "-h"],
         WRAPPER: [str(bin_dir / "dcm2niix"), "-h"],
         BWRAP: bwrap_argv(spec),
+        SH_FLOOR: ["dash", "-c", 'exec "$@"', "sh", *bwrap_argv(spec)],
         "neurodesk exec (python + bwrap)": nd,
     }
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
@@ -96,7 +100,7 @@ def main() -> int:
         print_table(f"dcm2niix -h, one call, {args.runs} runs each", single, "native (apt)")
         median = {name: statistics.median(values) * 1e3 for name, values in single.items()}
         floor = median[BWRAP] - median["native (apt)"]
-        for name in (WRAPPER, BEFORE):
+        for name in (WRAPPER, BEFORE, SH_FLOOR):
             if name in median:
                 added = median[name] - median["native (apt)"]
                 print(
@@ -108,6 +112,7 @@ def main() -> int:
     for name, value in cpu.items():
         print(f"CPU time per call, {name}: {value:.2f} ms ({value - base:+.2f} ms)")
     print(f"CPU time of the wrapper over bwrap alone: {cpu[WRAPPER] - cpu[BWRAP]:+.2f} ms")
+    print(f"CPU time of the wrapper over {SH_FLOOR}: {cpu[WRAPPER] - cpu[SH_FLOOR]:+.2f} ms")
     loops = interleaved(
         {
             "native loop": ["sh", "-c", f"PATH=/usr/bin:$PATH; {LOOP}"],
