@@ -162,3 +162,18 @@ def test_unknown_user_gets_passwd_and_group_entries(
     if proc.returncode != 0 and "unshare" in proc.stderr:
         pytest.skip(f"no user namespaces here: {proc.stderr.strip()}")
     assert proc.stdout.strip() == "2"
+
+
+def test_the_wrapper_is_posix_sh(installed: tuple[ImageRecord, Path]) -> None:
+    """dash (a strict POSIX sh) parses the whole file and its lazily read helpers."""
+    _record, wrapper = installed
+    text = wrapper.read_text()
+    assert text.startswith("#!/bin/sh\n")
+    subprocess.run([str(DASH), "-n", str(wrapper)], check=True)
+    helpers = subprocess.run(
+        [str(DASH), "-c", 'eval "$(sed -n "/^nd_more_defs=/,/^nd_more() /p" "$1")"; '
+         'printf %s "$nd_more_defs"', "sh", str(wrapper)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "nd_bindpath()" in helpers
+    subprocess.run([str(DASH), "-n"], input=helpers, text=True, check=True)
