@@ -1,20 +1,30 @@
-"""Added start time per call of a containerised tool against the native binary (issue 5).
+"""Added start time per call of a containerised tool against the native binary (issues 5, 15).
 
-Single calls of ``dcm2niix -h``: the host's apt binary, the installed wrapper (bash, its
-signal forwarder and bwrap), bwrap alone with the RunSpec's arguments, and ``neurodesk
-exec`` (Python, the bash signal forwarder and bwrap). Then a 100-call shell loop
-(``for i in $(seq 100); do dcm2niix -h >/dev/null; done``), native vs wrapped, reported per
-call. Usage: python -m benchmarks.bench_runtime [--runs N] [--loops N]
+Single calls of ``dcm2niix -h``, interleaved: the host's apt binary, the installed wrapper
+(dash, neurodesk-launch forwarding signals, bwrap), bwrap alone with the RunSpec's arguments
+for the same call (its floor), dash doing nothing but ``exec bwrap`` with those arguments (the
+floor of any shell wrapper: one more program start), and ``neurodesk exec`` (Python, the
+signal forwarder, bwrap).
+``--before SRC`` adds the wrapper that another checkout's ``SRC/src`` installs for the same
+image (say main's, for a before/after table in the same run). Then CPU time per call, and a
+100-call shell loop (``for i in $(seq 100); do dcm2niix -h >/dev/null; done``), native vs
+wrapped, per call. The goal of issue 15: the wrapper's added time stays within 1 ms of bwrap
+alone's, signal forwarding included.
+
+Usage: python -m benchmarks.bench_runtime [--runs N] [--loops N] [--before SRC]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from benchmarks.common import ensure_image, interleaved, print_table
 from neurodesk.install.installer import install_image
@@ -22,6 +32,20 @@ from neurodesk.runtime.bwrap import bwrap_argv
 from neurodesk.runtime.spec import build_runspec
 
 LOOP = "for i in $(seq 100); do dcm2niix -h >/dev/null; done"
+WRAPPER = "wrapper (sh + launcher + bwrap)"
+BEFORE = "wrapper before (--before)"
+BWRAP = "bwrap alone"
+SH_FLOOR = "sh exec bwrap (any sh wrapper's floor)"
+
+_INSTALL = """
+import sys
+from pathlib import Path
+from neurodesk.install.installer import install_image
+from neurodesk.paths import Paths
+from neurodesk.store import Store
+record = Store(Paths.from_env().store).resolve(sys.argv[1])
+print(install_image(record, Path(sys.argv[2])).bin_dir)
+"""
 
 
 def cpu_ms(argv: list[str], runs: int) -> float:
@@ -34,10 +58,24 @@ def cpu_ms(argv: list[str], runs: int) -> float:
     return used / runs * 1e3
 
 
+def before_wrapper(src: Path, image: str, prefix: Path) -> Path:
+    """The wrapper another checkout installs for ``image`` (its ``src`` first on the path)."""
+    env = dict(os.environ, PYTHONPATH=str(src / "src"))
+    out = subprocess.run(
+        [sys.executable, "-c", _INSTALL, image, str(prefix)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1]) / "dcm2niix"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=30, help="single-call runs per variant")
+    parser.add_argument("--runs", type=int, default=40, help="single-call runs per variant")
     parser.add_argument("--loops", type=int, default=5, help="100-call loops per variant")
+    parser.add_argument("--before", type=Path, help="a checkout whose wrapper to compare with")
     args = parser.parse_args()
     native = shutil.which("dcm2niix", path="/usr/bin:/usr/local/bin")
     if native is None:
@@ -45,20 +83,36 @@ def main() -> int:
         return 1
     paths, record = ensure_image("dcm2niix")
     bin_dir = install_image(record, paths.installs).bin_dir
-    spec = build_runspec(record, ["dcm2niix", "-h"], cwd="/tmp")
+    spec = build_runspec(record, ["dcm2niix", "-h"], cwd=os.getcwd())
     nd = [sys.executable, "-m", "neurodesk", "exec", record.name, "--", "dcm2niix", "-h"]
     variants = {
         "native (apt)": [native, "-h"],
-        "wrapper (bash + bwrap)": [str(bin_dir / "dcm2niix"), "-h"],
-        "bwrap alone": bwrap_argv(spec),
+        WRAPPER: [str(bin_dir / "dcm2niix"), "-h"],
+        BWRAP: bwrap_argv(spec),
+        SH_FLOOR: ["dash", "-c", 'exec "$@"', "sh", *bwrap_argv(spec)],
         "neurodesk exec (python + bwrap)": nd,
     }
-    single = interleaved(variants, args.runs)
-    print_table(f"dcm2niix -h, one call, {args.runs} runs each", single, "native (apt)")
-    cpu = {name: cpu_ms(argv, args.runs) for name, argv in variants.items()}
+    with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
+        if args.before is not None:
+            ref = f"{record.name}/{record.version}/{record.builddate}"
+            variants[BEFORE] = [str(before_wrapper(args.before, ref, Path(tmp))), "-h"]
+        single = interleaved(variants, args.runs)
+        print_table(f"dcm2niix -h, one call, {args.runs} runs each", single, "native (apt)")
+        median = {name: statistics.median(values) * 1e3 for name, values in single.items()}
+        floor = median[BWRAP] - median["native (apt)"]
+        for name in (WRAPPER, BEFORE, SH_FLOOR):
+            if name in median:
+                added = median[name] - median["native (apt)"]
+                print(
+                    f"{name}: +{added:.2f} ms over native, bwrap alone +{floor:.2f} ms: "
+                    f"{added - floor:+.2f} ms over bwrap's floor (goal: within 1 ms)"
+                )
+        cpu = {name: cpu_ms(argv, args.runs) for name, argv in variants.items()}
     base = cpu["native (apt)"]
     for name, value in cpu.items():
         print(f"CPU time per call, {name}: {value:.2f} ms ({value - base:+.2f} ms)")
+    print(f"CPU time of the wrapper over bwrap alone: {cpu[WRAPPER] - cpu[BWRAP]:+.2f} ms")
+    print(f"CPU time of the wrapper over {SH_FLOOR}: {cpu[WRAPPER] - cpu[SH_FLOOR]:+.2f} ms")
     loops = interleaved(
         {
             "native loop": ["sh", "-c", f"PATH=/usr/bin:$PATH; {LOOP}"],
@@ -68,8 +122,11 @@ def main() -> int:
     )
     per_call = {name: [v / 100 for v in values] for name, values in loops.items()}
     print_table(f"100-call loop, per call, {args.loops} loops each", per_call, "native loop")
-    added = statistics.median(per_call["wrapped loop"]) - statistics.median(per_call["native loop"])
-    print(f"added per call in a loop: {added * 1e3:.2f} ms (goal < 10 ms)")
+    added_loop = statistics.median(per_call["wrapped loop"]) - statistics.median(
+        per_call["native loop"]
+    )
+    print(f"added per call in a loop: {added_loop * 1e3:.2f} ms (goal < 10 ms)")
+    print("load:", " ".join(Path("/proc/loadavg").read_text().split()[:3]))
     return 0
 
 

@@ -15,6 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 
 # What the demo needs: build (buildah, debootstrap), run (bubblewrap), Python venv.
 CORE_PACKAGES=(bubblewrap buildah debootstrap uidmap python3 python3-venv python3-pip ca-certificates tar)
+CORE_PACKAGES+=(gcc libc6-dev dash)  # neurodesk install compiles the wrappers' signal forwarder (runtime/launcher.c); wrappers are POSIX sh
 # What the whole test suite and the benchmarks need on top: the real clients and servers.
 TEST_PACKAGES=(dcm2niix git-annex rpm squashfs-tools squashfuse skopeo umoci podman runc lmod slurm-wlm munge
   docker-registry desktop-file-utils parallel hyperfine chromium chromium-driver xvfb

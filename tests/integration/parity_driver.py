@@ -1,11 +1,12 @@
-"""Runs a command in an image the way a batch task or a recipe test does, for the parity tests.
+"""Runs a command in an image as a SLURM array task runs a batch task, for the signal tests.
 
-``python -m tests.integration.parity_driver batch|recipe IMAGE ARGV...``: the RunSpec is built
-from this process's environment and working directory, exactly as for ``neurodesk exec``; the
-"batch" route runs it with ``jobs.task.execute`` (the function a batch task runs, SIGTERM and
-SIGINT turned into a stop that reaches the program), the "recipe" route with
-``runtime.execute.run_in_image`` (what ``neurodesk test`` runs). Output goes to stdout; the
-exit status is the program's, or the signal that killed it.
+``python -m tests.integration.parity_driver batch IMAGE ARGV...``: the RunSpec is built from
+this process's environment and working directory and run with ``jobs.task.execute`` (what
+``python -m neurodesk.jobs run-task`` runs), SIGTERM and SIGINT turned into a stop that
+reaches the program, as ``scancel`` or a time limit sends them. (The parity matrix itself runs
+``neurodesk batch run`` and ``neurodesk test``.) ``recipe`` runs it with
+``runtime.execute.run_in_image`` instead. Output goes to stdout; the exit status is the
+program's, or the signal that killed it.
 """
 
 from __future__ import annotations

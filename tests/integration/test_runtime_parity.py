@@ -1,29 +1,36 @@
 """One matrix of scenarios, four ways into a container, the same observable result.
 
 Each scenario (working directory, binds, environment, identity, X11, stdin, quoting, exit
-status, signals) runs ``sh -c SCRIPT ARGS`` through ``neurodesk exec``, an installed wrapper,
-a batch task (``jobs.task.execute``) and a recipe test's runner (``runtime.execute.
-run_in_image``), all with real bwrap, and through ``neurodesk exec --runtime podman``; the
-results must be equal: stdout and the exit status
-(a signal as 128+N). Routes that by design have no stdin (batch, recipe) skip the stdin row.
-Apptainer and singularity are not installable here: the wrapper's command line for them is
-checked against the RunSpec's translation instead, with a stand-in program that prints it.
+status, signals) runs ``sh -c SCRIPT ARGS`` through the full commands a user types:
+``neurodesk exec``, the installed wrapper (run by dash, whatever /bin/sh is), ``neurodesk
+batch run --executor local`` (the output is the task's log, the status its record's exit code)
+and ``neurodesk test`` on a recipe whose fulltest.yaml holds the scenario (its expected exit
+code; the test passing stands for the expected output), all with real bwrap, and through
+``neurodesk exec --runtime podman``; the results must be equal: stdout and the exit status (a
+signal as 128+N). By design a batch task runs in its output directory with no stdin, and a
+recipe test in a scratch directory with a fixed environment and no stdin: those routes skip
+the rows about the caller's working directory, environment or stdin. Apptainer and
+singularity are not installable here: the wrapper's command line for them is checked against
+the RunSpec's translation instead, with a stand-in program that prints it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from neurodesk.install.installer import install_image
 from neurodesk.install.wrapper import render_wrapper
@@ -40,6 +47,7 @@ ROUTES = ("exec", "wrapper", "batch", "recipe") + (
     ("podman",) if shutil.which("podman") and shutil.which("runc") else ()
 )
 TAG = f"ndpar{os.getpid()}"
+DASH = shutil.which("dash") or "sh"
 QUOTING_ARGS = ["a b", "'q'", '"dq"', "*", "x\ny", "-n", "--", "", "$HOME"]
 
 
@@ -91,6 +99,15 @@ class Scenario:
     routes: tuple[str, ...] = ROUTES
     as_uid: int | None = None  # run in a user namespace as this unknown uid
     expect: str | None = None  # stdout that every route must print
+    code: int = 0  # the exit status every route must give (a recipe test expects it)
+    caller_cwd: bool = False  # depends on the caller's working directory: no batch, no recipe
+    caller_env: bool = False  # depends on the caller's environment: no recipe test
+
+    def __post_init__(self) -> None:
+        if self.caller_cwd:
+            self.routes = tuple(r for r in self.routes if r not in ("batch", "recipe"))
+        if self.caller_env:
+            self.routes = tuple(r for r in self.routes if r != "recipe")
 
 
 def base_env(p: Parity) -> dict[str, str]:
@@ -111,7 +128,8 @@ def image_ref(p: Parity) -> str:
     return f"{p.record.name}/{p.record.version}/{p.record.builddate}"
 
 
-def command(p: Parity, route: str, sc: Scenario) -> list[str]:
+def command(p: Parity, route: str, sc: Scenario, work: Path | None = None) -> list[str]:
+    """The command line of ``route``; batch and recipe routes keep their files in ``work``."""
     argv = ["sh", "-c", sc.script, "sh", *sc.args]
     if route == "exec":
         full = [sys.executable, "-m", "neurodesk", "exec", image_ref(p), "--", *argv]
@@ -119,12 +137,43 @@ def command(p: Parity, route: str, sc: Scenario) -> list[str]:
         full = [sys.executable, "-m", "neurodesk", "exec", "--runtime", "podman", image_ref(p)]
         full += ["--", *argv]
     elif route == "wrapper":
-        full = [str(p.wrapper), *argv[1:]]
-    else:
-        full = [sys.executable, "-m", "tests.integration.parity_driver", route, image_ref(p), *argv]
+        full = [DASH, str(p.wrapper), *argv[1:]]
+    elif route == "batch":
+        assert work is not None
+        (work / "inputs.txt").write_text(f"{p.hostdir / 'f'}\n")
+        braced = [a.replace("{", "{{").replace("}", "}}") for a in argv]
+        full = [sys.executable, "-m", "neurodesk", "batch", "run", image_ref(p)]
+        full += ["--list", str(work / "inputs.txt"), "--executor", "local", "--jobs", "1"]
+        full += ["--batches", str(work / "batches"), "--", *braced]
+    elif route == "recipe":
+        assert work is not None
+        recipe = work / p.record.name
+        recipe.mkdir()
+        (recipe / "build.yaml").write_text(RECIPE.format(name=p.record.name))
+        test = {"name": "scenario", "command": shlex.join(argv), "expected_exit_code": sc.code}
+        if sc.expect:
+            test["expected_output_contains"] = sc.expect.splitlines()
+        suite = {"name": p.record.name, "version": p.record.version, "tests": [test]}
+        (recipe / "fulltest.yaml").write_text(yaml.safe_dump(suite))
+        full = [sys.executable, "-m", "neurodesk", "test", str(recipe), "--offline", "--json"]
+        full += ["--image", f"{p.record.version}/{p.record.builddate}"]
+    else:  # "task": what a SLURM array task runs for a batch task, signals turned into a stop
+        full = [sys.executable, "-m", "tests.integration.parity_driver", "batch", image_ref(p)]
+        full += argv
     if sc.as_uid is not None:
         full = ["unshare", "--user", f"--map-user={sc.as_uid}", f"--map-group={sc.as_uid}", *full]
     return full
+
+
+RECIPE = """name: {name}
+version: "1.0"
+architectures: [x86_64]
+build:
+  kind: neurodocker
+  base-image: debian:bookworm
+  pkg-manager: apt
+  directives: []
+"""
 
 
 def run(p: Parity, route: str, sc: Scenario) -> tuple[int, str]:
@@ -132,17 +181,45 @@ def run(p: Parity, route: str, sc: Scenario) -> tuple[int, str]:
     env.update(sc.env)
     for key in sc.unset:
         env.pop(key, None)
-    proc = subprocess.run(
-        command(p, route, sc),
-        input=sc.stdin if sc.stdin is not None else "",
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=sc.cwd,
-        timeout=120,
-    )
+    with tempfile.TemporaryDirectory(prefix="parity-", dir=p.home) as tmp:
+        work = Path(tmp)
+        work.chmod(0o777)  # reachable by the unknown uid of the identity row
+        proc = subprocess.run(
+            command(p, route, sc, work),
+            input=sc.stdin if sc.stdin is not None else "",
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=sc.cwd,
+            timeout=300,
+        )
+        if route == "batch":
+            return batch_result(work, proc)
+        if route == "recipe":
+            return recipe_result(sc, proc)
     code = 128 - proc.returncode if proc.returncode < 0 else proc.returncode
     return code, proc.stdout
+
+
+def batch_result(work: Path, proc: subprocess.CompletedProcess[str]) -> tuple[int, str]:
+    """The task's exit status (its record) and output (its log, less neurodesk's own lines)."""
+    records = list((work / "batches").glob("*/tasks/0000/record.json"))
+    assert len(records) == 1, proc.stdout + proc.stderr
+    record = json.loads(records[0].read_text())
+    assert record["runtime"]["name"] == "bwrap"  # provenance names what ran
+    log = records[0].with_name("log.txt").read_text()
+    out = "".join(line for line in log.splitlines(True) if not line.startswith("neurodesk: "))
+    code = record["exit_code"]
+    return (128 - code if code < 0 else code), out
+
+
+def recipe_result(sc: Scenario, proc: subprocess.CompletedProcess[str]) -> tuple[int, str]:
+    """``neurodesk test`` checked the exit status and every expected line of the output."""
+    assert proc.stdout.startswith("{"), proc.stdout + proc.stderr
+    got = {t["name"]: t for t in json.loads(proc.stdout)["tests"]}
+    if got["scenario"]["status"] != "pass":
+        return -1, json.dumps(got["scenario"])
+    return sc.code, sc.expect if sc.expect is not None else "<not compared>"
 
 
 def scenarios(p: Parity) -> list[Scenario]:
@@ -152,13 +229,15 @@ def scenarios(p: Parity) -> list[Scenario]:
     xauth.write_bytes(b"cookie!")
     return [
         Scenario("cwd under a system dir the image lacks", "pwd; cat m",
-                 cwd=f"/usr/local/{TAG}", expect=f"/usr/local/{TAG}\nhost\n"),
+                 cwd=f"/usr/local/{TAG}", expect=f"/usr/local/{TAG}\nhost\n", caller_cwd=True),
         Scenario("cwd under a non-empty image dir", "pwd; cat m; cat /opt/tool/data",
-                 cwd=f"/opt/{TAG}", expect=f"/opt/{TAG}\nhost\nimage data\n"),
+                 cwd=f"/opt/{TAG}", expect=f"/opt/{TAG}\nhost\nimage data\n", caller_cwd=True),
         Scenario("cwd is a non-empty image dir", "pwd; cat /opt/tool/data", cwd="/opt",
-                 expect="/opt\nimage data\n"),
+                 expect="/opt\nimage data\n", caller_cwd=True),
+        Scenario("the image's own files", "cat /opt/tool/data", expect="image data\n"),
         *[
-            Scenario(f"bind from {var}", readback, env={var: bind}, expect="host file\nro\n")
+            Scenario(f"bind from {var}", readback, env={var: bind}, expect="host file\nro\n",
+                     caller_env=True)
             for var in ("NEURODESK_BINDPATH", "APPTAINER_BINDPATH", "SINGULARITY_BINDPATH")
         ],
         Scenario(
@@ -166,25 +245,28 @@ def scenarios(p: Parity) -> list[Scenario]:
             'echo "$FOO|$BAR|$LC_ALL|$LC_NDX|${SECRET-unset}|$LANG"',
             env={"APPTAINERENV_FOO": "a b", "SINGULARITYENV_BAR": "c", "LC_ALL": "C",
                  "LC_NDX": "x", "SECRET": "s", "LANG": "C.UTF-8"},
-            expect="a b|c|C|x|unset|C.UTF-8\n",
+            expect="a b|c|C|x|unset|C.UTF-8\n", caller_env=True,
         ),
-        Scenario("HOME unset", 'echo "$HOME"', unset=("HOME",), expect="/root\n"),
+        Scenario("HOME unset", 'echo "$HOME"', unset=("HOME",), expect="/root\n",
+                 caller_env=True),
         Scenario("HOME missing", 'echo "$HOME"; pwd', env={"HOME": f"/nonexistent-{TAG}"},
-                 expect=f"/nonexistent-{TAG}\n/var/tmp\n"),
+                 expect=f"/nonexistent-{TAG}\n/var/tmp\n", caller_cwd=True, caller_env=True),
         Scenario("TMPDIR missing", 'echo "$TMPDIR"', env={"TMPDIR": f"/nonexistent-{TAG}"},
-                 expect=f"/nonexistent-{TAG}\n"),
-        # podman cannot start inside the unprivileged user namespace this row uses
+                 expect=f"/nonexistent-{TAG}\n", caller_env=True),
+        # podman cannot start inside the unprivileged user namespace this row uses; a recipe
+        # test's fixed environment has no USER to name the unknown uid by
         Scenario("identity of an unknown uid", "id -un; whoami; id -u; id -gn", as_uid=4321,
                  env={"USER": "alice"}, expect="alice\nalice\n4321\nalice\n",
-                 routes=("exec", "wrapper", "batch", "recipe")),
+                 routes=("exec", "wrapper", "batch"), caller_env=True),
         Scenario("XAUTHORITY outside HOME and /tmp", 'echo "$DISPLAY"; wc -c < "$XAUTHORITY"',
-                 env={"DISPLAY": ":77", "XAUTHORITY": str(xauth)}, expect=":77\n7\n"),
+                 env={"DISPLAY": ":77", "XAUTHORITY": str(xauth)}, expect=":77\n7\n",
+                 caller_env=True),
         Scenario("stdin and pipes", 'read a; echo "got:$a"; echo x | tr x y', stdin="hi\n",
                  routes=("exec", "wrapper", "podman"), expect="got:hi\ny\n"),
         Scenario("argument quoting", 'for a in "$@"; do printf "[%s]\\n" "$a"; done',
                  args=QUOTING_ARGS, expect="".join(f"[{a}]\n" for a in QUOTING_ARGS)),
-        Scenario("exit status", "echo out; exit 42"),
-        Scenario("killed by a signal", "kill -TERM $$"),
+        Scenario("exit status", "echo out; exit 42", expect="out\n", code=42),
+        Scenario("killed by a signal", "kill -TERM $$", expect="", code=143),
     ]  # fmt: skip
 
 
@@ -198,7 +280,7 @@ def test_parity_matrix(parity: Parity) -> None:
         for sc in scenarios(parity):
             results = {route: run(parity, route, sc) for route in sc.routes}
             if sc.expect is not None:
-                results["expected"] = (0, sc.expect)
+                results["expected"] = (sc.code, sc.expect)
             if len(set(results.values())) != 1:
                 failures.append(f"{sc.name}: {json.dumps(results, indent=1)}")
     finally:
@@ -242,7 +324,7 @@ def test_signals_reach_the_programs_trap_on_every_route(
     if sig != signal.SIGHUP:
         # a batch task passes SIGTERM (scancel, a time limit) or SIGINT on to its program: the
         # trap runs, and the task's status records the signal
-        code, out = _signalled(command(parity, "batch", sc), sig, env)
+        code, out = _signalled(command(parity, "task", sc), sig, env)
         assert f"got {name}\n" in out and code == 128 + sig, (code, out)
 
 

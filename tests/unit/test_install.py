@@ -88,7 +88,7 @@ def test_install_writes_every_artifact(image: ImageRecord, tmp_path: Path) -> No
     for command in result.commands:
         wrapper = prefix / container / "bin" / command
         assert wrapper.stat().st_mode & 0o777 == 0o755
-        assert wrapper.read_text().startswith("#!/bin/bash\n")
+        assert wrapper.read_text().startswith("#!/bin/sh\n")
     expected = {
         "modules/toolbox/2.1.lua",
         "modulefiles/toolbox/2.1",

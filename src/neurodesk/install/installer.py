@@ -26,6 +26,8 @@ from neurodesk.install.layout import Layout
 from neurodesk.install.menus import shared_menu_files
 from neurodesk.install.metadata import app_info
 from neurodesk.install.validate import check_commands, check_image
+from neurodesk.runtime.launcher import PREFIX_PATH as LAUNCHER_PATH
+from neurodesk.runtime.launcher import install_launcher
 from neurodesk.store import ImageRecord
 from neurodesk.store.atomic import write_text
 
@@ -202,6 +204,7 @@ def _refresh_shared(layout: Layout) -> None:
         return
     if link_ours and layout.store_link.is_symlink():
         layout.store_link.unlink()
+    _remove(layout.prefix, [PurePosixPath(LAUNCHER_PATH)])  # the wrappers' launcher
     layout.shared_state.unlink(missing_ok=True)
 
 
@@ -237,6 +240,7 @@ def install_image(record: ImageRecord, prefix: Path, gpu: bool = False) -> Insta
         shared = shared_menu_files([*categories, *(app.categories or ["other"])])
         _check_free(layout.prefix, [*files, *shared, Layout.manifest_path(record.id)], owned)
         _link_store(layout, record.store_root)
+        install_launcher(layout.prefix)  # the wrappers' signal forwarder (shared, not listed)
         for old in replaced:
             _uninstall_locked(layout, old)
         previous = before.get(record.id)

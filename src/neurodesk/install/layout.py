@@ -15,6 +15,7 @@
     PREFIX/share/desktop-directories/*.directory  XDG menu folders (one per category)
     PREFIX/etc/xdg/menus/applications-merged/neurodesk.menu   the merged menu
     PREFIX/.neurodesk-shared.json                 files shared by several containers (menus, link)
+    PREFIX/libexec/neurodesk-launch               the wrappers' signal forwarder (launcher.c)
 
 Wrappers, modules and the menu find everything by relative paths from their own location, so
 the depth of each file below the prefix is part of the format (see ``UP_TO_PREFIX``).

@@ -134,25 +134,19 @@ def _covered(bind: Bind, by: Bind) -> bool:
 def dedupe_binds(binds: Iterable[Bind]) -> list[Bind]:
     """Drop binds another bind already provides, and earlier binds of the same target.
 
-    The result is ordered parents first, so a read-only bind inside a read-write one (an input
-    under $HOME) is mounted on top of it and stays read-only.
+    The result keeps the order given, except that a bind comes after every bind around it (a
+    bind added later that holds earlier ones moves them behind itself), so a read-only input
+    inside a read-write $HOME is mounted on top of it and stays read-only. The wrappers apply
+    this same rule, one bind at a time (``nd_add``).
     """
     kept: list[Bind] = []
     for bind in binds:
         if any(_covered(bind, k) for k in kept):
             continue
-        kept = [k for k in kept if not _covered(k, bind) and k.dst != bind.dst]
-        kept.append(bind)
-    return mount_order(kept)
-
-
-def mount_order(binds: list[Bind]) -> list[Bind]:
-    """``binds`` in the order given, except that a bind comes after every bind around it."""
-
-    def nesting(bind: Bind) -> int:
-        return sum(1 for b in binds if b.dst != bind.dst and _within(bind.dst, b.dst))
-
-    return sorted(binds, key=nesting)
+        rest = [k for k in kept if not _covered(k, bind) and k.dst != bind.dst]
+        inside = [k for k in rest if _within(k.dst, bind.dst)]
+        kept = [k for k in rest if not _within(k.dst, bind.dst)] + [bind] + inside
+    return kept
 
 
 def bindpath_from_env(environ: Mapping[str, str]) -> list[Bind]:
@@ -227,17 +221,23 @@ def identity_files(
         "group": (group, gid, [group, "x", str(gid), ""]),
     }
     for name, (entry, number, fields) in wanted.items():
-        lines = image_lines(rootfs, f"etc/{name}")
-        parsed = [line.split(":") for line in lines]
-        if any(len(p) > 2 and p[0] == entry and p[2] == str(number) for p in parsed):
-            continue
-        kept = [
-            line
-            for line, p in zip(lines, parsed, strict=True)
-            if not (len(p) > 2 and (p[0] == entry or p[2] == str(number)))
-        ]
-        files[f"/etc/{name}"] = "\n".join([*kept, _passwd_line(fields)]) + "\n"
+        kept = id_file_base(image_lines(rootfs, f"etc/{name}"), entry, number)
+        if kept is not None:
+            files[f"/etc/{name}"] = kept + _passwd_line(fields) + "\n"
     return files
+
+
+def id_file_base(lines: list[str], name: str, number: int) -> str | None:
+    """The image's passwd or group ``lines`` without those of ``name`` or ``number`` (each line
+    ending in a newline), or None when the image knows ``name`` with that number already."""
+    parsed = [line.split(":") for line in lines]
+    if any(len(p) > 2 and p[0] == name and p[2] == str(number) for p in parsed):
+        return None
+    return "".join(
+        line + "\n"
+        for line, p in zip(lines, parsed, strict=True)
+        if not (len(p) > 2 and (p[0] == name or p[2] == str(number)))
+    )
 
 
 def image_lines(rootfs: Path, rel: str) -> list[str]:
