@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neurodesk.store.layerstate import LayerStates
 from neurodesk.store.store import WORK_PREFIX, ImageRecord, Store, _rmtree_writable
 
 # Foreign work directories under tmp/ (a build's export) are only removed once this old.
@@ -21,6 +22,7 @@ STALE_SECONDS = 3600
 class GcReport:
     images: list[str] = field(default_factory=list)
     blobs: int = 0
+    layers: int = 0  # per-layer states (layers/<chain>/) no image uses any more
     files: int = 0
     tmp: int = 0
     cache: int = 0  # files removed from the fetch cache (filled in by the caller)
@@ -31,6 +33,7 @@ class GcReport:
         return {
             "images": self.images,
             "blobs": self.blobs,
+            "layers": self.layers,
             "files": self.files,
             "tmp": self.tmp,
             "cache": self.cache,
@@ -91,7 +94,16 @@ def gc(store: Store) -> GcReport:
                     report.blobs += 1
                     report.bytes_freed += blob.lstat().st_size
                     blob.unlink()
-        # Pool files are dropped after images, so files only the removed images used go too.
+        layers_dir = LayerStates(store.root).root
+        if layers_dir.is_dir():
+            used_chains = LayerStates(store.root).used_chains()
+            for entry in sorted(layers_dir.iterdir()):
+                if entry.name not in used_chains:
+                    report.layers += 1
+                    report.bytes_freed += _tree_size(entry)
+                    store.drop_image_dir(entry)
+        # Pool files are dropped after images and layer states, so files only the removed
+        # images used go too.
         if store.files_dir.is_dir():
             for sub in store.files_dir.iterdir():
                 for shared in sub.iterdir():

@@ -35,8 +35,8 @@ from typing import Any
 from filelock import FileLock
 
 from neurodesk.errors import NotFoundError
-from neurodesk.image.layers import unpack_layers
-from neurodesk.image.limits import UnpackLimits
+from neurodesk.image.layers import LayerApplier
+from neurodesk.image.limits import Budget, UnpackLimits
 from neurodesk.image.oci import (
     Descriptor,
     ImageFormatError,
@@ -47,6 +47,16 @@ from neurodesk.image.oci import (
 from neurodesk.store.atomic import write_text
 from neurodesk.store.dedupe import dedupe_tree
 from neurodesk.store.filemanifest import MANIFEST_NAME, write_manifest
+from neurodesk.store.layerstate import (
+    CHAINS_NAME,
+    LayerStates,
+    apply_dir_modes,
+    chain_ids,
+    clone_tree,
+    inode_hashes,
+    share_new_files,
+    write_state,
+)
 from neurodesk.store.sifmount import unmount_all
 from neurodesk.store.version import version_key
 
@@ -339,16 +349,69 @@ class Store:
         )
 
     def _unpack(self, manifest: ImageManifest, image_dir: Path) -> None:
-        def fill(rootfs: Path) -> dict[str, Any]:
-            unpack_layers(
-                [self.blob_path(d.digest) for d in manifest.layers],
-                rootfs,
+        """Unpack the image's layers, starting from the stored state of its longest prefix of
+        layers the store already holds (see :mod:`neurodesk.store.layerstate`): only the
+        layers after it are read, and the state after each new layer is kept for the next."""
+        digests = [d.digest for d in manifest.layers]
+        chains = chain_ids(digests)
+        states = LayerStates(self.root)
+        start = states.longest_prefix(chains)
+        count = start.count if start else 0
+        new = manifest.layers[count:]
+        work = self._tmpdir()
+        try:
+            rootfs = work / "rootfs"
+            if start is None:
+                rootfs.mkdir()
+                modes: dict[Path, tuple[int, int]] = {}
+                known: dict[int, str] = {}
+                hashes: dict[str, str] = {}
+            else:
+                modes = clone_tree(start.rootfs, rootfs)
+                known = inode_hashes(start.rootfs, start.hashes)
+                hashes = dict(start.hashes)
+            budget = Budget(
                 UnpackLimits.load(self.root.parent / "config.yaml"),
-                what=f"image {manifest.digest[:19]}",
+                sum(d.size for d in new),
+                f"image {manifest.digest[:19]}",
             )
-            return manifest.config_json
+            applier = LayerApplier(rootfs, budget)
+            applier.dir_modes.update(modes)
+            for index, descriptor in enumerate(new, start=count):
+                applier.apply(self.blob_path(descriptor.digest))
+                hashes = share_new_files(rootfs, self.files_dir, known)
+                known = inode_hashes(rootfs, hashes)
+                if index < len(chains) - 1:
+                    self._snapshot(rootfs, chains[index], applier.dir_modes, hashes)
+            applier.finish()
+            write_text(work / "image.json", json.dumps(manifest.config_json, indent=2))
+            write_text(work / CHAINS_NAME, json.dumps(chains))
+            write_state(work, hashes)
+            write_manifest(rootfs, work / MANIFEST_NAME, known=hashes)
+            image_dir.parent.mkdir(parents=True, exist_ok=True)
+            work.replace(image_dir)
+        except BaseException:
+            _rmtree_writable(work)
+            raise
 
-        self._make_image_dir(image_dir, fill)
+    def _snapshot(
+        self, rootfs: Path, chain: str, modes: dict[Path, tuple[int, int]], hashes: dict[str, str]
+    ) -> None:
+        """Keep the state of ``rootfs`` (being unpacked) as the state after ``chain``."""
+        final = LayerStates(self.root).path(chain)
+        if final.is_dir():
+            return
+        work = self._tmpdir()
+        try:
+            copy = work / "rootfs"
+            own = clone_tree(rootfs, copy, modes)
+            apply_dir_modes(copy, own)
+            write_state(work, hashes)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            work.replace(final)
+        except BaseException:
+            _rmtree_writable(work)
+            raise
 
     def _make_image_dir(
         self,
