@@ -58,6 +58,7 @@ from neurodesk.store.layerstate import (
     write_state,
 )
 from neurodesk.store.sifmount import unmount_all
+from neurodesk.store.tarsplit import TarSplitError, assemble, rebuild
 from neurodesk.store.version import version_key
 
 Progress = Callable[[str], None]
@@ -249,14 +250,111 @@ class Store:
             say("verifying blobs")
             manifest_blob = layout.root / "blobs" / "sha256" / manifest.digest.split(":")[-1]
             own = Descriptor("manifest", manifest.digest, manifest_blob.stat().st_size)
+            held = self.layers_held([d.digest for d in manifest.layers])
             for descriptor in [own, manifest.config, *manifest.layers]:
+                if descriptor.digest in held and not layout.blob_path(descriptor).exists():
+                    continue  # left out of the export: the store has its state or its blob
                 self._add_blob(layout.blob_path(descriptor), descriptor)
+            self._add_records(layout.root / "tarsplit", manifest)
             record = self._record(name, version, builddate, manifest)
             if not record.image_dir.is_dir():
                 say(f"unpacking {len(manifest.layers)} layer(s)")
                 self._unpack(manifest, record.image_dir)
             self._write_ref(record)
         return record
+
+    # -- per-layer state -----------------------------------------------------------------------
+    def tarsplit_path(self, digest: str) -> Path:
+        return self.root / "tarsplit" / f"{digest.removeprefix('sha256:')}.gz"
+
+    def layers_held(self, digests: list[str]) -> set[str]:
+        """The layers (of an image with these layer digests, bottom first) an import needs no
+        blob for: those the stored per-layer state covers, and those whose blob is here."""
+        start = LayerStates(self.root).longest_prefix(chain_ids(digests))
+        count = start.count if start else 0
+        return set(digests[:count]) | {d for d in digests[count:] if self.blob_path(d).is_file()}
+
+    def _add_records(self, source: Path, manifest: ImageManifest) -> None:
+        """Keep the tar-split records an export brought (they let a layer's blob be dropped
+        and rebuilt); a damaged one only means that blob is kept."""
+        for descriptor in manifest.layers:
+            record = source / f"{descriptor.hex}.gz"
+            final = self.tarsplit_path(descriptor.digest)
+            if final.is_file() or not record.is_file():
+                continue
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=WORK_PREFIX + "ts-", dir=self._tmp_ready())
+            try:
+                with record.open("rb") as src, os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                os.replace(tmp_name, final)
+            except BaseException:
+                Path(tmp_name).unlink(missing_ok=True)
+                raise
+
+    def _tmp_ready(self) -> Path:
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        return self.tmp_root
+
+    def _rebuildable(self, descriptor: Descriptor, state: Path) -> bool:
+        """True when the layer's exact tar comes back from its tar-split record and ``state``
+        (the tree right after this layer): then its blob need not be kept."""
+        record = self.tarsplit_path(descriptor.digest)
+        if not record.is_file():
+            return False
+        try:
+            with open(os.devnull, "wb") as sink:
+                digest, size = assemble(record, state, sink)
+        except TarSplitError:
+            return False
+        return digest == descriptor.digest and size == descriptor.size
+
+    def ensure_blob(self, digest: str) -> Path:
+        """The path of blob ``digest``, rebuilding a dropped layer blob from its tar-split
+        record and the stored state of that layer (checked against the digest)."""
+        final = self.blob_path(digest)
+        if final.is_file():
+            return final
+        with self.lock():
+            if final.is_file():
+                return final
+            state = self._state_of_layer(digest)
+            if state is None or not self.tarsplit_path(digest).is_file():
+                raise NotFoundError(
+                    f"the store has neither blob {digest[:19]} nor what rebuilds it",
+                    hint="install or build the image again",
+                )
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with self.workdir() as work:
+                tmp = work / "blob"
+                rebuild(self.tarsplit_path(digest), state, tmp, digest)
+                tmp.chmod(0o444)
+                tmp.replace(final)
+        return final
+
+    def _state_of_layer(self, digest: str) -> Path | None:
+        """The tree right after layer ``digest`` in some stored image."""
+        states = LayerStates(self.root)
+        for record in self.images():
+            manifest_path = self.blob_path(record.digest)
+            if record.source != "oci" or not manifest_path.is_file():
+                continue
+            try:
+                layers = [
+                    str(d["digest"]) for d in json.loads(manifest_path.read_bytes())["layers"]
+                ]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if digest not in layers:
+                continue
+            chains = chain_ids(layers)
+            index = layers.index(digest)
+            candidate = states.path(chains[index]) / "rootfs"
+            if index == len(layers) - 1:
+                candidate = record.rootfs
+            if candidate.is_dir():
+                return candidate
+        return None
 
     def import_rootfs(
         self,
@@ -377,10 +475,13 @@ class Store:
             )
             applier = LayerApplier(rootfs, budget)
             applier.dir_modes.update(modes)
+            droppable: list[Path] = []
             for index, descriptor in enumerate(new, start=count):
                 applier.apply(self.blob_path(descriptor.digest))
                 hashes = share_new_files(rootfs, self.files_dir, known)
                 known = inode_hashes(rootfs, hashes)
+                if self._rebuildable(descriptor, rootfs):
+                    droppable.append(self.blob_path(descriptor.digest))
                 if index < len(chains) - 1:
                     self._snapshot(rootfs, chains[index], applier.dir_modes, hashes)
             applier.finish()
@@ -393,6 +494,8 @@ class Store:
         except BaseException:
             _rmtree_writable(work)
             raise
+        for blob in droppable:  # rebuilt on demand by ensure_blob
+            blob.unlink(missing_ok=True)
 
     def _snapshot(
         self, rootfs: Path, chain: str, modes: dict[Path, tuple[int, int]], hashes: dict[str, str]
