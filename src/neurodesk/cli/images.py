@@ -138,6 +138,11 @@ def du(as_json: bool) -> None:
         f"(deduplication ratio {report.ratio:.2f}x); blobs {human(report.blobs)}",
         markup=False,
     )
+    console.print(
+        f"store {human(report.store)} on disk for {human(report.unpacked)} of unpacked images "
+        f"(footprint {report.footprint:.2f}x)",
+        markup=False,
+    )
 
 
 def register(group: click.Group) -> None:

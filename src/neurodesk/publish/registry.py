@@ -72,7 +72,7 @@ def push_image(
                 lambda r: r.upload_blob(
                     repo,
                     descriptor_digest,
-                    store.blob_path(descriptor_digest),
+                    store.ensure_blob(descriptor_digest),
                     lambda n: progress.advance(descriptor_digest, n),
                 ),
                 f"upload {descriptor_digest[:19]}",

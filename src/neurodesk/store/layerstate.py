@@ -32,6 +32,7 @@ from neurodesk.store.dedupe import MAX_LINKS, file_key, pool_path
 
 STATE_NAME = "state.json"
 CHAINS_NAME = "chains.json"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 # (mode, mtime) of a directory, applied once everything below it is written.
 DirModes = dict[Path, tuple[int, int]]
@@ -56,38 +57,42 @@ class Snapshot:
     hashes: dict[str, str]  # relative path → sha256 hex of its regular files
 
 
-def clone_tree(src: Path, dest: Path, modes: Mapping[Path, tuple[int, int]] = {}) -> DirModes:
+def clone_tree(
+    src: Path, dest: Path, modes: Mapping[Path, tuple[int, int]] = {}
+) -> tuple[DirModes, dict[str, int]]:
     """Recreate ``src`` at ``dest`` (which must not exist): directories copied (left writable
     by their owner), symlinks copied, regular files hard-linked. Returns each new directory's
-    (mode, mtime) to apply when the tree is complete; ``modes`` overrides them per ``src`` dir."""
+    (mode, mtime) to apply when the tree is complete (``modes`` overrides them per ``src``
+    directory), and relative path → inode of every file linked."""
     is_root = os.geteuid() == 0
     pending: DirModes = {}
-    base = str(src)
-    for dirpath, dirnames, filenames in os.walk(base):
-        rel = os.path.relpath(dirpath, base)
-        target = str(dest) if rel == "." else os.path.join(dest, rel)
-        st = os.lstat(dirpath)
+    inodes: dict[str, int] = {}
+    stack = [(str(src), str(dest), "")]
+    while stack:
+        source_dir, target, rel = stack.pop()
+        st = os.lstat(source_dir)
         os.mkdir(target, 0o700)
         if is_root:
             os.lchown(target, st.st_uid, st.st_gid)
-        pending[Path(target)] = modes.get(Path(dirpath)) or (
+        pending[Path(target)] = modes.get(Path(source_dir)) or (
             stat.S_IMODE(st.st_mode) | stat.S_IRWXU,
             int(st.st_mtime),
         )
-        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-        dirnames[:] = [d for d in dirnames if d not in links]
-        for name in [*links, *filenames]:
-            source = os.path.join(dirpath, name)
-            copy = os.path.join(target, name)
-            entry = os.lstat(source)
-            if stat.S_ISLNK(entry.st_mode):
-                os.symlink(os.readlink(source), copy)
-                if is_root:
-                    os.lchown(copy, entry.st_uid, entry.st_gid)
-                os.utime(copy, ns=(entry.st_mtime_ns, entry.st_mtime_ns), follow_symlinks=False)
-            elif stat.S_ISREG(entry.st_mode):
-                os.link(source, copy)
-    return pending
+        with os.scandir(source_dir) as entries:
+            for entry in entries:
+                copy = os.path.join(target, entry.name)
+                if entry.is_symlink():
+                    link = entry.stat(follow_symlinks=False)
+                    os.symlink(os.readlink(entry.path), copy)
+                    if is_root:
+                        os.lchown(copy, link.st_uid, link.st_gid)
+                    os.utime(copy, ns=(link.st_mtime_ns, link.st_mtime_ns), follow_symlinks=False)
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, copy, f"{rel}{entry.name}/"))
+                elif entry.is_file(follow_symlinks=False):
+                    os.link(entry.path, copy)
+                    inodes[rel + entry.name] = entry.inode()
+    return pending, inodes
 
 
 def apply_dir_modes(root: Path, modes: DirModes) -> None:
@@ -102,61 +107,68 @@ def apply_dir_modes(root: Path, modes: DirModes) -> None:
         os.utime(candidate, (mtime, mtime), follow_symlinks=False)
 
 
-def share_new_files(root: Path, pool: Path, known: Mapping[int, str]) -> dict[str, str]:
+def share_new_files(
+    root: Path, pool: Path, known: Mapping[int, str]
+) -> tuple[dict[str, str], dict[int, str]]:
     """Share the files under ``root`` that are not pool inodes yet (``known``: inode → sha256
     of files already shared) with the pool, as :func:`~neurodesk.store.dedupe.dedupe_tree`
-    does; returns relative path → sha256 hex for every regular file."""
+    does. Returns relative path → sha256 hex and inode → sha256 hex of every regular file."""
     hashes: dict[str, str] = {}
-    base = str(root)
-    for dirpath, _dirnames, filenames in os.walk(base):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode):
+    now_known: dict[int, str] = {}
+    stack = [(str(root), "")]
+    while stack:
+        directory, rel = stack.pop()
+        with os.scandir(directory) as entries:
+            found = list(entries)
+        for entry in found:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, f"{rel}{entry.name}/"))
                 continue
-            rel = os.path.relpath(path, base)
-            sha = known.get(st.st_ino)
-            if sha is not None:
-                hashes[rel] = sha
+            if not entry.is_file(follow_symlinks=False):
                 continue
-            if st.st_size == 0:
-                hashes[rel] = hashlib.sha256(b"").hexdigest()
-                continue
-            key = file_key(path, st)
-            hashes[rel] = key.split("-", 1)[0]
-            shared = pool_path(pool, key)
-            try:
-                existing = os.lstat(shared)
-            except FileNotFoundError:
-                shared.parent.mkdir(parents=True, exist_ok=True)
-                os.link(path, shared)
-                continue
-            if existing.st_ino == st.st_ino or existing.st_nlink >= MAX_LINKS:
-                continue
-            if file_key(str(shared), existing) != key:
-                fixed = f"{shared}.nd-fix"  # the pool's copy was damaged: this one replaces it
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(fixed)
-                os.link(path, fixed)
-                os.replace(fixed, shared)
-                continue
-            tmp = os.path.join(dirpath, f".nd-link-{name}")
-            try:
-                os.link(shared, tmp)
-                os.replace(tmp, path)
-            except OSError as exc:
-                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EMLINK):
-                    raise
-    return hashes
+            sha = known.get(entry.inode())
+            if sha is None:
+                sha, inode = _share(entry.path, directory, entry.name, pool)
+            else:
+                inode = entry.inode()
+            hashes[rel + entry.name] = sha
+            now_known[inode] = sha
+    return hashes, now_known
 
 
-def inode_hashes(root: Path, hashes: Mapping[str, str]) -> dict[int, str]:
-    """inode → sha256 for the regular files of ``root`` listed in ``hashes``."""
-    found: dict[int, str] = {}
-    for rel, sha in hashes.items():
-        with contextlib.suppress(OSError):
-            found[os.lstat(os.path.join(root, rel)).st_ino] = sha
-    return found
+def _share(path: str, directory: str, name: str, pool: Path) -> tuple[str, int]:
+    """Link one new file with its pool twin (or make it the pool's copy); its sha256 and the
+    inode it ends up as."""
+    st = os.lstat(path)
+    if st.st_size == 0:
+        return EMPTY_SHA256, st.st_ino
+    key = file_key(path, st)
+    sha = key.split("-", 1)[0]
+    shared = pool_path(pool, key)
+    try:
+        existing = os.lstat(shared)
+    except FileNotFoundError:
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        os.link(path, shared)
+        return sha, st.st_ino
+    if existing.st_ino == st.st_ino or existing.st_nlink >= MAX_LINKS:
+        return sha, st.st_ino
+    if file_key(str(shared), existing) != key:
+        fixed = f"{shared}.nd-fix"  # the pool's copy was damaged: this one replaces it
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fixed)
+        os.link(path, fixed)
+        os.replace(fixed, shared)
+        return sha, st.st_ino
+    tmp = os.path.join(directory, f".nd-link-{name}")
+    try:
+        os.link(shared, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EMLINK):
+            raise
+        return sha, st.st_ino
+    return sha, existing.st_ino
 
 
 class LayerStates:

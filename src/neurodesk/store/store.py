@@ -53,7 +53,6 @@ from neurodesk.store.layerstate import (
     apply_dir_modes,
     chain_ids,
     clone_tree,
-    inode_hashes,
     share_new_files,
     write_state,
 )
@@ -258,8 +257,7 @@ class Store:
             self._add_records(layout.root / "tarsplit", manifest)
             record = self._record(name, version, builddate, manifest)
             if not record.image_dir.is_dir():
-                say(f"unpacking {len(manifest.layers)} layer(s)")
-                self._unpack(manifest, record.image_dir)
+                self._unpack(manifest, record.image_dir, say)
             self._write_ref(record)
         return record
 
@@ -446,7 +444,7 @@ class Store:
             name, version, builddate, manifest.digest, self.root, manifest.env, manifest.labels
         )
 
-    def _unpack(self, manifest: ImageManifest, image_dir: Path) -> None:
+    def _unpack(self, manifest: ImageManifest, image_dir: Path, say: Progress) -> None:
         """Unpack the image's layers, starting from the stored state of its longest prefix of
         layers the store already holds (see :mod:`neurodesk.store.layerstate`): only the
         layers after it are read, and the state after each new layer is kept for the next."""
@@ -456,6 +454,8 @@ class Store:
         start = states.longest_prefix(chains)
         count = start.count if start else 0
         new = manifest.layers[count:]
+        reused = f" on the stored state of the first {count}" if count else ""
+        say(f"unpacking {len(new)} of {len(chains)} layer(s){reused}")
         work = self._tmpdir()
         try:
             rootfs = work / "rootfs"
@@ -465,9 +465,9 @@ class Store:
                 known: dict[int, str] = {}
                 hashes: dict[str, str] = {}
             else:
-                modes = clone_tree(start.rootfs, rootfs)
-                known = inode_hashes(start.rootfs, start.hashes)
+                modes, inodes = clone_tree(start.rootfs, rootfs)
                 hashes = dict(start.hashes)
+                known = {ino: hashes[rel] for rel, ino in inodes.items() if rel in hashes}
             budget = Budget(
                 UnpackLimits.load(self.root.parent / "config.yaml"),
                 sum(d.size for d in new),
@@ -478,8 +478,7 @@ class Store:
             droppable: list[Path] = []
             for index, descriptor in enumerate(new, start=count):
                 applier.apply(self.blob_path(descriptor.digest))
-                hashes = share_new_files(rootfs, self.files_dir, known)
-                known = inode_hashes(rootfs, hashes)
+                hashes, known = share_new_files(rootfs, self.files_dir, known)
                 if self._rebuildable(descriptor, rootfs):
                     droppable.append(self.blob_path(descriptor.digest))
                 if index < len(chains) - 1:
@@ -507,7 +506,7 @@ class Store:
         work = self._tmpdir()
         try:
             copy = work / "rootfs"
-            own = clone_tree(rootfs, copy, modes)
+            own, _inodes = clone_tree(rootfs, copy, modes)
             apply_dir_modes(copy, own)
             write_state(work, hashes)
             final.parent.mkdir(parents=True, exist_ok=True)
