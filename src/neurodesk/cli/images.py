@@ -111,7 +111,7 @@ def gc(as_json: bool) -> None:
         return
     console.print(
         f"removed {len(report.images)} image(s), {report.blobs} blob(s), "
-        f"{report.files} shared file(s), {report.tmp} leftover(s), "
+        f"{report.layers} layer state(s), {report.files} shared file(s), {report.tmp} leftover(s), "
         f"{report.cache} cached fetch file(s): "
         f"{human(report.bytes_freed)} freed",
         markup=False,
