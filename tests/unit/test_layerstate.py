@@ -8,6 +8,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from neurodesk.image.layers import unpack_layers
 from neurodesk.image.oci import OCILayout
 from neurodesk.store import Store
@@ -18,6 +20,13 @@ from tests.unit.ocihelp import write_layout
 
 BASE = {"etc/os": b"bookworm\n", "usr/lib/big.so": b"x" * 20_000, "usr/bin/old": b"old"}
 TOOL = {"opt/tool/bin/tool.sh": b"#!/bin/sh\necho 1\n", "usr/bin/.wh.old": b""}
+
+
+@pytest.fixture(autouse=True)
+def every_layer_counts(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """These layers are tiny: treat them as the large layers states are kept for."""
+    if "small_layers" not in request.node.name:
+        monkeypatch.setattr("neurodesk.store.store.SMALL_LAYER", 0)
 
 
 def env_layer(value: str) -> dict[str, bytes]:
@@ -100,3 +109,19 @@ def test_du_reports_the_store_footprint_against_the_unpacked_images(tmp_path: Pa
     data = report.to_json()
     assert data["footprint_ratio"] == round(report.store / report.unpacked, 3)
     assert json.dumps(data)
+
+
+def test_small_layers_keep_their_blobs_and_get_no_state_of_their_own(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    big = {"usr/lib/huge.so": bytes(range(256)) * 8192}  # 2 MB
+    import_image(store, write_layout(tmp_path / "one", [big, TOOL, env_layer("1")]), "1")
+    states = LayerStates(store.root)
+    assert len(list(states.root.iterdir())) == 1  # after the large layer only
+    manifest = OCILayout(tmp_path / "one").manifest()
+    kept = [store.blob_path(d.digest).is_file() for d in manifest.layers]
+    assert kept == [True, True, True]  # no tar-split record here: nothing is dropped
+    said, image_dir = import_image(
+        store, write_layout(tmp_path / "two", [big, TOOL, env_layer("2")]), "2"
+    )
+    assert "unpacking 2 of 3 layer(s) on the stored state of the first 1" in said
+    assert compare(image_dir / "rootfs", load_manifest(image_dir / MANIFEST_NAME)) == []

@@ -62,6 +62,11 @@ from neurodesk.store.version import version_key
 
 Progress = Callable[[str], None]
 
+# A layer smaller than this (an ENV or LABEL step) keeps its blob and gets no stored state of
+# its own: the next import that needs it replays it on the state below, which costs nothing,
+# while a state costs a directory tree.
+SMALL_LAYER = 1 << 20
+
 # Work directories the store itself creates under tmp/; anything else there belongs to others.
 WORK_PREFIX = "nd-"
 
@@ -479,6 +484,8 @@ class Store:
             for index, descriptor in enumerate(new, start=count):
                 applier.apply(self.blob_path(descriptor.digest))
                 hashes, known = share_new_files(rootfs, self.files_dir, known)
+                if descriptor.size < SMALL_LAYER:
+                    continue  # blob kept: replaying it on the state below costs nothing
                 if self._rebuildable(descriptor, rootfs):
                     droppable.append(self.blob_path(descriptor.digest))
                 if index < len(chains) - 1:
