@@ -5,8 +5,12 @@ that state and applying only the layers that differ (a rebuild after one changed
 Layout under the store::
 
     layers/<chain>/rootfs/        the tree after the layers of that chain (files are pool inodes)
-    layers/<chain>/state.json     {"chain", "layers": [digests], "hashes": {rel: [sha256, inode]}}
+    layers/<chain>/state.json     {"hashes": {relative path: sha256 hex}} of its regular files
     images/<hex>/chains.json      the chain id after each of the image's layers
+    images/<hex>/state.json       the same for the image's own tree (the state after all layers)
+
+States are kept after large layers only (the store decides, see ``SMALL_LAYER`` there): a
+small layer keeps its blob and is replayed on the state below it.
 
 A chain id names a prefix of layers by their *blob* digests, which the store verified on entry
 (``chain(L1) = L1``, ``chain(L1..Lk) = sha256(chain(L1..Lk-1) + " " + Lk)``, as OCI's ChainID
