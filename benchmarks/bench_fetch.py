@@ -274,7 +274,9 @@ def floor(work: Path, urls: list[str], decoder: str, command: list[str]) -> floa
     rootfs.mkdir()
     start = time.perf_counter()
     files = [blobs / f"layer{i}" for i in range(len(urls))]
-    curls = [subprocess.Popen(["curl", "-sf", "-o", str(f), u]) for f, u in zip(files, urls)]
+    curls = [
+        subprocess.Popen(["curl", "-sf", "-o", str(f), u]) for f, u in zip(files, urls, strict=True)
+    ]
     if any(c.wait() != 0 for c in curls):
         raise SystemExit("curl failed")
     for layer in files:

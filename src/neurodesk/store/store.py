@@ -339,25 +339,29 @@ class Store:
         )
 
     def _unpack(self, manifest: ImageManifest, image_dir: Path) -> None:
+        written: dict[str, str] = {}  # sha256 of each file as unpacked: dedupe need not re-read
+
         def fill(rootfs: Path) -> dict[str, Any]:
-            unpack_layers(
+            written.update(unpack_layers(
                 [self.blob_path(d.digest) for d in manifest.layers],
                 rootfs,
                 UnpackLimits.load(self.root.parent / "config.yaml"),
                 what=f"image {manifest.digest[:19]}",
-            )
+            ))  # fmt: skip
             return manifest.config_json
 
-        self._make_image_dir(image_dir, fill)
+        self._make_image_dir(image_dir, fill, known=written)
 
     def _make_image_dir(
         self,
         image_dir: Path,
         fill: Callable[[Path], dict[str, Any]],
         say: Progress | None = None,
+        known: dict[str, str] | None = None,
     ) -> None:
         """Build ``image_dir`` (rootfs filled by ``fill``, its config, files shared) under tmp/
-        and publish it with one rename, so readers never see a half-made image."""
+        and publish it with one rename, so readers never see a half-made image. ``known``
+        (filled by ``fill``): file hashes already computed (see ``dedupe_tree``)."""
         work = self._tmpdir()
         try:
             (work / "rootfs").mkdir()
@@ -365,7 +369,7 @@ class Store:
             write_text(work / "image.json", json.dumps(config, indent=2))
             if say:
                 say("sharing files already in the store")
-            shared = dedupe_tree(work / "rootfs", self.files_dir)
+            shared = dedupe_tree(work / "rootfs", self.files_dir, known)
             write_manifest(work / "rootfs", work / MANIFEST_NAME, known=shared.hashes)
             image_dir.parent.mkdir(parents=True, exist_ok=True)
             work.replace(image_dir)
