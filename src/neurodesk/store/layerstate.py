@@ -112,11 +112,13 @@ def apply_dir_modes(root: Path, modes: DirModes) -> None:
 
 
 def share_new_files(
-    root: Path, pool: Path, known: Mapping[int, str]
+    root: Path, pool: Path, known: Mapping[int, str], written: Mapping[str, str] = {}
 ) -> tuple[dict[str, str], dict[int, str]]:
     """Share the files under ``root`` that are not pool inodes yet (``known``: inode → sha256
     of files already shared) with the pool, as :func:`~neurodesk.store.dedupe.dedupe_tree`
-    does. Returns relative path → sha256 hex and inode → sha256 hex of every regular file."""
+    does; ``written``: relative path → sha256 of files hashed as they were unpacked
+    (:attr:`~neurodesk.image.layers.LayerApplier.hashes`), not read again. Returns relative
+    path → sha256 hex and inode → sha256 hex of every regular file."""
     hashes: dict[str, str] = {}
     now_known: dict[int, str] = {}
     stack = [(str(root), "")]
@@ -132,7 +134,9 @@ def share_new_files(
                 continue
             sha = known.get(entry.inode())
             if sha is None:
-                sha, inode = _share(entry.path, directory, entry.name, pool)
+                sha, inode = _share(
+                    entry.path, directory, entry.name, pool, written.get(rel + entry.name)
+                )
             else:
                 inode = entry.inode()
             hashes[rel + entry.name] = sha
@@ -140,13 +144,13 @@ def share_new_files(
     return hashes, now_known
 
 
-def _share(path: str, directory: str, name: str, pool: Path) -> tuple[str, int]:
+def _share(path: str, directory: str, name: str, pool: Path, sha256: str | None) -> tuple[str, int]:
     """Link one new file with its pool twin (or make it the pool's copy); its sha256 and the
-    inode it ends up as."""
+    inode it ends up as. ``sha256``: its content hash when already known."""
     st = os.lstat(path)
     if st.st_size == 0:
         return EMPTY_SHA256, st.st_ino
-    key = file_key(path, st)
+    key = file_key(path, st, sha256)
     sha = key.split("-", 1)[0]
     shared = pool_path(pool, key)
     try:

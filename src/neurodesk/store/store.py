@@ -483,7 +483,8 @@ class Store:
             droppable: list[Path] = []
             for index, descriptor in enumerate(new, start=count):
                 applier.apply(self.blob_path(descriptor.digest))
-                hashes, known = share_new_files(rootfs, self.files_dir, known)
+                hashes, known = share_new_files(rootfs, self.files_dir, known, applier.hashes)
+                applier.hashes.clear()  # the next layer's files only
                 if descriptor.size < SMALL_LAYER:
                     continue  # blob kept: replaying it on the state below costs nothing
                 if self._rebuildable(descriptor, rootfs):
@@ -527,9 +528,11 @@ class Store:
         image_dir: Path,
         fill: Callable[[Path], dict[str, Any]],
         say: Progress | None = None,
+        known: dict[str, str] | None = None,
     ) -> None:
         """Build ``image_dir`` (rootfs filled by ``fill``, its config, files shared) under tmp/
-        and publish it with one rename, so readers never see a half-made image."""
+        and publish it with one rename, so readers never see a half-made image. ``known``
+        (filled by ``fill``): file hashes already computed (see ``dedupe_tree``)."""
         work = self._tmpdir()
         try:
             (work / "rootfs").mkdir()
@@ -537,7 +540,7 @@ class Store:
             write_text(work / "image.json", json.dumps(config, indent=2))
             if say:
                 say("sharing files already in the store")
-            shared = dedupe_tree(work / "rootfs", self.files_dir)
+            shared = dedupe_tree(work / "rootfs", self.files_dir, known)
             write_manifest(work / "rootfs", work / MANIFEST_NAME, known=shared.hashes)
             image_dir.parent.mkdir(parents=True, exist_ok=True)
             work.replace(image_dir)
