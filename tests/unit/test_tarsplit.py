@@ -92,12 +92,14 @@ def test_store_drops_the_blob_and_rebuilds_it_for_publishing(
     assert store.blob_path(record.digest).is_file()  # the manifest is kept: same digest
     assert gc(store).blobs == 0  # the record stays while an image uses the layer
 
-    rebuilt = store.ensure_blob(digest)
-    assert "sha256:" + hashlib.sha256(rebuilt.read_bytes()).hexdigest() == digest
-    assert rebuilt.read_bytes() == (layout / "blobs/sha256" / digest[7:]).read_bytes()
+    with store.layer_blob(digest) as rebuilt:
+        assert "sha256:" + hashlib.sha256(rebuilt.read_bytes()).hexdigest() == digest
+        assert rebuilt.read_bytes() == (layout / "blobs/sha256" / digest[7:]).read_bytes()
+    assert not rebuilt.exists() and not blob.exists()  # not brought back for good
 
     store.remove("tool")
     gc(store)
     assert not store.tarsplit_path(digest).exists()
-    with pytest.raises(NotFoundError):
-        store.ensure_blob("sha256:" + "0" * 64)
+    with pytest.raises(NotFoundError), store.layer_blob("sha256:" + "0" * 64):
+        pass
+    assert list((store.root / "tmp").iterdir()) == []

@@ -312,28 +312,31 @@ class Store:
             return False
         return digest == descriptor.digest and size == descriptor.size
 
-    def ensure_blob(self, digest: str) -> Path:
-        """The path of blob ``digest``, rebuilding a dropped layer blob from its tar-split
-        record and the stored state of that layer (checked against the digest)."""
+    @contextmanager
+    def layer_blob(self, digest: str) -> Iterator[Path]:
+        """A path holding blob ``digest`` while the block runs: the stored blob, or a layer
+        blob the store dropped, rebuilt from its tar-split record and the stored state of that
+        layer (checked against the digest) into a scratch file removed afterwards, so
+        publishing does not bring the blob back into the store for good."""
         final = self.blob_path(digest)
         if final.is_file():
-            return final
-        with self.lock():
-            if final.is_file():
-                return final
-            state = self._state_of_layer(digest)
-            if state is None or not self.tarsplit_path(digest).is_file():
-                raise NotFoundError(
-                    f"the store has neither blob {digest[:19]} nor what rebuilds it",
-                    hint="install or build the image again",
-                )
-            final.parent.mkdir(parents=True, exist_ok=True)
-            with self.workdir() as work:
-                tmp = work / "blob"
-                rebuild(self.tarsplit_path(digest), state, tmp, digest)
-                tmp.chmod(0o444)
-                tmp.replace(final)
-        return final
+            yield final
+            return
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        # Not the store's own nd- prefix: gc leaves this alone while it is fresh.
+        scratch = Path(tempfile.mkdtemp(prefix="publish-", dir=self.tmp_root))
+        try:
+            with self.lock():
+                state = self._state_of_layer(digest)
+                if state is None or not self.tarsplit_path(digest).is_file():
+                    raise NotFoundError(
+                        f"the store has neither blob {digest[:19]} nor what rebuilds it",
+                        hint="install or build the image again",
+                    )
+                rebuild(self.tarsplit_path(digest), state, scratch / "blob", digest)
+            yield scratch / "blob"
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _state_of_layer(self, digest: str) -> Path | None:
         """The tree right after layer ``digest`` in some stored image."""
@@ -501,7 +504,7 @@ class Store:
         except BaseException:
             _rmtree_writable(work)
             raise
-        for blob in droppable:  # rebuilt on demand by ensure_blob
+        for blob in droppable:  # rebuilt on demand by layer_blob
             blob.unlink(missing_ok=True)
 
     def _snapshot(
