@@ -12,6 +12,10 @@ Two tables per recipe: wall time of the whole command, and the builder's steps a
 ``--json`` timings), since export and store import cost the same whatever the builder reused.
 
 Usage: python -m benchmarks.bench_build [--runs N] [--recipes dcm2niix,mrtrix3]
+
+``--quick`` (about 3 minutes on a quiet machine, dcm2niix): one cold build, then three
+unchanged and three one-directive rebuilds on top of it (medians; ratios against the cold
+build), with the export + store import phase beside the builder's steps.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,10 +116,16 @@ def find_tarball(work: Path) -> Path:
 
 def timed_build(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall time of one ``neurodesk build --json``, and the builder's own part of it."""
+    wall, timings = timed_phases(argv, env)
+    return wall, timings["build"]
+
+
+def timed_phases(argv: list[str], env: dict[str, str]) -> tuple[float, dict[str, float]]:
+    """Wall time of one ``neurodesk build --json`` and its phases (base, build, store, ...)."""
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
     wall = time.perf_counter() - start
-    return wall, float(json.loads(proc.stdout)["timings"]["build"])
+    return wall, {k: float(v) for k, v in json.loads(proc.stdout)["timings"].items()}
 
 
 PHASES = ("cold", "unchanged rebuild", "one directive")
@@ -145,10 +156,44 @@ def bench_recipe(
     return wall, steps
 
 
+def bench_quick(name: str, repeats: int, work: Path, tarball: Path) -> None:
+    """One cold build, then ``repeats`` unchanged and one-directive rebuilds (medians)."""
+    home = fresh_home(work, tarball)
+    recipe = copy_recipe(name, work / f"recipe-{name}-quick")
+    env = dict(os.environ, NEURODESK_HOME=str(home), NEURODESK_OFFLINE="1")
+    argv = [sys.executable, "-m", "neurodesk", "build", str(recipe), "--json"]
+    wall: dict[str, list[float]] = {p: [] for p in PHASES}
+    phases: dict[str, list[dict[str, float]]] = {p: [] for p in PHASES}
+
+    def one(phase: str) -> None:
+        total, timings = timed_phases(argv, env)
+        wall[phase].append(total)
+        phases[phase].append(timings)
+        print(f"  {name} {phase}: {total:.1f} s {timings}", flush=True)
+
+    one("cold")
+    for run in range(repeats):
+        one("unchanged rebuild")
+        change_one_directive(recipe, f"quick{run}")
+        one("one directive")
+    cold = statistics.median(wall["cold"])
+    print(f"\nneurodesk build {name}: cold once, rebuilds x{repeats} (medians, seconds)")
+    print(f"{'phase':<20} {'wall':>7} {'steps':>7} {'store':>7} {'ratio vs cold':>14}")
+    for phase in PHASES:
+        median = statistics.median(wall[phase])
+        steps = statistics.median(t.get("build", 0.0) for t in phases[phase])
+        store = statistics.median(t.get("store", 0.0) for t in phases[phase])
+        print(f"{phase:<20} {median:>7.2f} {steps:>7.2f} {store:>7.2f} {median / cold:>13.2f}x")
+    print("steps = the builder's own steps; store = export of the image + store import")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="runs per recipe (default 3, min 2)")
     parser.add_argument("--recipes", default="dcm2niix,mrtrix3")
+    parser.add_argument(
+        "--quick", action="store_true", help="one cold build + 3 rebuilds of each recipe"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0 or shutil.which("buildah") is None:
         print("error: needs root and buildah (sudo apt-get install buildah)")
@@ -156,6 +201,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="nd-bench-build-"))
     try:
         tarball = find_tarball(work)
+        if args.quick:
+            recipes = args.recipes if "--recipes" in sys.argv else "dcm2niix"
+            for name in recipes.split(","):
+                bench_quick(name, 3, work, tarball)
+            return 0
         runs = max(args.runs, 2)
         for name in args.recipes.split(","):
             wall, steps = bench_recipe(name, runs, work, tarball)

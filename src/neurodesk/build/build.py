@@ -310,7 +310,10 @@ def _export(
     export.parent.mkdir(parents=True, exist_ok=True)
     try:
         say("exporting the image")
-        builder.export_oci(tag, export, log)
+        # Only the layers the store lacks; a builder that cannot exports everything.
+        if not builder.export_layers(tag, export, store.layers_held):
+            shutil.rmtree(export, ignore_errors=True)
+            builder.export_oci(tag, export, log)
         return store.import_layout(
             OCILayout(export), recipe.image_name, recipe.version, builddate, progress=say
         )

@@ -3,11 +3,13 @@ works on kernels where the default OCI isolation fails on cgroups)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from neurodesk.build.builder import Builder, quiet
+from neurodesk.build.buildah_storage import export_from_storage
+from neurodesk.build.builder import Builder, SkipLayers, quiet
 from neurodesk.build.process import LineHook, run_logged
 from neurodesk.errors import ExternalCommandError
 from neurodesk.paths import Paths
@@ -124,6 +126,16 @@ class BuildahBuilder(Builder):
             log,
             what="buildah push",
         )
+
+    def export_layers(self, ref: str, dest: Path, skip: SkipLayers) -> bool:
+        code, out = self._query("inspect", "--type", "image", ref)
+        try:
+            inspect = json.loads(out) if code == 0 else None
+        except ValueError:
+            inspect = None
+        if not isinstance(inspect, dict):
+            return False
+        return export_from_storage(inspect, self.storage_root, dest, skip)
 
     def remove_image(self, ref: str) -> None:
         self._query("rmi", ref)

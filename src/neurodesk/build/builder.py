@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import subprocess
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from neurodesk.build.process import LineHook
 from neurodesk.paths import Paths
+
+# Given an image's layer digests (bottom first), the ones an export may leave out.
+SkipLayers = Callable[[list[str]], Collection[str]]
 
 
 def quiet(argv: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -79,6 +82,13 @@ class Builder(ABC):
     @abstractmethod
     def export_oci(self, ref: str, dest: Path, log: Path) -> None:
         """Write image ``ref`` as an OCI image layout at ``dest``."""
+
+    def export_layers(self, ref: str, dest: Path, skip: SkipLayers) -> bool:
+        """Write ``ref`` as an OCI layout at ``dest`` leaving out the layer blobs
+        ``skip(layer digests)`` names (the store holds them), with each layer's tar-split
+        record in ``dest/tarsplit/``.
+        False when this builder cannot (then :meth:`export_oci` writes everything)."""
+        return False
 
     @abstractmethod
     def remove_image(self, ref: str) -> None:

@@ -111,7 +111,7 @@ def gc(as_json: bool) -> None:
         return
     console.print(
         f"removed {len(report.images)} image(s), {report.blobs} blob(s), "
-        f"{report.files} shared file(s), {report.tmp} leftover(s), "
+        f"{report.layers} layer state(s), {report.files} shared file(s), {report.tmp} leftover(s), "
         f"{report.cache} cached fetch file(s): "
         f"{human(report.bytes_freed)} freed",
         markup=False,
@@ -136,6 +136,11 @@ def du(as_json: bool) -> None:
     console.print(
         f"images {human(report.logical)} as files, {human(report.physical)} on disk "
         f"(deduplication ratio {report.ratio:.2f}x); blobs {human(report.blobs)}",
+        markup=False,
+    )
+    console.print(
+        f"store {human(report.store)} on disk for {human(report.unpacked)} of unpacked images "
+        f"(footprint {report.footprint:.2f}x)",
         markup=False,
     )
 

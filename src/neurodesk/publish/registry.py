@@ -68,15 +68,16 @@ def push_image(
             ):
                 return False
             progress.add(descriptor_digest, descriptor_digest[7:19], size)
-            mirrors.attempt(
-                lambda r: r.upload_blob(
-                    repo,
-                    descriptor_digest,
-                    store.blob_path(descriptor_digest),
-                    lambda n: progress.advance(descriptor_digest, n),
-                ),
-                f"upload {descriptor_digest[:19]}",
-            )
+            with store.layer_blob(descriptor_digest) as blob:  # rebuilt if the store dropped it
+                mirrors.attempt(
+                    lambda r: r.upload_blob(
+                        repo,
+                        descriptor_digest,
+                        blob,
+                        lambda n: progress.advance(descriptor_digest, n),
+                    ),
+                    f"upload {descriptor_digest[:19]}",
+                )
             return True
 
         unique = {d.digest: d.size for d in (config, *layers)}

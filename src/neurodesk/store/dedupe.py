@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,40 +30,53 @@ class DedupeResult:
     hashes: dict[str, str] = field(default_factory=dict)  # relative path → sha256 hex
 
 
-def file_key(path: str, st: os.stat_result) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
+def file_key(path: str, st: os.stat_result, sha256: str | None = None) -> str:
+    """The pool key of the file at ``path``; ``sha256`` (hex) when its content hash is known."""
+    if sha256 is None:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        sha256 = digest.hexdigest()
     mode = stat.S_IMODE(st.st_mode)
-    return f"{digest.hexdigest()}-{mode:o}-{st.st_uid}-{st.st_gid}-{st.st_mtime_ns}"
+    return f"{sha256}-{mode:o}-{st.st_uid}-{st.st_gid}-{st.st_mtime_ns}"
 
 
 def pool_path(pool: Path, key: str) -> Path:
     return pool / key[:2] / key
 
 
-def dedupe_tree(root: Path, pool: Path) -> DedupeResult:
+def dedupe_tree(root: Path, pool: Path, known: Mapping[str, str] | None = None) -> DedupeResult:
     """Replace every regular file under ``root`` by a link to its pool twin (adding new ones).
 
     ``root`` must not be visible to readers yet (it lives under the store's tmp/): each file is
     swapped by link + rename, but a crash part-way leaves a tree that gc throws away anyway.
+    ``known`` maps paths relative to ``root`` to the sha256 (hex) of their content, computed as
+    they were written (:attr:`neurodesk.image.layers.LayerApplier.hashes`): those files are
+    not read again. A pool copy met is still checked against its name before it is linked.
     """
     result = DedupeResult()
-    for dirpath, _dirnames, filenames in os.walk(root):
+    known = known or {}
+    base = str(root)
+    prefix = len(base) + 1
+    made: set[str] = set()
+    for dirpath, _dirnames, filenames in os.walk(base):
         for name in filenames:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
             if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
                 continue
             result.files += 1
-            key = file_key(path, st)
-            result.hashes[os.path.relpath(path, root)] = key.split("-", 1)[0]
+            rel = path[prefix:]
+            key = file_key(path, st, known.get(rel))
+            result.hashes[rel] = key.split("-", 1)[0]
             shared = pool_path(pool, key)
             try:
                 existing = os.lstat(shared)
             except FileNotFoundError:
-                shared.parent.mkdir(parents=True, exist_ok=True)
+                if key[:2] not in made:
+                    shared.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(key[:2])
                 os.link(path, shared)  # first of its kind: it becomes the pool's copy
                 continue
             if existing.st_ino == st.st_ino or existing.st_nlink >= MAX_LINKS:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neurodesk.store.layerstate import LayerStates
 from neurodesk.store.store import WORK_PREFIX, ImageRecord, Store, _rmtree_writable
 
 # Foreign work directories under tmp/ (a build's export) are only removed once this old.
@@ -21,6 +22,7 @@ STALE_SECONDS = 3600
 class GcReport:
     images: list[str] = field(default_factory=list)
     blobs: int = 0
+    layers: int = 0  # per-layer states (layers/<chain>/) no image uses any more
     files: int = 0
     tmp: int = 0
     cache: int = 0  # files removed from the fetch cache (filled in by the caller)
@@ -31,6 +33,7 @@ class GcReport:
         return {
             "images": self.images,
             "blobs": self.blobs,
+            "layers": self.layers,
             "files": self.files,
             "tmp": self.tmp,
             "cache": self.cache,
@@ -91,7 +94,23 @@ def gc(store: Store) -> GcReport:
                     report.blobs += 1
                     report.bytes_freed += blob.lstat().st_size
                     blob.unlink()
-        # Pool files are dropped after images, so files only the removed images used go too.
+        records_dir = store.root / "tarsplit"
+        if records_dir.is_dir() and used is not None:
+            for record in records_dir.iterdir():
+                if record.name.removesuffix(".gz") not in used:
+                    report.blobs += 1
+                    report.bytes_freed += record.lstat().st_size
+                    record.unlink()
+        layers_dir = LayerStates(store.root).root
+        if layers_dir.is_dir():
+            used_chains = LayerStates(store.root).used_chains()
+            for entry in sorted(layers_dir.iterdir()):
+                if entry.name not in used_chains:
+                    report.layers += 1
+                    report.bytes_freed += _tree_size(entry)
+                    store.drop_image_dir(entry)
+        # Pool files are dropped after images and layer states, so files only the removed
+        # images used go too.
         if store.files_dir.is_dir():
             for sub in store.files_dir.iterdir():
                 for shared in sub.iterdir():
@@ -133,6 +152,14 @@ class DuReport:
     logical: int  # what the images would take if nothing were shared
     physical: int  # what they take: every shared inode counted once
     blobs: int
+    # Disk blocks: the whole store (every inode once: rootfs, layer states, blobs, records,
+    # the pool), and the images' trees each counted alone (what unpacking each one costs).
+    store: int = 0
+    unpacked: int = 0
+
+    @property
+    def footprint(self) -> float:
+        return self.store / self.unpacked if self.unpacked else 0.0
 
     @property
     def ratio(self) -> float:
@@ -148,6 +175,9 @@ class DuReport:
             "physical_bytes": self.physical,
             "blob_bytes": self.blobs,
             "dedup_ratio": round(self.ratio, 3),
+            "store_bytes": self.store,
+            "unpacked_bytes": self.unpacked,
+            "footprint_ratio": round(self.footprint, 3),
         }
 
 
@@ -186,4 +216,30 @@ def du(store: Store) -> DuReport:
         union.update(inodes)
     blobs_dir = store.root / "blobs" / "sha256"
     blobs = _tree_size(blobs_dir) if blobs_dir.is_dir() else 0
-    return DuReport(usages, logical, sum(union.values()), blobs)
+    unpacked = sum(disk_usage(store.image_dir(digest) / "rootfs", set()) for digest in per_digest)
+    total = disk_usage(store.root, set()) if store.root.is_dir() else 0
+    return DuReport(usages, logical, sum(union.values()), blobs, total, unpacked)
+
+
+def disk_usage(path: Path, seen: set[tuple[int, int]]) -> int:
+    """Bytes of disk blocks under ``path`` (as ``du``), each inode not in ``seen`` once."""
+    total = 0
+    stack = [str(path)]
+    while stack:
+        directory = stack.pop()
+        with contextlib.suppress(OSError):
+            st = os.lstat(directory)
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                        continue
+                    key = (st.st_dev, entry.inode())
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+    return total

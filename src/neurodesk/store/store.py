@@ -35,8 +35,8 @@ from typing import Any
 from filelock import FileLock
 
 from neurodesk.errors import NotFoundError
-from neurodesk.image.layers import unpack_layers
-from neurodesk.image.limits import UnpackLimits
+from neurodesk.image.layers import LayerApplier
+from neurodesk.image.limits import Budget, UnpackLimits
 from neurodesk.image.oci import (
     Descriptor,
     ImageFormatError,
@@ -47,10 +47,25 @@ from neurodesk.image.oci import (
 from neurodesk.store.atomic import write_text
 from neurodesk.store.dedupe import dedupe_tree
 from neurodesk.store.filemanifest import MANIFEST_NAME, write_manifest
+from neurodesk.store.layerstate import (
+    CHAINS_NAME,
+    LayerStates,
+    apply_dir_modes,
+    chain_ids,
+    clone_tree,
+    share_new_files,
+    write_state,
+)
 from neurodesk.store.sifmount import unmount_all
+from neurodesk.store.tarsplit import TarSplitError, assemble, rebuild
 from neurodesk.store.version import version_key
 
 Progress = Callable[[str], None]
+
+# A layer smaller than this (an ENV or LABEL step) keeps its blob and gets no stored state of
+# its own: the next import that needs it replays it on the state below, which costs nothing,
+# while a state costs a directory tree.
+SMALL_LAYER = 1 << 20
 
 # Work directories the store itself creates under tmp/; anything else there belongs to others.
 WORK_PREFIX = "nd-"
@@ -239,14 +254,113 @@ class Store:
             say("verifying blobs")
             manifest_blob = layout.root / "blobs" / "sha256" / manifest.digest.split(":")[-1]
             own = Descriptor("manifest", manifest.digest, manifest_blob.stat().st_size)
+            held = self.layers_held([d.digest for d in manifest.layers])
             for descriptor in [own, manifest.config, *manifest.layers]:
+                if descriptor.digest in held and not layout.blob_path(descriptor).exists():
+                    continue  # left out of the export: the store has its state or its blob
                 self._add_blob(layout.blob_path(descriptor), descriptor)
+            self._add_records(layout.root / "tarsplit", manifest)
             record = self._record(name, version, builddate, manifest)
             if not record.image_dir.is_dir():
-                say(f"unpacking {len(manifest.layers)} layer(s)")
-                self._unpack(manifest, record.image_dir)
+                self._unpack(manifest, record.image_dir, say)
             self._write_ref(record)
         return record
+
+    # -- per-layer state -----------------------------------------------------------------------
+    def tarsplit_path(self, digest: str) -> Path:
+        return self.root / "tarsplit" / f"{digest.removeprefix('sha256:')}.gz"
+
+    def layers_held(self, digests: list[str]) -> set[str]:
+        """The layers (of an image with these layer digests, bottom first) an import needs no
+        blob for: those the stored per-layer state covers, and those whose blob is here."""
+        start = LayerStates(self.root).longest_prefix(chain_ids(digests))
+        count = start.count if start else 0
+        return set(digests[:count]) | {d for d in digests[count:] if self.blob_path(d).is_file()}
+
+    def _add_records(self, source: Path, manifest: ImageManifest) -> None:
+        """Keep the tar-split records an export brought (they let a layer's blob be dropped
+        and rebuilt); a damaged one only means that blob is kept."""
+        for descriptor in manifest.layers:
+            record = source / f"{descriptor.hex}.gz"
+            final = self.tarsplit_path(descriptor.digest)
+            if final.is_file() or not record.is_file():
+                continue
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=WORK_PREFIX + "ts-", dir=self._tmp_ready())
+            try:
+                with record.open("rb") as src, os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                os.replace(tmp_name, final)
+            except BaseException:
+                Path(tmp_name).unlink(missing_ok=True)
+                raise
+
+    def _tmp_ready(self) -> Path:
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        return self.tmp_root
+
+    def _rebuildable(self, descriptor: Descriptor, state: Path) -> bool:
+        """True when the layer's exact tar comes back from its tar-split record and ``state``
+        (the tree right after this layer): then its blob need not be kept."""
+        record = self.tarsplit_path(descriptor.digest)
+        if not record.is_file():
+            return False
+        try:
+            with open(os.devnull, "wb") as sink:
+                digest, size = assemble(record, state, sink)
+        except TarSplitError:
+            return False
+        return digest == descriptor.digest and size == descriptor.size
+
+    @contextmanager
+    def layer_blob(self, digest: str) -> Iterator[Path]:
+        """A path holding blob ``digest`` while the block runs: the stored blob, or a layer
+        blob the store dropped, rebuilt from its tar-split record and the stored state of that
+        layer (checked against the digest) into a scratch file removed afterwards, so
+        publishing does not bring the blob back into the store for good."""
+        final = self.blob_path(digest)
+        if final.is_file():
+            yield final
+            return
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        # Not the store's own nd- prefix: gc leaves this alone while it is fresh.
+        scratch = Path(tempfile.mkdtemp(prefix="publish-", dir=self.tmp_root))
+        try:
+            with self.lock():
+                state = self._state_of_layer(digest)
+                if state is None or not self.tarsplit_path(digest).is_file():
+                    raise NotFoundError(
+                        f"the store has neither blob {digest[:19]} nor what rebuilds it",
+                        hint="install or build the image again",
+                    )
+                rebuild(self.tarsplit_path(digest), state, scratch / "blob", digest)
+            yield scratch / "blob"
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _state_of_layer(self, digest: str) -> Path | None:
+        """The tree right after layer ``digest`` in some stored image."""
+        states = LayerStates(self.root)
+        for record in self.images():
+            manifest_path = self.blob_path(record.digest)
+            if record.source != "oci" or not manifest_path.is_file():
+                continue
+            try:
+                layers = [
+                    str(d["digest"]) for d in json.loads(manifest_path.read_bytes())["layers"]
+                ]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if digest not in layers:
+                continue
+            chains = chain_ids(layers)
+            index = layers.index(digest)
+            candidate = states.path(chains[index]) / "rootfs"
+            if index == len(layers) - 1:
+                candidate = record.rootfs
+            if candidate.is_dir():
+                return candidate
+        return None
 
     def import_rootfs(
         self,
@@ -338,26 +452,90 @@ class Store:
             name, version, builddate, manifest.digest, self.root, manifest.env, manifest.labels
         )
 
-    def _unpack(self, manifest: ImageManifest, image_dir: Path) -> None:
-        def fill(rootfs: Path) -> dict[str, Any]:
-            unpack_layers(
-                [self.blob_path(d.digest) for d in manifest.layers],
-                rootfs,
+    def _unpack(self, manifest: ImageManifest, image_dir: Path, say: Progress) -> None:
+        """Unpack the image's layers, starting from the stored state of its longest prefix of
+        layers the store already holds (see :mod:`neurodesk.store.layerstate`): only the
+        layers after it are read, and the state after each new layer is kept for the next."""
+        digests = [d.digest for d in manifest.layers]
+        chains = chain_ids(digests)
+        states = LayerStates(self.root)
+        start = states.longest_prefix(chains)
+        count = start.count if start else 0
+        new = manifest.layers[count:]
+        reused = f" on the stored state of the first {count}" if count else ""
+        say(f"unpacking {len(new)} of {len(chains)} layer(s){reused}")
+        work = self._tmpdir()
+        try:
+            rootfs = work / "rootfs"
+            if start is None:
+                rootfs.mkdir()
+                modes: dict[Path, tuple[int, int]] = {}
+                known: dict[int, str] = {}
+                hashes: dict[str, str] = {}
+            else:
+                modes, inodes = clone_tree(start.rootfs, rootfs)
+                hashes = dict(start.hashes)
+                known = {ino: hashes[rel] for rel, ino in inodes.items() if rel in hashes}
+            budget = Budget(
                 UnpackLimits.load(self.root.parent / "config.yaml"),
-                what=f"image {manifest.digest[:19]}",
+                sum(d.size for d in new),
+                f"image {manifest.digest[:19]}",
             )
-            return manifest.config_json
+            applier = LayerApplier(rootfs, budget)
+            applier.dir_modes.update(modes)
+            droppable: list[Path] = []
+            for index, descriptor in enumerate(new, start=count):
+                applier.apply(self.blob_path(descriptor.digest))
+                hashes, known = share_new_files(rootfs, self.files_dir, known, applier.hashes)
+                applier.hashes.clear()  # the next layer's files only
+                if descriptor.size < SMALL_LAYER:
+                    continue  # blob kept: replaying it on the state below costs nothing
+                if self._rebuildable(descriptor, rootfs):
+                    droppable.append(self.blob_path(descriptor.digest))
+                if index < len(chains) - 1:
+                    self._snapshot(rootfs, chains[index], applier.dir_modes, hashes)
+            applier.finish()
+            write_text(work / "image.json", json.dumps(manifest.config_json, indent=2))
+            write_text(work / CHAINS_NAME, json.dumps(chains))
+            write_state(work, hashes)
+            write_manifest(rootfs, work / MANIFEST_NAME, known=hashes)
+            image_dir.parent.mkdir(parents=True, exist_ok=True)
+            work.replace(image_dir)
+        except BaseException:
+            _rmtree_writable(work)
+            raise
+        for blob in droppable:  # rebuilt on demand by layer_blob
+            blob.unlink(missing_ok=True)
 
-        self._make_image_dir(image_dir, fill)
+    def _snapshot(
+        self, rootfs: Path, chain: str, modes: dict[Path, tuple[int, int]], hashes: dict[str, str]
+    ) -> None:
+        """Keep the state of ``rootfs`` (being unpacked) as the state after ``chain``."""
+        final = LayerStates(self.root).path(chain)
+        if final.is_dir():
+            return
+        work = self._tmpdir()
+        try:
+            copy = work / "rootfs"
+            own, _inodes = clone_tree(rootfs, copy, modes)
+            apply_dir_modes(copy, own)
+            write_state(work, hashes)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            work.replace(final)
+        except BaseException:
+            _rmtree_writable(work)
+            raise
 
     def _make_image_dir(
         self,
         image_dir: Path,
         fill: Callable[[Path], dict[str, Any]],
         say: Progress | None = None,
+        known: dict[str, str] | None = None,
     ) -> None:
         """Build ``image_dir`` (rootfs filled by ``fill``, its config, files shared) under tmp/
-        and publish it with one rename, so readers never see a half-made image."""
+        and publish it with one rename, so readers never see a half-made image. ``known``
+        (filled by ``fill``): file hashes already computed (see ``dedupe_tree``)."""
         work = self._tmpdir()
         try:
             (work / "rootfs").mkdir()
@@ -365,7 +543,7 @@ class Store:
             write_text(work / "image.json", json.dumps(config, indent=2))
             if say:
                 say("sharing files already in the store")
-            shared = dedupe_tree(work / "rootfs", self.files_dir)
+            shared = dedupe_tree(work / "rootfs", self.files_dir, known)
             write_manifest(work / "rootfs", work / MANIFEST_NAME, known=shared.hashes)
             image_dir.parent.mkdir(parents=True, exist_ok=True)
             work.replace(image_dir)
