@@ -125,3 +125,37 @@ def test_retry_after_is_waited_once_when_short() -> None:
     assert not wait_retry_after(503, {"Retry-After": "1"}, slept.append)
     assert not wait_retry_after(429, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, slept.append)
     assert slept == [2]
+
+
+def test_images_shows_who_vouches_for_each_image(home: Path, tmp_path: Path) -> None:
+    """A SIF from object storage that no registry had a digest for is listed as
+    unverified-by-publisher, in the table and in --json; one a publisher vouched for as
+    publisher; one built or imported here has no origin ("-")."""
+    from neurodesk.paths import Paths
+    from neurodesk.sources.origins import PUBLISHER, UNVERIFIED, record_origin
+    from neurodesk.store import Store
+    from tests.conftest import run_cli
+
+    store = Store(Paths(home).store)
+    for name in ("froms3", "fromreg", "local"):
+        rootfs = tmp_path / name
+        (rootfs / "bin").mkdir(parents=True)
+        (rootfs / "bin" / "true").write_text(name)
+        store.register_sandbox(rootfs, name, "1.0", "20260101")
+    digest = "sha256:" + "a" * 64
+    record_origin(
+        Paths(home), "froms3_1.0_20260101", "object-storage", "http://m/", digest, UNVERIFIED
+    )
+    record_origin(
+        Paths(home), "fromreg_1.0_20260101", "sif-artifacts", "http://r/", digest, PUBLISHER
+    )
+    listed = run_cli(["images", "--json"], home)
+    assert listed.returncode == 0, listed.stderr
+    verified = {i["name"]: i["verified"] for i in json.loads(listed.stdout)}
+    assert verified == {"froms3": UNVERIFIED, "fromreg": PUBLISHER, "local": "-"}
+    table = run_cli(["images"], home)
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[0]: line for line in table.stdout.splitlines()[1:] if line.strip()}
+    assert "VERIFIED" in table.stdout.splitlines()[0]
+    assert UNVERIFIED in rows["froms3"] and UNVERIFIED not in rows["fromreg"]
+    assert " publisher " in rows["fromreg"]
