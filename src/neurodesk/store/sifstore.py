@@ -44,9 +44,11 @@ def _copy_hashing(source: Path, dest: Path) -> str:
 
 def _moved(source: Path, dest: Path) -> bool:
     try:
-        os.replace(source, dest)  # same file system: the download's bytes, already fsynced
+        os.replace(source, dest)  # same file system
     except OSError:
         return False
+    with dest.open("rb") as moved:
+        os.fsync(moved.fileno())  # a download is not made durable before it is kept
     return True
 
 
