@@ -272,30 +272,32 @@ def ranged_download(
         url = jobs[slot]
         buffer = bytearray(BUFFER)
         claimed = firsts[slot]
-        with make_client(settings, insecure) as client:
-            while fails[url] < MAX_FAILS:
-                if claimed is None:
-                    with plan.lock:
-                        if len(plan.done) == count:
-                            return
-                        claimed = plan.start()
-                if claimed is None:
-                    time.sleep(0.05)  # the last pieces are being fetched; one may come back
-                    continue
-                first, end = claimed
-                claimed = None
-                try:
-                    stream_run(client, url, first, end, buffer)
-                except (httpx.HTTPError, SourceError) as exc:
-                    with plan.lock:
-                        fails[url] += 1
-                        errors.append(f"{httpx.URL(url).host}: {type(exc).__name__}: {exc}")
+        while fails[url] < MAX_FAILS:
+            if claimed is None:
+                with plan.lock:
+                    if len(plan.done) == count:
+                        return
+                    claimed = plan.start()
+            if claimed is None:
+                time.sleep(0.05)  # the last pieces are being fetched; one may come back
+                continue
+            first, end = claimed
+            claimed = None
+            try:
+                stream_run(client, url, first, end, buffer)
+            except (httpx.HTTPError, SourceError) as exc:
+                with plan.lock:
+                    fails[url] += 1
+                    errors.append(f"{httpx.URL(url).host}: {type(exc).__name__}: {exc}")
         if claimed is not None:  # this mirror gave up before starting: leave it to the others
             with plan.lock:
                 plan.taken.discard(claimed[0])
 
     hasher = threading.Thread(target=hash_behind, daemon=True)
     hasher.start()
+    # One client for every connection: its TLS context (loading the CA certificates) is made
+    # once; it is safe to share between threads.
+    client = make_client(settings, insecure)
     try:
         with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
             list(pool.map(worker, range(len(jobs))))
@@ -312,6 +314,7 @@ def ranged_download(
     finally:
         stop.set()
         hasher.join()
+        client.close()
         record.close()
         os.close(fd)  # not fsynced here: whoever keeps the file makes it durable (the store)
     return digest, served
