@@ -21,6 +21,7 @@ mirror.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -54,6 +55,25 @@ def _load_done(path: Path, count: int, piece: int) -> set[int]:
     except (OSError, ValueError):
         return set()
     return {n for n in numbers if 0 <= n < count}
+
+
+def _preallocate(part: Path, size: int) -> None:
+    """``part`` at its full size, its blocks reserved where the file system can: a full disk
+    is then told before the download, not in its middle."""
+    with part.open("wb") as out:
+        out.truncate(size)
+        try:
+            os.posix_fallocate(out.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                out.close()
+                part.unlink(missing_ok=True)
+                raise SourceError(
+                    f"no room for {part.name.removesuffix('.part')} ({size / 1e6:.0f} MB) "
+                    f"in {part.parent}",
+                    hint="free some disk space (neurodesk gc) and run the same command again",
+                ) from None
+            # EOPNOTSUPP and the like: a sparse file does as well
 
 
 class _Plan:
@@ -181,8 +201,7 @@ def ranged_download(
     done = _load_done(done_file, count, piece) if part.exists() else set()
     if not part.exists() or part.stat().st_size != size or not done:
         done = set()
-        with part.open("wb") as out:
-            out.truncate(size)
+        _preallocate(part, size)
         done_file.write_text(f"piece={piece}\n")
     if on_bytes and done:
         on_bytes(sum(min(piece, size - n * piece) for n in done))
