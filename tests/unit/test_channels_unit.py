@@ -170,3 +170,19 @@ def test_images_shows_who_vouches_for_each_image(home: Path, tmp_path: Path) -> 
     assert "VERIFIED" in table.stdout.splitlines()[0]
     assert UNVERIFIED in rows["froms3"] and UNVERIFIED not in rows["fromreg"]
     assert " publisher " in rows["fromreg"]
+
+
+def test_connections_split_the_file_like_aria2c_and_a_free_one_takes_the_largest_run() -> None:
+    from neurodesk.sources.ranged import _Plan
+
+    plan = _Plan(16, done=set())
+    starts = [plan.start() for _ in range(4)]
+    # Each connection gets its own quarter of the file, asked for to the end of its free run.
+    assert starts == [(0, 16), (8, 16), (4, 8), (12, 16)]
+    plan.done.update({0, 1, 2, 3, 4, 5, 6, 7, 8, 12})  # the first two connections were fast
+    plan.taken = {9, 13}  # the other two are slowly reading on
+    # A free connection splits the first of the largest runs still free (10-11, 14-15): it
+    # starts in its middle and asks for the rest of it.
+    assert plan.start() == (11, 12)
+    assert plan.start() == (15, 16)
+    assert [plan.start(), plan.start(), plan.start()] == [(10, 11), (14, 15), None]
