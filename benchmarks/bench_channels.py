@@ -83,15 +83,15 @@ def bwrap_hello(root: Path) -> list[str]:
 
 
 class Bench:
+    """The object-storage mirrors at once; the other channels (CVMFS tree, token registry with
+    the image and its SIF referrer, catalog) only when :meth:`channels` is called."""
+
     def __init__(self, work: Path, size_mb: int) -> None:
         self.work = work
-        rootfs = make_rootfs(work / "rootfs", payload=size_mb << 20)
-        self.tree = make_tree(rootfs, work / "cvmfs")
+        self.rootfs = make_rootfs(work / "rootfs", payload=size_mb << 20)
         objects = work / "objects"
         objects.mkdir()
-        self.sif = make_sif(rootfs, objects / f"{ID}.simg")
-        self.tokens = TokenServer(work).start()
-        self.registry = TokenRegistry(work / "registry", self.tokens).start()
+        self.sif = make_sif(self.rootfs, objects / f"{ID}.simg")
         self.nginx: NginxMirrors | None = None
         self.python_mirrors: list[FileServer] = []
         if available():
@@ -100,9 +100,19 @@ class Bench:
         else:
             self.python_mirrors = [FileServer(objects).__enter__() for _ in range(2)]
             self.mirror_urls = [m.url for m in self.python_mirrors]
+        self.tokens: TokenServer | None = None
+        self.registry_server: TokenRegistry | None = None
+        self.count = 0
+
+    def channels(self) -> None:
+        work = self.work
+        self.tree = make_tree(self.rootfs, work / "cvmfs")
+        self.tokens = TokenServer(work).start()
+        self.registry_server = TokenRegistry(work / "registry", self.tokens).start()
+        self.registry = self.registry_server
         auth = write_auth_file(work / "auth.json", self.registry.address)
         (work / "blobs").mkdir()
-        self.pushed = push_image(self.registry.address, rootfs, work / "blobs", auth)
+        self.pushed = push_image(self.registry.address, self.rootfs, work / "blobs", auth)
         env = {**os.environ, "REGISTRY_AUTH_FILE": str(auth)}
         code = (
             "import sys; from pathlib import Path;"
@@ -114,15 +124,16 @@ class Bench:
         )
         run([sys.executable, "-c", code], env)
         self.apps_json = write_apps_json(work / "apps.json")
-        self.count = 0
 
     def stop(self) -> None:
         for mirror in self.python_mirrors:
             mirror.__exit__(None, None, None)
         if self.nginx is not None:
             self.nginx.__exit__(None, None, None)
-        self.registry.stop()
-        self.tokens.stop()
+        if self.registry_server is not None:
+            self.registry_server.stop()
+        if self.tokens is not None:
+            self.tokens.stop()
 
     def fresh(self) -> Path:
         self.count += 1
@@ -242,6 +253,8 @@ def main() -> None:
                 got,
                 "aria2c -x4 (2 mirrors)" if "aria2c -x4 (2 mirrors)" in got else "curl (1 mirror)",
             )
+        if args.only in (None, "install", "search"):
+            bench.channels()
         if args.only in (None, "install"):
             install(bench, args.runs, size, server)
         if args.only in (None, "search"):
