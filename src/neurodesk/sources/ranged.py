@@ -232,8 +232,8 @@ def ranged_download(
         """Fetch pieces ``first``, ``first + 1``, ... (up to ``end``) on one request, while the
         next piece is still free; ``first`` is claimed by the caller."""
         start = first * piece
-        stop = min(end * piece, size)
-        headers = {"Range": f"bytes={start}-{stop - 1}", "Accept-Encoding": "identity"}
+        until = min(end * piece, size)  # the end of the bytes asked for
+        headers = {"Range": f"bytes={start}-{until - 1}", "Accept-Encoding": "identity"}
         view = memoryview(buffer)
         number = first
         position = start  # the next byte to arrive
@@ -243,11 +243,11 @@ def ranged_download(
                     raise SourceError(f"HTTP {answer.status} to a Range request")
                 refuse_html(answer)
                 ranges = answer.headers.get("Content-Range", "")
-                if not ranges.startswith(f"bytes {start}-{stop - 1}/"):
-                    raise SourceError(f"answered range '{ranges}', not {start}-{stop - 1}")
-                body = answer.body(stop - start)
+                if not ranges.startswith(f"bytes {start}-{until - 1}/"):
+                    raise SourceError(f"answered range '{ranges}', not {start}-{until - 1}")
+                body = answer.body(until - start)
                 piece_end = min(position + piece, size)
-                while position < stop:
+                while position < until:
                     # never past the piece's end: the next piece may be someone else's
                     count = body.readinto(view[: min(BUFFER, piece_end - position)])
                     if count == 0:
@@ -269,14 +269,14 @@ def ranged_download(
                         record.write(f"{number}\n")
                         record.flush()
                         number += 1
-                        going_on = position < stop and plan.free(number)
+                        going_on = position < until and plan.free(number)
                         if going_on:
                             plan.taken.add(number)
                     more.set()  # the hashing thread may read the finished piece back
                     if not going_on:
                         return  # the next piece is someone else's: this connection is closed
                     piece_end = min(position + piece, size)
-            if position < stop:
+            if position < until:
                 raise SourceError(f"the answer ended after {position - start} bytes")
         except BaseException:
             with plan.lock:
