@@ -186,3 +186,29 @@ def test_connections_split_the_file_like_aria2c_and_a_free_one_takes_the_largest
     assert plan.start() == (11, 12)
     assert plan.start() == (15, 16)
     assert [plan.start(), plan.start(), plan.start()] == [(10, 11), (14, 15), None]
+
+
+def test_a_checked_download_is_moved_into_the_store_not_copied_and_hashed_again(
+    tmp_path: Path,
+) -> None:
+    from neurodesk.image.sif_write import write_sif
+    from neurodesk.sources.sif_store import sha256_file
+    from neurodesk.store import Store
+    from neurodesk.store.sifmount import SIF_FILE
+    from neurodesk.store.sifstore import add_sif
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    (rootfs / "bin" / "hello").write_text("#!/bin/sh\necho hello\n")
+    download = write_sif(rootfs, tmp_path / "download.sif", {"PATH": "/bin"}).path
+    digest, inode = sha256_file(download), download.stat().st_ino
+    store = Store(tmp_path / "home" / "store")
+    record = add_sif(store, download, ("hello", "1.0", "20260101"), digest=digest)
+    kept = store.image_dir(digest) / SIF_FILE
+    assert record.digest == digest and not download.exists()
+    assert kept.stat().st_ino == inode  # the same file, renamed: no second copy
+    # Without a digest (a user's own file) it is copied and hashed, the original left alone.
+    other = write_sif(rootfs, tmp_path / "mine.sif", {"PATH": "/bin", "X": "1"}).path
+    record = add_sif(store, other, ("hello", "1.1", "20260101"))
+    assert other.exists() and record.digest == sha256_file(other)
+    assert (store.image_dir(record.digest) / SIF_FILE).stat().st_ino != other.stat().st_ino
