@@ -59,6 +59,7 @@ from tests.nginxserve import NginxMirrors, available
 from tests.upstream_data import write_apps_json
 
 from neurodesk.image.squashfs import sif_root_partition
+from neurodesk.store.sifmount import unmount_all
 
 # Our download alone, in a process of its own like the other clients: DEST SIZE URL...
 OURS = (
@@ -261,6 +262,8 @@ def main() -> None:
             search(bench, args.search_runs)
     finally:
         bench.stop()
+        for image_dir in work.glob("run*/store/images/*"):
+            unmount_all(image_dir)  # the first command mounted the SIF (squashfuse)
         shutil.rmtree(work, ignore_errors=True)
 
 
