@@ -12,11 +12,20 @@ has run:
   ``aria2c -x4`` over both mirrors + the same (when aria2c is installed);
   ``skopeo copy`` + ``umoci unpack`` + ``bwrap`` of the registry image.
 
-Runs are interleaved; the table has medians and ratios against curl+unsquashfs. Then
-``neurodesk search`` over upstream's catalog (a generated apps.json of ~300 containers) against
-``neurodesk --version`` (Python start-up and the CLI).
+The two object-storage mirrors are served by Debian's nginx (when installed; else the tests'
+Python server), so every client is measured against the same fast server rather than against
+a Python server sharing the machine's cores. The SIF download alone is then compared on the
+same mirrors: our ranged download (hashed as it arrives, as every install does), ``aria2c -x4``
+alone and followed by ``sha256sum`` (what it takes to know the same digest), and ``curl`` of one
+mirror.
 
-Usage: python -m benchmarks.bench_channels [--size-mb 64] [--runs 3]   (1 GB+: --size-mb 1100)
+Runs are interleaved; the tables have medians and ratios (install: against curl+unsquashfs;
+download: against aria2c -x4) and the load average. Then ``neurodesk search`` over upstream's
+catalog (a generated apps.json of ~300 containers) against ``neurodesk --version``.
+
+Usage: python -m benchmarks.bench_channels [--size-mb 64] [--runs 3] [--only download]
+The lead's re-run (about 5 minutes on a quiet 2-core machine):
+       python -m benchmarks.bench_channels --size-mb 1100 --runs 3
 """
 
 from __future__ import annotations
@@ -46,10 +55,21 @@ from tests.integration.channel_replicas import (
     push_image,
     write_auth_file,
 )
+from tests.nginxserve import NginxMirrors, available
 from tests.upstream_data import write_apps_json
 
 from neurodesk.image.squashfs import sif_root_partition
+from neurodesk.store.sifmount import unmount_all
 
+# Our download alone, in a process of its own like the other clients: DEST SIZE URL...
+OURS = (
+    "import sys; from pathlib import Path;"
+    "from neurodesk.sources.http import HttpSettings;"
+    "from neurodesk.sources.ranged import finish, ranged_download;"
+    "dest = Path(sys.argv[1]);"
+    "digest, _ = ranged_download(sys.argv[3:], int(sys.argv[2]), dest, HttpSettings());"
+    "finish(dest, digest, None)"
+)
 BWRAP = ["bwrap", "--ro-bind", "{root}", "/", "--dev", "/dev", "--proc", "/proc"]
 
 
@@ -64,19 +84,36 @@ def bwrap_hello(root: Path) -> list[str]:
 
 
 class Bench:
+    """The object-storage mirrors at once; the other channels (CVMFS tree, token registry with
+    the image and its SIF referrer, catalog) only when :meth:`channels` is called."""
+
     def __init__(self, work: Path, size_mb: int) -> None:
         self.work = work
-        rootfs = make_rootfs(work / "rootfs", payload=size_mb << 20)
-        self.tree = make_tree(rootfs, work / "cvmfs")
+        self.rootfs = make_rootfs(work / "rootfs", payload=size_mb << 20)
         objects = work / "objects"
         objects.mkdir()
-        self.sif = make_sif(rootfs, objects / f"{ID}.simg")
+        self.sif = make_sif(self.rootfs, objects / f"{ID}.simg")
+        self.nginx: NginxMirrors | None = None
+        self.python_mirrors: list[FileServer] = []
+        if available():
+            self.nginx = NginxMirrors(objects, 2).__enter__()
+            self.mirror_urls = self.nginx.urls
+        else:
+            self.python_mirrors = [FileServer(objects).__enter__() for _ in range(2)]
+            self.mirror_urls = [m.url for m in self.python_mirrors]
+        self.tokens: TokenServer | None = None
+        self.registry_server: TokenRegistry | None = None
+        self.count = 0
+
+    def channels(self) -> None:
+        work = self.work
+        self.tree = make_tree(self.rootfs, work / "cvmfs")
         self.tokens = TokenServer(work).start()
-        self.registry = TokenRegistry(work / "registry", self.tokens).start()
-        self.mirrors = [FileServer(objects).__enter__(), FileServer(objects).__enter__()]
+        self.registry_server = TokenRegistry(work / "registry", self.tokens).start()
+        self.registry = self.registry_server
         auth = write_auth_file(work / "auth.json", self.registry.address)
         (work / "blobs").mkdir()
-        self.pushed = push_image(self.registry.address, rootfs, work / "blobs", auth)
+        self.pushed = push_image(self.registry.address, self.rootfs, work / "blobs", auth)
         env = {**os.environ, "REGISTRY_AUTH_FILE": str(auth)}
         code = (
             "import sys; from pathlib import Path;"
@@ -88,13 +125,16 @@ class Bench:
         )
         run([sys.executable, "-c", code], env)
         self.apps_json = write_apps_json(work / "apps.json")
-        self.count = 0
 
     def stop(self) -> None:
-        for mirror in self.mirrors:
+        for mirror in self.python_mirrors:
             mirror.__exit__(None, None, None)
-        self.registry.stop()
-        self.tokens.stop()
+        if self.nginx is not None:
+            self.nginx.__exit__(None, None, None)
+        if self.registry_server is not None:
+            self.registry_server.stop()
+        if self.tokens is not None:
+            self.tokens.stop()
 
     def fresh(self) -> Path:
         self.count += 1
@@ -108,7 +148,7 @@ class Bench:
         defaults = {
             "cvmfs": {"mirrors": [str(self.tree)]},
             "sif-artifacts": reg,
-            "object-storage": {"mirrors": [m.url for m in self.mirrors]},
+            "object-storage": {"mirrors": self.mirror_urls},
             "registry-images": reg,
         }
         (home / "config.yaml").write_text(json.dumps({"defaults": defaults}))
@@ -133,14 +173,32 @@ class Bench:
         sif = where / f"{ID}.simg"
         start = time.perf_counter()
         if aria:
-            urls = [f"{m.url}{ID}.simg" for m in self.mirrors]
+            urls = [f"{url}{ID}.simg" for url in self.mirror_urls]
             run(["aria2c", "-q", "-x4", "-s4", "-d", str(where), "-o", sif.name, *urls])
         else:
-            run(["curl", "-sfo", str(sif), f"{self.mirrors[0].url}{ID}.simg"])
+            run(["curl", "-sfo", str(sif), f"{self.mirror_urls[0]}{ID}.simg"])
         offset = sif_root_partition(sif).offset
         run(["unsquashfs", "-q", "-n", "-o", str(offset), "-d", str(where / "root"), str(sif)])
         run(bwrap_hello(where / "root"))
         return time.perf_counter() - start
+
+    def download(self, client: str) -> float:
+        """The SIF from the object-storage mirrors into an empty directory, nothing else."""
+        where = self.fresh()
+        sif = where / f"{ID}.simg"
+        urls = [f"{url}{ID}.simg" for url in self.mirror_urls]
+        start = time.perf_counter()
+        if client == "ours":
+            run([sys.executable, "-c", OURS, str(sif), str(self.sif.stat().st_size), *urls])
+        elif client.startswith("aria2c"):
+            run(["aria2c", "-q", "-x4", "-s4", "-d", str(where), "-o", sif.name, *urls])
+            if client.endswith("sha256sum"):
+                run(["sha256sum", str(sif)])
+        else:
+            run(["curl", "-sfo", str(sif), urls[0]])
+        elapsed = time.perf_counter() - start
+        shutil.rmtree(where)
+        return elapsed
 
     def skopeo_umoci(self) -> float:
         where = self.fresh()
@@ -169,56 +227,92 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=64, help="payload in the image")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--search-runs", type=int, default=10)
+    parser.add_argument(
+        "--only", choices=["download", "install", "search"], help="run one of the three tables"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-channels-"))
     bench = Bench(work, args.size_mb)
+    size = bench.sif.stat().st_size / 1e6
+    server = "nginx" if bench.nginx is not None else "Python test server"
     try:
-        variants = {
-            "upstream: curl + unsquashfs": lambda: bench.curl_unsquashfs(aria=False),
-            "neurodesk cvmfs (in place)": lambda: bench.neurodesk("cvmfs"),
-            "neurodesk sif-artifacts": lambda: bench.neurodesk("sif-artifacts"),
-            "neurodesk object-storage (2 mirrors)": lambda: bench.neurodesk("object-storage"),
-            "neurodesk registry-images": lambda: bench.neurodesk("registry-images"),
-            "upstream: skopeo + umoci": bench.skopeo_umoci,
-        }
-        if shutil.which("aria2c"):
-            variants["upstream: aria2c -x4 (2 mirrors) + unsquashfs"] = lambda: (
-                bench.curl_unsquashfs(aria=True)
+        if args.only in (None, "download"):
+            clients = {
+                "neurodesk (2 mirrors, sha256 on the way)": "ours",
+                "curl (1 mirror)": "curl",
+            }
+            if shutil.which("aria2c"):
+                clients["aria2c -x4 (2 mirrors)"] = "aria2c"
+                clients["aria2c -x4 (2 mirrors) + sha256sum"] = "aria2c+sha256sum"
+            got: dict[str, list[float]] = {name: [] for name in clients}
+            for _ in range(args.runs):
+                for name, client in clients.items():
+                    got[name].append(bench.download(client))
+            table(
+                f"SIF download alone, {size:.0f} MB from {server} on loopback, "
+                f"load {os.getloadavg()[0]:.1f}",
+                got,
+                "aria2c -x4 (2 mirrors)" if "aria2c -x4 (2 mirrors)" in got else "curl (1 mirror)",
             )
-        samples: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(args.runs):
-            for name, variant in variants.items():
-                samples[name].append(variant())
-        size = bench.sif.stat().st_size / 1e6
-        table(
-            f"install to first command, {size:.0f} MB SIF, load {os.getloadavg()[0]:.1f}",
-            samples,
-            "upstream: curl + unsquashfs",
-        )
-        home, env = bench.home()
-        search: dict[str, list[float]] = {"neurodesk --version": [], "neurodesk search fsl": []}
-        for _ in range(args.search_runs):
-            for name, argv in (
-                ("neurodesk --version", ["--version"]),
-                ("neurodesk search fsl", ["search", "fsl"]),
-            ):
-                start = time.perf_counter()
-                run([sys.executable, "-m", "neurodesk", *argv], env)
-                search[name].append(time.perf_counter() - start)
-        added = statistics.median(search["neurodesk search fsl"]) - statistics.median(
-            search["neurodesk --version"]
-        )
-        table(
-            f"search over {len(json.loads(bench.apps_json.read_text()))} tools "
-            f"(search itself: {added * 1e3:.0f} ms over start-up; goal < 100 ms)",
-            search,
-            "neurodesk --version",
-            unit="ms",
-        )
-        del home
+        if args.only in (None, "install", "search"):
+            bench.channels()
+        if args.only in (None, "install"):
+            install(bench, args.runs, size, server)
+        if args.only in (None, "search"):
+            search(bench, args.search_runs)
     finally:
         bench.stop()
+        for image_dir in work.glob("run*/store/images/*"):
+            unmount_all(image_dir)  # the first command mounted the SIF (squashfuse)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def install(bench: Bench, runs: int, size: float, server: str) -> None:
+    variants = {
+        "upstream: curl + unsquashfs": lambda: bench.curl_unsquashfs(aria=False),
+        "neurodesk cvmfs (in place)": lambda: bench.neurodesk("cvmfs"),
+        "neurodesk sif-artifacts": lambda: bench.neurodesk("sif-artifacts"),
+        "neurodesk object-storage (2 mirrors)": lambda: bench.neurodesk("object-storage"),
+        "neurodesk registry-images": lambda: bench.neurodesk("registry-images"),
+        "upstream: skopeo + umoci": bench.skopeo_umoci,
+    }
+    if shutil.which("aria2c"):
+        variants["upstream: aria2c -x4 (2 mirrors) + unsquashfs"] = lambda: bench.curl_unsquashfs(
+            aria=True
+        )
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(runs):
+        for name, variant in variants.items():
+            samples[name].append(variant())
+    table(
+        f"install to first command, {size:.0f} MB SIF (object storage: {server}), "
+        f"load {os.getloadavg()[0]:.1f}",
+        samples,
+        "upstream: curl + unsquashfs",
+    )
+
+
+def search(bench: Bench, runs: int) -> None:
+    _home, env = bench.home()
+    samples: dict[str, list[float]] = {"neurodesk --version": [], "neurodesk search fsl": []}
+    for _ in range(runs):
+        for name, argv in (
+            ("neurodesk --version", ["--version"]),
+            ("neurodesk search fsl", ["search", "fsl"]),
+        ):
+            start = time.perf_counter()
+            run([sys.executable, "-m", "neurodesk", *argv], env)
+            samples[name].append(time.perf_counter() - start)
+    added = statistics.median(samples["neurodesk search fsl"]) - statistics.median(
+        samples["neurodesk --version"]
+    )
+    table(
+        f"search over {len(json.loads(bench.apps_json.read_text()))} tools "
+        f"(search itself: {added * 1e3:.0f} ms over start-up; goal < 100 ms)",
+        samples,
+        "neurodesk --version",
+        unit="ms",
+    )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ TEST_PACKAGES+=(openbox tint2 jgmenu xterm x11-utils x11-xserver-utils xclip)
 TEST_PACKAGES+=(httpdirfs fuse3)  # SIF images: lazy HTTP mounts (httpdirfs), fusermount3 for squashfuse
 TEST_PACKAGES+=(squid aria2)  # channels: a caching proxy in front of every channel; aria2c for the benchmark
 TEST_PACKAGES+=(pigz isal curl)  # bench_fetch: the physical floor (curl + tar -x with the fastest gzip decoder)
+TEST_PACKAGES+=(nginx)  # channels benchmark: the object-storage mirrors served by a fast static server
 
 apt_install() {
   local missing=()

@@ -122,3 +122,42 @@ def test_a_bad_answer_fails_over_at_once() -> None:
     assert mirrors.attempt(operation, "x") == "ok"
     assert calls == ["bad", "good"]  # not retried three times
     assert mirrors.ordered() == ["good", "bad"]  # and demoted for what follows
+
+
+def _read_body(url: str, length: int, settings: HttpSettings = FAST) -> tuple[bytes, bool]:
+    """The body read with Stream.body into a small reused buffer; and whether it came from the
+    socket directly."""
+    from neurodesk.sources.http import open_stream
+
+    out = bytearray()
+    view = memoryview(bytearray(10_000))
+    with make_client(settings) as client, open_stream(client, "GET", url) as stream:
+        body = stream.body(length)
+        while count := body.readinto(view):
+            out += view[:count]
+        return bytes(out), body.sock is not None
+
+
+def test_a_body_read_into_a_buffer_is_exact_and_comes_from_the_socket(tmp_path: Path) -> None:
+    from tests.httpserve import FileServer
+
+    (tmp_path / "f").write_bytes(DATA * 3)
+    with FileServer(tmp_path) as server:
+        got, direct = _read_body(server.url + "f", len(DATA) * 3)
+        assert got == DATA * 3 and direct
+        # Not the length the server announced: read through the parser, and refused.
+        with pytest.raises(BadAnswerError, match="more than asked"):
+            _read_body(server.url + "f", len(DATA))
+
+
+def test_a_body_read_from_the_socket_keeps_the_low_speed_limit_and_timeout() -> None:
+    with HostileServer("trickle", trickle_delay=0.05) as server:
+        start = time.monotonic()
+        with pytest.raises(SlowMirrorError, match="low-speed limit"):
+            _read_body(server.url + "blob", len(DATA))
+        assert time.monotonic() - start < 5
+    with HostileServer("stall") as server:
+        start = time.monotonic()
+        with pytest.raises(TransientError, match=r"127\.0\.0\.1:\d+: GET /blob"):
+            _read_body(server.url + "blob", len(DATA))
+        assert time.monotonic() - start < 5

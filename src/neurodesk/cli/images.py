@@ -41,18 +41,45 @@ def human(size: int | None) -> str:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help=json_option_help)
 def images(as_json: bool) -> None:
-    """List the images in the local store."""
-    records = _store().images()
+    """List the images in the local store.
+
+    VERIFIED says who vouches for an image's bytes: "publisher" (they matched a digest its
+    publisher published, e.g. a registry manifest) or "unverified-by-publisher" (a SIF from
+    object storage or a URL that no registry had a digest for: only our own sha256 is known);
+    "-" for images built or imported here.
+    """
+    from neurodesk.sources.origins import read_origin
+
+    paths = Paths.from_env()
+    records = Store(paths.store).images()
+    verified = {r.id: str(read_origin(paths, r.id).get("verified") or "-") for r in records}
     if as_json:
         emit_json(
-            [{**r.to_json(), "id": r.id, "rootfs": str(r.rootfs), "held": held(r)} for r in records]
+            [
+                {
+                    **r.to_json(),
+                    "id": r.id,
+                    "rootfs": str(r.rootfs),
+                    "held": held(r),
+                    "verified": verified[r.id],
+                }
+                for r in records
+            ]
         )
         return
     print_table(
         None,
-        ["NAME", "VERSION", "BUILD DATE", "SOURCE", "HELD", "DIGEST"],
+        ["NAME", "VERSION", "BUILD DATE", "SOURCE", "HELD", "VERIFIED", "DIGEST"],
         [
-            (r.name, r.version, r.builddate, r.source, held(r), short_digest(r.digest))
+            (
+                r.name,
+                r.version,
+                r.builddate,
+                r.source,
+                held(r),
+                verified[r.id],
+                short_digest(r.digest),
+            )
             for r in records
         ],
     )

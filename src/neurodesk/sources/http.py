@@ -30,6 +30,8 @@ and whose class tells :class:`neurodesk.sources.mirrors.MirrorSet` what to do ne
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -173,28 +175,40 @@ class Stream:
 
     def chunks(self) -> Iterator[bytes]:
         """The body as it arrives; raises SlowMirrorError, TransientError (naming the mirror)."""
-        limit, window = self.settings.low_speed_limit, self.settings.low_speed_time
-        window_start, window_bytes = time.monotonic(), 0
+        pace = _Pace(self)
         try:
             for chunk in self.response.iter_bytes():
-                now = time.monotonic()
-                if now - self.start > self.settings.deadline:
-                    raise SlowMirrorError(
-                        f"{self.mirror}: {self.what}: not done after "
-                        f"{self.settings.deadline:g} s (the deadline); trying the next mirror"
-                    )
-                window_bytes += len(chunk)
-                elapsed = now - window_start
-                if elapsed >= window:
-                    if window_bytes < limit * elapsed:
-                        raise SlowMirrorError(
-                            f"{self.mirror}: {self.what}: {window_bytes / elapsed:.0f} bytes/s "
-                            f"over {elapsed:.0f} s, below the low-speed limit of {limit} bytes/s"
-                        )
-                    window_start, window_bytes = now, 0
+                pace.check(len(chunk))
                 yield chunk
         except (httpx.TransportError, httpx.StreamError) as exc:
             raise _transport_error(self.mirror, self.what, exc) from None
+
+    def body(self, length: int) -> Body:
+        """The ``length`` bytes of an identity-coded body, to be read with
+        :meth:`Body.readinto` into a buffer of the caller's; under the same limits as
+        :meth:`chunks`.
+
+        Where the connection allows it (plain TCP, or TLS straight to the server) the body is
+        read from the socket with ``recv_into``: no new bytes object and no copy per read. The
+        connection is then not reused (its HTTP state was bypassed): for large bodies."""
+        return Body(self, length, self._socket(length))
+
+    def _socket(self, length: int) -> socket.socket | None:
+        """The socket to read the rest of the body from, when that is safe."""
+        headers = self.headers
+        if headers.get("Content-Encoding", "identity").lower() != "identity":
+            return None
+        if "Transfer-Encoding" in headers or headers.get("Content-Length") != str(length):
+            return None
+        network = self.response.extensions.get("network_stream")
+        get = getattr(network, "get_extra_info", None)
+        if get is None:
+            return None
+        sock, tls = get("socket"), get("ssl_object")
+        if isinstance(sock, ssl.SSLSocket):
+            # TLS inside a proxy's TLS shows the outer socket and a separate SSLObject.
+            return None if isinstance(tls, ssl.SSLObject) else sock
+        return sock if isinstance(sock, socket.socket) and tls is None else None
 
     def read(self, max_bytes: int = MAX_DOCUMENT) -> bytes:
         declared = self.headers.get("Content-Length", "")
@@ -213,6 +227,80 @@ class Stream:
                 )
             parts.append(chunk)
         return b"".join(parts)
+
+
+class Body:
+    """A body being read into the caller's buffers (see :meth:`Stream.body`)."""
+
+    def __init__(self, stream: Stream, length: int, sock: socket.socket | None) -> None:
+        self.stream = stream
+        self.length = length
+        self.sock = sock
+        self.got = 0
+        self.pace = _Pace(stream)
+        # With a socket: only what the HTTP parser already holds (or one read) comes through
+        # httpx. The iterator is kept to the end: dropping it would close the connection.
+        self.source: Iterator[bytes] = stream.response.iter_raw() if sock else stream.chunks()
+        self.started = False
+        self.pending = memoryview(b"")
+
+    def readinto(self, view: memoryview) -> int:
+        """Up to ``len(view)`` bytes into ``view``; 0 at the end of the body, or when the
+        server closed early (the caller sees a short body)."""
+        stream = self.stream
+        if self.got >= self.length or not len(view):
+            return 0
+        try:
+            if not self.pending and (self.sock is None or not self.started):
+                self.started = True
+                chunk = next(self.source, b"")
+                if self.got + len(chunk) > self.length:
+                    raise BadAnswerError(f"{stream.mirror}: {stream.what}: sent more than asked")
+                if self.sock is not None:
+                    self.pace.check(len(chunk))
+                    self.sock.settimeout(stream.settings.timeout)
+                self.pending = memoryview(chunk)
+            if self.pending:
+                count = min(len(view), len(self.pending))
+                view[:count] = self.pending[:count]
+                self.pending = self.pending[count:]
+            elif self.sock is not None:
+                count = self.sock.recv_into(view, min(len(view), self.length - self.got))
+                self.pace.check(count)
+            else:
+                count = 0
+        except (httpx.TransportError, httpx.StreamError, OSError) as exc:
+            raise _transport_error(stream.mirror, stream.what, exc) from None
+        self.got += count
+        return count
+
+
+class _Pace:
+    """The low-speed limit (curl's rule) and the deadline of one body being read."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.window_start = time.monotonic()
+        self.window_bytes = 0
+
+    def check(self, count: int) -> None:
+        stream, settings = self.stream, self.stream.settings
+        now = time.monotonic()
+        if now - stream.start > settings.deadline:
+            raise SlowMirrorError(
+                f"{stream.mirror}: {stream.what}: not done after "
+                f"{settings.deadline:g} s (the deadline); trying the next mirror"
+            )
+        self.window_bytes += count
+        elapsed = now - self.window_start
+        if elapsed >= settings.low_speed_time:
+            if self.window_bytes < settings.low_speed_limit * elapsed:
+                raise SlowMirrorError(
+                    f"{stream.mirror}: {stream.what}: {self.window_bytes / elapsed:.0f} bytes/s "
+                    f"over {elapsed:.0f} s, below the low-speed limit of "
+                    f"{settings.low_speed_limit} bytes/s"
+                )
+            self.window_start, self.window_bytes = now, 0
 
 
 @contextmanager

@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
+
 from neurodesk.paths import Paths
 from neurodesk.sources.config import Config, SourceConfig
 from neurodesk.sources.http import HttpSettings, make_client, mirror_name, request
@@ -51,12 +53,11 @@ class SifHttpSource:
     def close(self) -> None:
         pass
 
-    def _head(self, url: str) -> int | None:
+    def _head(self, client: httpx.Client, url: str) -> int | None:
         """The file's size at ``url``; None when absent; SourceError when the mirror fails."""
-        with make_client(self.settings, self.insecure) as client:
+        answer = request(client, "HEAD", url)
+        if wait_retry_after(answer.status, answer.headers):
             answer = request(client, "HEAD", url)
-            if wait_retry_after(answer.status, answer.headers):
-                answer = request(client, "HEAD", url)
         if answer.status in (403, 404):
             return None  # S3 answers 403 for a missing key in a bucket that is not listable
         if answer.status != 200:
@@ -73,12 +74,16 @@ class SifHttpSource:
 
         def ask(url: str) -> tuple[str, int | None]:
             try:
-                return url, self._head(url)
+                return url, self._head(client, url)
             except SourceError as exc:
                 self.last_errors.append(exc.message)
                 return url, None
 
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(urls)))) as pool:
+        # One client for all mirrors (its TLS context is made once), asked in parallel.
+        with (
+            make_client(self.settings, self.insecure) as client,
+            ThreadPoolExecutor(max_workers=max(1, min(8, len(urls)))) as pool,
+        ):
             answers = [(u, n) for u, n in pool.map(ask, urls) if n is not None]
         if not answers:
             if self.last_errors and len(self.last_errors) == len(urls):

@@ -46,7 +46,9 @@ def import_sif(
     from neurodesk.store.imports import import_path
 
     try:
-        record = import_path(Store(paths.store), sif, name, version, builddate)
+        record = import_path(
+            Store(paths.store), sif, name, version, builddate, sha256=None if keep else sha256
+        )
     finally:
         if not keep:
             sif.unlink(missing_ok=True)

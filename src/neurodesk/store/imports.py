@@ -124,8 +124,13 @@ def import_path(
     version: str | None = None,
     builddate: str | None = None,
     progress: Progress | None = None,
+    sha256: str | None = None,
 ) -> ImageRecord:
-    """Import the image at ``path`` (any supported format) under ``name/version/builddate``."""
+    """Import the image at ``path`` (any supported format) under ``name/version/builddate``.
+
+    ``sha256``: the digest of the file at ``path`` when the caller computed it while
+    downloading it into a file of its own; a SIF is then moved into the store, not copied and
+    hashed again."""
     say = progress or (lambda _message: None)
     path = path.absolute()
     kind = detect_format(path)
@@ -165,7 +170,7 @@ def import_path(
         return store.import_rootfs(digest, fill_sqfs, *ident, source="squashfs", progress=say)
     partition = sif_root_partition(path)
     if (why := fuse_problem()) is None:
-        return add_sif(store, path, ident, progress=say)  # kept as one file, mounted on use
+        return add_sif(store, path, ident, say, sha256)  # kept as one file, mounted on use
     say(f"FUSE is not usable here ({why}): unpacking the SIF once with unsquashfs")
     say("hashing the SIF system partition")
     digest = digest_range(path, partition.offset, partition.length)

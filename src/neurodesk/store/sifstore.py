@@ -42,6 +42,16 @@ def _copy_hashing(source: Path, dest: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def _moved(source: Path, dest: Path) -> bool:
+    try:
+        os.replace(source, dest)  # same file system
+    except OSError:
+        return False
+    with dest.open("rb") as moved:
+        os.fsync(moved.fileno())  # a download is not made durable before it is kept
+    return True
+
+
 def _metadata(sif: Path, offset: int, work: Path) -> dict[str, Any]:
     """The image config, from /.singularity.d inside the partition (only that is unpacked)."""
     meta_dir = work / "meta"
@@ -94,16 +104,29 @@ def _publish(
 
 
 def add_sif(
-    store: Store, path: Path, ident: tuple[str, str, str], progress: Progress | None = None
+    store: Store,
+    path: Path,
+    ident: tuple[str, str, str],
+    progress: Progress | None = None,
+    digest: str | None = None,
 ) -> ImageRecord:
-    """Keep the SIF at ``path`` in the store as one verified file, to be mounted on use."""
+    """Keep the SIF at ``path`` in the store as one verified file, to be mounted on use.
+
+    ``digest``: the sha256 the caller already computed of ``path``, a checked download of its
+    own: the file is then moved into the store instead of copied and hashed a second time."""
     say = progress or (lambda _m: None)
     partition = sif_root_partition(path)  # a truncated or foreign file fails here, in one line
     size = path.stat().st_size
     work = _new_work(store)
     try:
-        say("copying the SIF into the store (verifying as it goes)")
-        digest = _copy_hashing(path, work / SIF_FILE)
+        if digest is not None and _moved(path, work / SIF_FILE):
+            say("moved the checked SIF into the store")
+        else:
+            say("copying the SIF into the store (verifying as it goes)")
+            copied = _copy_hashing(path, work / SIF_FILE)
+            if digest is not None and copied != digest:
+                raise ImageFormatError(f"{path} changed while it was copied", hint="fetch again")
+            digest = copied
         if (work / SIF_FILE).stat().st_size != size:
             raise ImageFormatError(f"{path} changed while it was copied", hint="import it again")
         (work / SIF_FILE).chmod(0o444)
