@@ -280,6 +280,10 @@ def execute(plan: TaskPlan, log: BinaryIO) -> tuple[int, Interrupted | None, Pla
     try:
         status = os.waitpid(pid, 0)[1]
     except Interrupted as exc:
+        # one stop is enough: a second signal (the scheduler signals every process of the
+        # job) must not cut the stop or the record short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         _stop(pid, exc.signum)
         log.write(f"\nneurodesk: task stopped by signal {exc.signum}\n".encode())
         return 128 + exc.signum, exc, runtime
