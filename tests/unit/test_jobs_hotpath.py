@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +207,29 @@ def test_record_layout_matches_pydantic(tmp_path: Path) -> None:
     assert path.read_text() == record.model_dump_json(indent=2) + "\n"
     assert oct(path.stat().st_mode & 0o777) == "0o644"
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temporary left
+
+
+def test_sigterm_stops_the_program_and_leaves_a_record(tmp_path: Path) -> None:
+    """scancel or a time limit: the program gets the signal, the record says 128 + 15."""
+    plan = make_plan(tmp_path)
+    marker = tmp_path / "stopped"
+    plan["launch"] = [
+        "/bin/sh",
+        "-c",
+        f"trap 'touch {marker}; exit 143' TERM; echo up; sleep 30 & wait",
+    ]
+    plan["files"] = []
+    Path(plan["record"]).with_name("plan.json").write_text(json.dumps(plan))
+    script = [sys.executable, "-I", "-S", hotpath.__file__, str(tmp_path / "batch"), "3"]
+    proc = subprocess.Popen(script)
+    log = Path(plan["log"])
+    deadline = time.monotonic() + 20
+    while not (log.is_file() and "up" in log.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 143
+    assert marker.is_file()  # the program's trap ran
+    record = json.loads(Path(plan["record"]).read_text())
+    assert record["exit_code"] == 143
+    assert log.read_text().endswith("neurodesk: task stopped by signal 15\n")

@@ -86,6 +86,14 @@ def raise_on_signals() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def ignore_signals() -> None:
+    """Once the program has ended, SIGTERM/SIGINT are ignored: the scheduler signals every
+    process of the job in turn, and the one it reaches after the program must not cut the
+    record short (SIGKILL still follows after the scheduler's grace time)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -279,11 +287,9 @@ def execute(plan: TaskPlan, log: BinaryIO) -> tuple[int, Interrupted | None, Pla
             os.close(fd)
     try:
         status = os.waitpid(pid, 0)[1]
+        ignore_signals()
     except Interrupted as exc:
-        # one stop is enough: a second signal (the scheduler signals every process of the
-        # job) must not cut the stop or the record short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ignore_signals()  # one stop is enough; a second signal must not cut it short
         _stop(pid, exc.signum)
         log.write(f"\nneurodesk: task stopped by signal {exc.signum}\n".encode())
         return 128 + exc.signum, exc, runtime
@@ -308,6 +314,7 @@ def run_planned(plan: TaskPlan) -> int:
             exit_code, interrupted, runtime = execute(plan, log)
             if interrupted or not setup_failed(log, mark, exit_code) or attempt == SETUP_RETRIES:
                 break
+            raise_on_signals()  # execute ignores them once the runtime has ended
             # the command never started: bwrap lost a race with a mount changing under a
             # bound directory (e.g. a build's overlay under /tmp); that is worth a retry
             log.write(b"neurodesk: the runtime failed before the command started; retrying\n")
