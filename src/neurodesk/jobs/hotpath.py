@@ -341,7 +341,9 @@ def run_planned(plan: TaskPlan) -> int:
         "scheduler": scheduler_info(),
         "log": plan["log"],
     }
-    write_json(plan["record"], record)
+    # no fsync (a third of the hot path's own time): the rename is atomic, and a record lost
+    # to a node crash only makes the task "lost", which resubmit --failed runs again
+    write_json(plan["record"], record, sync=False)
     return exit_code
 
 
