@@ -23,6 +23,7 @@ from neurodesk.jobs.provenance import (
     SchedulerInfo,
     TaskRecord,
 )
+from tests.conftest import assert_one_line_error
 
 IMAGE = {
     "name": "tool",
@@ -233,3 +234,11 @@ def test_sigterm_stops_the_program_and_leaves_a_record(tmp_path: Path) -> None:
     record = json.loads(Path(plan["record"]).read_text())
     assert record["exit_code"] == 143
     assert log.read_text().endswith("neurodesk: task stopped by signal 15\n")
+
+
+def test_module_entry_without_a_plan_takes_the_full_path(tmp_path: Path, home: Path) -> None:
+    """``python -m neurodesk.jobs run-task`` (arrays without plans) still reads the batch."""
+    argv = [sys.executable, "-m", "neurodesk.jobs", "run-task", str(tmp_path / "nothing"), "0"]
+    env = dict(os.environ, NEURODESK_HOME=str(home))
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+    assert_one_line_error(proc, "no batch", "batch list")
