@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from neurodesk.jobs import hotpath
+from neurodesk.jobs.batch import Batch, BatchSpec, TaskSpec
+from neurodesk.jobs.plan import write_plans
 from neurodesk.jobs.provenance import (
     ImageInfo,
     RuntimeInfo,
@@ -242,3 +244,26 @@ def test_module_entry_without_a_plan_takes_the_full_path(tmp_path: Path, home: P
     env = dict(os.environ, NEURODESK_HOME=str(home))
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     assert_one_line_error(proc, "no batch", "batch list")
+
+
+def test_no_runtime_at_submission_means_no_plans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login node without bwrap/apptainer still submits: the nodes choose the runtime."""
+    spec = BatchSpec(
+        id="tool-123",
+        created="2026-01-01T00:00:00+00:00",
+        image=ImageInfo(**IMAGE),
+        command=["tool", "{input}"],
+        source="glob /data/*",
+        output_root=str(tmp_path / "out"),
+        tasks=[TaskSpec(index=0, label="a", input="/data/a", argv=["tool"], output_dir="/o/a")],
+    )
+    batch = Batch(tmp_path / "batch", spec)
+    batch.save()
+    stale = batch.task_dir(0) / "plan.json"
+    stale.write_text("{}")  # from an earlier submission: must not be used
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("NEURODESK_RUNTIME", raising=False)
+    assert write_plans(batch, [0]) is False
+    assert not stale.exists()

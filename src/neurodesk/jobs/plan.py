@@ -9,7 +9,8 @@ from its plan without importing anything of ours.
 
 Plans are written again at every submission (``resubmit`` too), so a changed environment or
 runtime counts from the next submission on. Runtimes whose command line depends on a terminal
-(podman, docker) get no plan: their tasks take the full path.
+(podman, docker) get no plan, and neither does a login node without any runtime: those tasks
+take the full path and choose the runtime on the node.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from neurodesk.errors import MissingToolError
 from neurodesk.jobs.batch import Batch
 from neurodesk.jobs.hotpath import PLAN_SCHEMA, write_json
 from neurodesk.jobs.task import task_binds
@@ -95,9 +97,13 @@ def task_plan(batch: Batch, index: int, runtime: str) -> dict[str, object] | Non
 
 
 def write_plans(batch: Batch, indices: Sequence[int]) -> bool:
-    """Write the plan of every task in ``indices``; False (and no plans left) when the chosen
-    runtime's tasks cannot run from a plan."""
-    runtime = choose_runtime().name
+    """Write the plan of every task in ``indices``; False (and no plans left) when the tasks
+    cannot run from a plan: no runtime on this machine, or a runtime without plans."""
+    try:
+        runtime = choose_runtime().name
+    except MissingToolError:  # a login node without the runtime: the nodes choose their own
+        remove_plans(batch, indices)
+        return False
     plans = {}
     if runtime not in UNPLANNED_RUNTIMES:
         for index in indices:
