@@ -246,10 +246,11 @@ def test_module_entry_without_a_plan_takes_the_full_path(tmp_path: Path, home: P
     assert_one_line_error(proc, "no batch", "batch list")
 
 
-def test_no_runtime_at_submission_means_no_plans(
+def test_no_runtime_or_gpu_at_submission_means_no_plans(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A login node without bwrap/apptainer still submits: the nodes choose the runtime."""
+    """A login node without bwrap/apptainer still submits, and a GPU batch is set up on its
+    node: those tasks take the full path."""
     spec = BatchSpec(
         id="tool-123",
         created="2026-01-01T00:00:00+00:00",
@@ -267,3 +268,6 @@ def test_no_runtime_at_submission_means_no_plans(
     monkeypatch.delenv("NEURODESK_RUNTIME", raising=False)
     assert write_plans(batch, [0]) is False
     assert not stale.exists()
+    monkeypatch.setenv("PATH", os.environ["PATH"] + ":/usr/bin:/bin")
+    batch.spec.gpu = True  # devices and driver libraries are found on the GPU node
+    assert write_plans(batch, [0]) is False

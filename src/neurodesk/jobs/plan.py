@@ -9,8 +9,9 @@ from its plan without importing anything of ours.
 
 Plans are written again at every submission (``resubmit`` too), so a changed environment or
 runtime counts from the next submission on. Runtimes whose command line depends on a terminal
-(podman, docker) get no plan, and neither does a login node without any runtime: those tasks
-take the full path and choose the runtime on the node.
+(podman, docker) get no plan, and neither do GPU batches (devices and driver libraries are
+found on the node) or a login node without any runtime: those tasks take the full path and
+decide on the node.
 """
 
 from __future__ import annotations
@@ -98,7 +99,11 @@ def task_plan(batch: Batch, index: int, runtime: str) -> dict[str, object] | Non
 
 def write_plans(batch: Batch, indices: Sequence[int]) -> bool:
     """Write the plan of every task in ``indices``; False (and no plans left) when the tasks
-    cannot run from a plan: no runtime on this machine, or a runtime without plans."""
+    cannot run from a plan: a GPU batch, no runtime on this machine, or a runtime without
+    plans."""
+    if batch.spec.gpu:  # the GPU devices and driver libraries are the node's, not ours
+        remove_plans(batch, indices)
+        return False
     try:
         runtime = choose_runtime().name
     except MissingToolError:  # a login node without the runtime: the nodes choose their own
