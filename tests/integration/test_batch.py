@@ -195,6 +195,8 @@ def test_slurm_batch(
     # the tasks ran on the hot path: from their plans, without the neurodesk package
     assert "jobs/hotpath.py" in (root / "slurm" / "submit-1.sh").read_text()
     assert len(list(root.glob("tasks/*/plan.json"))) == len(SUBJECTS)
+    for out_file in root.glob("tasks/*/slurm-*.out"):  # the node's environment matched
+        assert "taking the full path" not in out_file.read_text()
     job = found["sub-01_ses-01"]["scheduler"]["job_id"]
     assert slurm_cluster.states(job) == {
         f"{job}_{i}": "FAILED" if i == 5 else "COMPLETED" for i in range(6)

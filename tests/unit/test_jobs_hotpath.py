@@ -72,6 +72,11 @@ def make_plan(tmp_path: Path, exit_code: int = 0, index: int = 3) -> dict[str, A
                 "runtime_positions": [1],
             }
         ],
+        "environ": hotpath.environment(
+            ["HOME", "TMPDIR", "ND_TEST_UNSET"], ["LC_"], {"TMPDIR": "/tmp"}
+        ),
+        "environ_prefixes": ["LC_"],
+        "environ_defaults": {"TMPDIR": "/tmp"},
     }
     (task_dir / "plan.json").write_text(json.dumps(plan))
     return plan
@@ -143,10 +148,34 @@ def test_no_plan_or_unknown_plan(tmp_path: Path) -> None:
     plan["schema_version"] = "neurodesk.task-plan/99"
     Path(plan["record"]).with_name("plan.json").write_text(json.dumps(plan))
     assert hotpath.run_task(str(tmp_path / "batch"), 3) is None
+    # the script then takes the full path, which reads the batch (none here)
     script = [sys.executable, "-I", "-S", hotpath.__file__, str(tmp_path / "batch"), "3"]
-    proc = subprocess.run(script, capture_output=True, text=True, check=False)
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("error: task 3 of batch") and "resubmit" in proc.stderr
+    env = dict(os.environ, NEURODESK_HOME=str(tmp_path / "home"))
+    proc = subprocess.run(script, capture_output=True, text=True, check=False, env=env)
+    assert_one_line_error(proc, "no batch")
+
+
+@pytest.mark.parametrize(
+    "change", [{"TMPDIR": "/scratch/job7"}, {"LC_ALL": "de_DE.UTF-8"}, {"ND_TEST_UNSET": "1"}]
+)
+def test_another_environment_takes_the_full_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, str]
+) -> None:
+    """A node whose TMPDIR, locale, bind paths... differ from the submission's: the plan does
+    not hold there, the task is left to the full path (which reads the node's environment)."""
+    plan = make_plan(tmp_path)
+    for key, value in change.items():
+        monkeypatch.setenv(key, value)
+    assert hotpath.run_task(str(tmp_path / "batch"), 3, say=False) is None
+    assert not Path(plan["log"]).exists()  # nothing ran
+
+
+def test_unset_tmpdir_is_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """slurmstepd sets TMPDIR=/tmp where the login shell had none: the same run."""
+    monkeypatch.delenv("TMPDIR", raising=False)
+    make_plan(tmp_path)
+    monkeypatch.setenv("TMPDIR", "/tmp")
+    assert hotpath.run_task(str(tmp_path / "batch"), 3) == 0
 
 
 def test_task_directory_width(tmp_path: Path) -> None:

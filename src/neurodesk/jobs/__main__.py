@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[0] != "run-task" or not argv[2].isdigit():
         print("usage: python -m neurodesk.jobs run-task BATCH_DIR INDEX", file=sys.stderr)
         return 2
-    planned = run_task(argv[1], int(argv[2]))
+    planned = run_task(argv[1], int(argv[2]), say=False)  # the hot path said why
     if planned is not None:
         return planned
     from neurodesk.jobs.task import run_one

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; the types are for mypy only
+    from collections.abc import Mapping, Sequence
     from types import FrameType
     from typing import BinaryIO, TypedDict
 
@@ -58,6 +59,9 @@ if TYPE_CHECKING:  # typing costs start-up time; the types are for mypy only
         runtime: PlannedRuntime
         launch: list[str]  # what runs: the runtime's command line under its signal forwarder
         files: list[PlannedFile]
+        environ: dict[str, str | None]  # the host variables the plan was made with
+        environ_prefixes: list[str]  # ... including every variable with one of these prefixes
+        environ_defaults: dict[str, str]  # what an unset variable means (TMPDIR: /tmp)
 
 
 PLAN_SCHEMA = "neurodesk.task-plan/1"
@@ -206,6 +210,26 @@ def read_plan(batch_dir: str, index: int) -> TaskPlan | None:
     return plan
 
 
+def environment(
+    keys: Sequence[str], prefixes: Sequence[str], defaults: Mapping[str, str]
+) -> dict[str, str | None]:
+    """The values of ``keys`` (``defaults`` when unset or empty, else None) and of every
+    variable starting with one of ``prefixes``, from this process's environment."""
+    values = {key: os.environ.get(key) or defaults.get(key) for key in keys}
+    for key, value in os.environ.items():
+        if key.startswith(tuple(prefixes)):
+            values[key] = value
+    return values
+
+
+def environment_changes(plan: TaskPlan) -> list[str]:
+    """The variables whose values here differ from the submission's (HOME, TMPDIR, bind
+    paths, runtime, ...); when there are any, the task takes the full path."""
+    keys = [k for k in plan["environ"] if not k.startswith(tuple(plan["environ_prefixes"]))]
+    now = environment(keys, plan["environ_prefixes"], plan["environ_defaults"])
+    return sorted(k for k in {*now, *plan["environ"]} if now.get(k) != plan["environ"].get(k))
+
+
 def remove_previous_outputs(record_path: str, output_dir: str) -> int:
     """Delete the files the task's previous run wrote (its record lists them).
 
@@ -347,10 +371,20 @@ def run_planned(plan: TaskPlan) -> int:
     return exit_code
 
 
-def run_task(batch_dir: str, index: int) -> int | None:
-    """Run task ``index`` of the batch from its plan; None when it has no plan."""
+def run_task(batch_dir: str, index: int, say: bool = True) -> int | None:
+    """Run task ``index`` of the batch from its plan; None when it has no plan, or one made
+    for another environment (the caller then takes the full path)."""
     plan = read_plan(batch_dir, index)
     if plan is None:
+        return None
+    changed = environment_changes(plan)
+    if changed:
+        if say:
+            print(
+                f"neurodesk: task {index}: {', '.join(changed)} differ(s) from the submission;"
+                " taking the full path",
+                file=sys.stderr,
+            )
         return None
     raise_on_signals()
     try:
@@ -364,13 +398,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -I -S hotpath.py BATCH_DIR INDEX", file=sys.stderr)
         return 2
     code = run_task(argv[0], int(argv[1]))
-    if code is None:
-        print(
-            f"error: task {argv[1]} of batch {argv[0]} has no plan"
-            " (hint: submit it again with 'neurodesk batch resubmit')",
-            file=sys.stderr,
-        )
-        return 2
+    if code is None:  # the full path, with site packages: it reads the batch and decides
+        sys.stdout.flush()
+        sys.stderr.flush()
+        full = [sys.executable, "-m", "neurodesk.jobs", "run-task", argv[0], argv[1]]
+        os.execv(sys.executable, full)
     return code
 
 

@@ -22,12 +22,33 @@ from pathlib import Path
 
 from neurodesk.errors import MissingToolError
 from neurodesk.jobs.batch import Batch
-from neurodesk.jobs.hotpath import PLAN_SCHEMA, write_json
+from neurodesk.jobs.hotpath import PLAN_SCHEMA, environment, write_json
 from neurodesk.jobs.task import task_binds
-from neurodesk.runtime.launch import choose_runtime, prepare
-from neurodesk.runtime.spec import build_runspec
+from neurodesk.runtime.launch import RUNTIME_VAR, choose_runtime, prepare
+from neurodesk.runtime.spec import (
+    BINDPATH_VARS,
+    ENV_PREFIXES,
+    PASSTHROUGH_ENV,
+    PASSTHROUGH_PREFIXES,
+    build_runspec,
+)
 
 PLAN_NAME = "plan.json"
+# The host variables a RunSpec and the runtime choice read: a task whose node has other values
+# takes the full path (hotpath.environment_changes), so the node's environment still decides.
+ENV_KEYS = (
+    "PATH",
+    "HOME",
+    "USER",
+    "TMPDIR",
+    "NEURODESK_RUNTIME_OPTS",
+    RUNTIME_VAR,
+    *PASSTHROUGH_ENV,
+    *BINDPATH_VARS,
+)
+ENV_KEY_PREFIXES = (*PASSTHROUGH_PREFIXES, *ENV_PREFIXES)
+# What an unset or empty variable means to build_runspec (slurmstepd sets TMPDIR=/tmp).
+ENV_DEFAULTS = {"TMPDIR": "/tmp"}
 # A terminal at submission time would put -t into their command lines.
 UNPLANNED_RUNTIMES = {"podman", "docker"}
 
@@ -94,6 +115,9 @@ def task_plan(batch: Batch, index: int, runtime: str) -> dict[str, object] | Non
         },
         "launch": launch.argv,
         "files": files,
+        "environ": environment(ENV_KEYS, ENV_KEY_PREFIXES, ENV_DEFAULTS),
+        "environ_prefixes": list(ENV_KEY_PREFIXES),
+        "environ_defaults": ENV_DEFAULTS,
     }
 
 
