@@ -6,8 +6,13 @@
 2. A 20-task array on a private single-node SLURM (tests/integration/slurm.py): a plain
    ``sbatch --array`` of the same bwrap command against ``neurodesk batch --executor slurm``;
    wall time from submission until the queue is empty, per task. Needs root, slurm-wlm, munge.
+3. What one array task costs on the node, without the scheduler's noise: the script sbatch
+   runs for a task (neurodesk's submit script, as slurmd runs it, with SLURM_ARRAY_TASK_ID
+   set) against the plain bwrap script; interleaved, one task at a time. The difference of the
+   medians is what neurodesk adds per task (issue 16: at most 0.2 s).
 
 Usage: python -m benchmarks.bench_batch [--tasks 200] [--rounds 3] [--slurm-tasks 20]
+       python -m benchmarks.bench_batch --quick      # SLURM parts only, about 2 minutes
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from benchmarks.common import ensure_image, print_table
+from neurodesk.paths import Paths
 from neurodesk.runtime.bwrap import bwrap_argv
 from neurodesk.runtime.spec import build_runspec
 from neurodesk.store import ImageRecord
@@ -140,6 +147,8 @@ def slurm_bench(record: ImageRecord, work: Path, tasks: int, rounds: int) -> Non
             },
             rounds,
         )
+        batch = Paths.from_env().home / "batches" / f"bench-slurm-{os.getpid()}"
+        task_samples = per_task(script, newest_script(batch), tasks, max(10, 3 * rounds))
     finally:
         stop_cluster(cluster)
         shutil.rmtree(root, ignore_errors=True)
@@ -149,6 +158,36 @@ def slurm_bench(record: ImageRecord, work: Path, tasks: int, rounds: int) -> Non
         samples,
         baseline="sbatch --array + bwrap",
     )
+    print_table(
+        f"one array task alone ('true' in {record.id}), the script slurmd runs, "
+        f"{len(task_samples['bwrap task script'])} runs each: wall time per task",
+        task_samples,
+        baseline="bwrap task script",
+    )
+    added = statistics.median(task_samples["neurodesk array task"]) - statistics.median(
+        task_samples["bwrap task script"]
+    )
+    print(f"  neurodesk adds {added:.3f} s per array task (issue 16: at most 0.2 s)")
+
+
+def newest_script(batch: Path) -> Path:
+    scripts = sorted((batch / "slurm").glob("submit-*.sh"), key=lambda p: int(p.stem.split("-")[1]))
+    if not scripts:
+        raise SystemExit(f"error: no submit script under {batch / 'slurm'}")
+    return scripts[-1]
+
+
+def per_task(plain: Path, submitted: Path, tasks: int, runs: int) -> dict[str, list[float]]:
+    """Each script once per run, alternating, as slurmd would start task ``run % tasks``."""
+    samples: dict[str, list[float]] = {"bwrap task script": [], "neurodesk array task": []}
+    for run in range(runs + 1):  # the first run warms up, not counted
+        env = dict(os.environ, SLURM_JOB_ID="1", SLURM_ARRAY_JOB_ID="1")
+        env["SLURM_ARRAY_TASK_ID"] = str(run % tasks)
+        for name, script in (("bwrap task script", plain), ("neurodesk array task", submitted)):
+            took = timed(["/bin/sh", str(script)], env)()
+            if run:
+                samples[name].append(took)
+    return samples
 
 
 def main() -> int:
@@ -156,8 +195,13 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=200, help="local tasks (default 200; 0: skip)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per variant (>= 2)")
     parser.add_argument("--slurm-tasks", type=int, default=20, help="SLURM array size (0: skip)")
+    parser.add_argument(
+        "--quick", action="store_true", help="only the SLURM parts, 20 tasks, 3 rounds (~2 min)"
+    )
     args = parser.parse_args()
-    if shutil.which("parallel") is None:
+    if args.quick:
+        args.tasks, args.rounds, args.slurm_tasks = 0, 3, 20
+    if args.tasks and shutil.which("parallel") is None:
         print("error: GNU parallel is not installed (sudo apt-get install parallel)")
         return 1
     paths, record = ensure_image("dcm2niix")

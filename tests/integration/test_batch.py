@@ -192,6 +192,11 @@ def test_slurm_batch(
     assert "5 done, 1 failed" in proc.stderr
     root = batch_dir(proc)
     found = check_records(root, source, out, dcm2niix_image, "slurm", broken=True)
+    # the tasks ran on the hot path: from their plans, without the neurodesk package
+    assert "jobs/hotpath.py" in (root / "slurm" / "submit-1.sh").read_text()
+    assert len(list(root.glob("tasks/*/plan.json"))) == len(SUBJECTS)
+    for out_file in root.glob("tasks/*/slurm-*.out"):  # the node's environment matched
+        assert "taking the full path" not in out_file.read_text()
     job = found["sub-01_ses-01"]["scheduler"]["job_id"]
     assert slurm_cluster.states(job) == {
         f"{job}_{i}": "FAILED" if i == 5 else "COMPLETED" for i in range(6)
@@ -262,3 +267,46 @@ def test_unreachable_scheduler(dcm2niix_image: ImageRecord, nd_home: Path, tmp_p
     args = ["batch", "dcm2niix", "--glob", str(tmp_path / "in.txt"), "--executor", "slurm"]
     proc = run_cli([*args, "--", "true"], nd_home, env={"SLURM_CONF": str(conf)})
     assert_one_line_error(proc, "sbatch failed", "Unable to contact slurm controller", "slurmctld")
+
+
+def test_planned_task_matches_full_path(
+    dcm2niix_image: ImageRecord, nd_home: Path, tmp_path: Path
+) -> None:
+    """A task run from its plan (what a SLURM array task does) leaves the record the full
+    path leaves for the same task: same runtime command line, environment, hashes."""
+    from neurodesk.jobs import hotpath
+    from neurodesk.jobs.batch import define_batch
+    from neurodesk.jobs.inputs import from_glob
+    from neurodesk.jobs.plan import write_plans
+    from neurodesk.jobs.task import run_task
+
+    (tmp_path / "in.txt").write_text("data\n")
+    command = ["sh", "-c", "cp {input} {output_dir}/copy.txt && id -un", "--"]
+    batch = define_batch(
+        dcm2niix_image,
+        command,
+        from_glob(str(tmp_path / "*.txt")),
+        source="glob",
+        output_root=tmp_path / "out",
+        env={"BATCH_TEST": "yes"},
+        batches_root=tmp_path / "batches",
+    )
+    full = run_task(batch, 0, "local").model_dump()
+    assert write_plans(batch, [0])
+    assert hotpath.run_task(str(batch.root), 0) == 0
+    record = batch.record(0)
+    assert record is not None
+    planned = record.model_dump()
+    assert "neurodesk: removed 1 output(s)" in batch.log_path(0).read_text()
+
+    def fds(argv: list[str]) -> list[str]:
+        pairs = zip(["", *argv], argv, strict=False)
+        return ["FD" if prev == "--ro-bind-data" else word for prev, word in pairs]
+
+    for item in (full, planned):
+        item["runtime"]["argv"] = fds(item["runtime"]["argv"])
+        for key in ("start", "end", "duration_s"):
+            item.pop(key)
+    assert planned == full
+    assert planned["exit_code"] == 0 and planned["outputs"]
+    assert planned["runtime"]["name"] == "bwrap"

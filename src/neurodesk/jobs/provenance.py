@@ -8,16 +8,26 @@ file), when, where and with which exit code.
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
 import subprocess
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from neurodesk.jobs.hotpath import RECORD_SCHEMA, hash_tree, sha256_file
 from neurodesk.store.atomic import write_text
 
-RECORD_SCHEMA = "neurodesk.task-record/1"
+__all__ = [
+    "RECORD_SCHEMA",
+    "ImageInfo",
+    "RuntimeInfo",
+    "SchedulerInfo",
+    "TaskRecord",
+    "hash_tree",
+    "is_complete",
+    "outputs_intact",
+    "runtime_version",
+    "sha256_file",
+]
 
 
 class ImageInfo(BaseModel):
@@ -72,26 +82,6 @@ class TaskRecord(BaseModel):
             return cls.model_validate_json(path.read_text())
         except (OSError, ValueError):
             return None
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def hash_tree(path: Path) -> dict[str, str]:
-    """sha256 of ``path`` (a file) or of every regular file below it (a directory)."""
-    if path.is_file():
-        return {str(path): sha256_file(path)}
-    hashes: dict[str, str] = {}
-    if path.is_dir():
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames.sort()
-            for name in sorted(filenames):
-                file = Path(dirpath) / name
-                if file.is_file():
-                    hashes[str(file)] = sha256_file(file)
-    return hashes
 
 
 @functools.cache

@@ -1,7 +1,9 @@
 """The SLURM executor: one ``sbatch`` job array per submission, task index = array index.
 
-Each array task runs ``python -m neurodesk.jobs run-task <batch dir> $SLURM_ARRAY_TASK_ID``,
-so a compute node needs only the shared filesystem (batch directory, store, data) and bwrap.
+Each array task runs ``python -I -S .../jobs/hotpath.py <batch dir> $SLURM_ARRAY_TASK_ID``
+from the task's plan written at submission (:mod:`neurodesk.jobs.plan`), or, for runtimes
+without plans, ``python -m neurodesk.jobs run-task``; a compute node needs only the shared
+filesystem (batch directory, store, data) and the runtime.
 Without slurmdbd there is no ``sacct``: a task's outcome is its provenance record, and the
 queue (``squeue``) says what is still pending or running.
 """
@@ -22,6 +24,7 @@ from pydantic import AliasChoices, BaseModel, Field
 
 from neurodesk import __version__
 from neurodesk.errors import MissingToolError, NeurodeskError
+from neurodesk.jobs import hotpath
 from neurodesk.jobs.batch import Batch
 from neurodesk.paths import Paths
 from neurodesk.store.atomic import write_text
@@ -123,19 +126,24 @@ def _first_error(stderr: str) -> str:
     return text.removeprefix("sbatch: ").removeprefix("error: ")
 
 
-def write_script(batch: Batch, sbatch_args: list[str]) -> Path:
+def write_script(batch: Batch, sbatch_args: list[str], planned: bool) -> Path:
+    """The array's script. With ``planned`` (every task has its plan), a task is the hot path
+    run as a file by an isolated interpreter without site packages; otherwise the full path."""
     scripts = batch.root / "slurm"
     count = len(list(scripts.glob("submit-*.sh"))) if scripts.is_dir() else 0
     path = scripts / f"submit-{count + 1}.sh"
     home = Paths.from_env().home
+    if planned:
+        command = f"{shlex.quote(sys.executable)} -I -S {shlex.quote(hotpath.__file__)}"
+    else:
+        command = f"{shlex.quote(sys.executable)} -m neurodesk.jobs run-task"
     write_text(
         path,
         "#!/bin/sh\n"
         f"# neurodesk {__version__}: one array task = one task of batch {batch.id}\n"
         f"# submitted as: sbatch {shlex.join(sbatch_args)} {path.name}\n"
         f"export NEURODESK_HOME={shlex.quote(str(home))}\n"
-        f"exec {shlex.quote(sys.executable)} -m neurodesk.jobs run-task "
-        f'{shlex.quote(str(batch.root))} "$SLURM_ARRAY_TASK_ID"\n',
+        f'exec {command} {shlex.quote(str(batch.root))} "$SLURM_ARRAY_TASK_ID"\n',
         mode=0o755,
     )
     return path
@@ -155,10 +163,13 @@ def submit(batch: Batch, indices: Sequence[int], options: SlurmOptions) -> Submi
         f"--chdir={batch.root}",
         *options.sbatch_args(),
     ]
-    script = write_script(batch, args)
+    from neurodesk.jobs.plan import remove_plans, write_plans
+
+    script = write_script(batch, args, planned=write_plans(batch, indices))
     proc = _client([sbatch, *args, str(script)], "submitting")
     if proc.returncode != 0:
         script.unlink(missing_ok=True)
+        remove_plans(batch, indices)
         raise SchedulerError(
             f"sbatch failed: {_first_error(proc.stderr)}",
             hint="check that slurmctld is reachable (SLURM_CONF, 'sinfo') and the "

@@ -8,40 +8,23 @@ filesystem: the batch directory, the store and the data).
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import BinaryIO
 
 from neurodesk.jobs.batch import Batch
+from neurodesk.jobs.hotpath import (
+    SETUP_RETRIES,
+    Interrupted,
+    now,
+    raise_on_signals,
+    setup_failed,
+)
 from neurodesk.jobs.inputs import check_output_root
 from neurodesk.jobs.provenance import RuntimeInfo, SchedulerInfo, TaskRecord, hash_tree
 from neurodesk.runtime.execute import spawn, stop
 from neurodesk.runtime.spec import Bind, RunSpec, build_runspec
-
-# How often a run is retried when bwrap fails before the command starts.
-SETUP_RETRIES = 2
-
-
-class Interrupted(Exception):
-    """The scheduler asked the task to stop (scancel, time limit): SIGTERM or SIGINT."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"signal {signum}")
-        self.signum = signum
-
-
-def raise_on_signals() -> None:
-    """Turn SIGTERM/SIGINT into ``Interrupted`` so a cancelled task still leaves a record."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise Interrupted(signum)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def task_binds(batch: Batch, index: int) -> list[Bind]:
@@ -88,10 +71,6 @@ def scheduler_info(executor: str) -> SchedulerInfo:
     return SchedulerInfo(name=executor)
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def execute(spec: RunSpec, log: BinaryIO) -> tuple[int, Interrupted | None, RuntimeInfo]:
     """Run ``spec`` with its output in ``log``; the exit code, the signal if stopped, and the
     runtime that actually ran."""
@@ -109,16 +88,6 @@ def execute(spec: RunSpec, log: BinaryIO) -> tuple[int, Interrupted | None, Runt
         stop(proc, sig=exc.signum)
         log.write(f"\nneurodesk: task stopped by signal {exc.signum}\n".encode())
         return 128 + exc.signum, exc, info
-
-
-def setup_failed(log: BinaryIO, mark: int, exit_code: int) -> bool:
-    """bwrap itself failed (exit 1, its own message first), so the command never ran."""
-    if exit_code != 1:
-        return False
-    log.seek(mark)
-    head = log.read(200)
-    log.seek(0, os.SEEK_END)
-    return head.startswith(b"bwrap: ")
 
 
 def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:

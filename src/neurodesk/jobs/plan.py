@@ -1,0 +1,154 @@
+"""Task plans: what an array task needs, decided once when the array is submitted.
+
+For each submitted task, ``tasks/<NNNN>/plan.json`` holds everything that does not depend on
+the moment it runs: the RunSpec built exactly as :func:`neurodesk.jobs.task.run_task` builds
+it (same binds, environment, working directory, writable output root), turned into the chosen
+runtime's command line through the runtime interface, with the runtime's name and version and
+the made-up files it reads from inherited fds. :mod:`neurodesk.jobs.hotpath` then runs a task
+from its plan without importing anything of ours.
+
+Plans are written again at every submission (``resubmit`` too), so a changed environment or
+runtime counts from the next submission on. Runtimes whose command line depends on a terminal
+(podman, docker) get no plan, and neither do GPU batches (devices and driver libraries are
+found on the node) or a login node without any runtime: those tasks take the full path and
+decide on the node.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from neurodesk.errors import MissingToolError
+from neurodesk.jobs.batch import Batch
+from neurodesk.jobs.hotpath import PLAN_SCHEMA, environment, write_json
+from neurodesk.jobs.task import task_binds
+from neurodesk.runtime.launch import RUNTIME_VAR, choose_runtime, prepare
+from neurodesk.runtime.spec import (
+    BINDPATH_VARS,
+    ENV_PREFIXES,
+    PASSTHROUGH_ENV,
+    PASSTHROUGH_PREFIXES,
+    build_runspec,
+)
+
+PLAN_NAME = "plan.json"
+# The host variables a RunSpec and the runtime choice read: a task whose node has other values
+# takes the full path (hotpath.environment_changes), so the node's environment still decides.
+ENV_KEYS = (
+    "PATH",
+    "HOME",
+    "USER",
+    "TMPDIR",
+    "NEURODESK_RUNTIME_OPTS",
+    RUNTIME_VAR,
+    *PASSTHROUGH_ENV,
+    *BINDPATH_VARS,
+)
+ENV_KEY_PREFIXES = (*PASSTHROUGH_PREFIXES, *ENV_PREFIXES)
+# What an unset or empty variable means to build_runspec (slurmstepd sets TMPDIR=/tmp).
+ENV_DEFAULTS = {"TMPDIR": "/tmp"}
+# A terminal at submission time would put -t into their command lines.
+UNPLANNED_RUNTIMES = {"podman", "docker"}
+
+
+def plan_path(batch: Batch, index: int) -> Path:
+    return batch.task_dir(index) / PLAN_NAME
+
+
+def _positions(argv: list[str], fd: int, path: str) -> list[int]:
+    """Where ``fd`` is handed over for ``path`` in ``argv`` (the word before the path)."""
+    return [i for i in range(len(argv) - 1) if argv[i] == str(fd) and argv[i + 1] == path]
+
+
+def task_plan(batch: Batch, index: int, runtime: str) -> dict[str, object] | None:
+    """The plan of task ``index``; None when its command line cannot be replayed (an fd the
+    plan cannot place)."""
+    task = batch.spec.tasks[index]
+    out = Path(task.output_dir)
+    out.mkdir(parents=True, exist_ok=True)  # run_task creates it before building the spec too
+    spec = build_runspec(
+        batch.image,
+        task.argv,
+        cwd=str(out),
+        binds=task_binds(batch, index),
+        env=batch.spec.env,
+        gpu=batch.spec.gpu,
+        writable=[batch.spec.output_root],
+    )
+    launch = prepare(spec, runtime)
+    try:
+        files = []
+        for path, fd in launch.fds.items():
+            positions = _positions(launch.argv, fd, path)
+            if not positions or path not in spec.files:
+                return None
+            files.append(
+                {
+                    "path": path,
+                    "content": spec.files[path],
+                    "positions": positions,
+                    "runtime_positions": _positions(launch.runtime_argv, fd, path),
+                }
+            )
+    finally:
+        for fd in launch.fds.values():
+            os.close(fd)
+    return {
+        "schema_version": PLAN_SCHEMA,
+        "batch_id": batch.id,
+        "task": index,
+        "label": task.label,
+        "image": batch.spec.image.model_dump(),
+        "argv": task.argv,
+        "env": spec.env,
+        "cwd": spec.cwd,
+        "input": task.input,
+        "output_dir": task.output_dir,
+        "log": str(batch.log_path(index)),
+        "record": str(batch.record_path(index)),
+        "runtime": {
+            "name": launch.runtime,
+            "version": launch.version,
+            "argv": launch.runtime_argv,
+        },
+        "launch": launch.argv,
+        "files": files,
+        "environ": environment(ENV_KEYS, ENV_KEY_PREFIXES, ENV_DEFAULTS),
+        "environ_prefixes": list(ENV_KEY_PREFIXES),
+        "environ_defaults": ENV_DEFAULTS,
+    }
+
+
+def write_plans(batch: Batch, indices: Sequence[int]) -> bool:
+    """Write the plan of every task in ``indices``; False (and no plans left) when the tasks
+    cannot run from a plan: a GPU batch, no runtime on this machine, or a runtime without
+    plans."""
+    if batch.spec.gpu:  # the GPU devices and driver libraries are the node's, not ours
+        remove_plans(batch, indices)
+        return False
+    try:
+        runtime = choose_runtime().name
+    except MissingToolError:  # a login node without the runtime: the nodes choose their own
+        remove_plans(batch, indices)
+        return False
+    plans = {}
+    if runtime not in UNPLANNED_RUNTIMES:
+        for index in indices:
+            plan = task_plan(batch, index, runtime)
+            if plan is None:
+                break
+            plans[index] = plan
+    if len(plans) < len(indices):
+        remove_plans(batch, indices)
+        return False
+    for index, plan in plans.items():
+        # no fsync: a submission cut short by a crash is submitted again anyway
+        write_json(str(plan_path(batch, index)), plan, sync=False)
+    return True
+
+
+def remove_plans(batch: Batch, indices: Sequence[int]) -> None:
+    for index in indices:
+        plan_path(batch, index).unlink(missing_ok=True)
