@@ -70,15 +70,17 @@ def test_a_damaged_compressed_layer_is_one_error(tmp_path: Path, root: Path, how
 def test_hashes_match_the_final_tree_after_overwrites_links_and_whiteouts(
     tmp_path: Path, root: Path
 ) -> None:
+    # files of several sizes, one of them in more than one read
+    one, two, bee = b"one" * 2000, b"two" * 3000, b"bee" * 1500
     lower = make_layer(
         tmp_path / "1.tar",
-        [directory("etc"), file("etc/a", b"one"), file("etc/b", b"bee"), file("etc/gone", b"g"),
+        [directory("etc"), file("etc/a", one), file("etc/b", bee), file("etc/gone", b"g"),
          directory("opt"), file("opt/old", b"old"), link("etc/hard", "etc/b", hard=True),
          link("lib", "opt")],
     )  # fmt: skip
     upper = make_layer(
         tmp_path / "2.tar",
-        [file("etc/a", b"two"), file("etc/.wh.gone", b""), file("etc/gone", b"new"),
+        [file("etc/a", two), file("etc/.wh.gone", b""), file("etc/gone", b"new"),
          directory("opt"), file("opt/.wh..wh..opq", b""), file("lib/via-link", b"v"),
          file("etc/.wh.hard", b""), link("etc/hard", "etc/a", hard=True),
          file("etc/.wh.b", b""), directory("etc/b"), file("etc/b/inner", b"in")],
@@ -86,7 +88,8 @@ def test_hashes_match_the_final_tree_after_overwrites_links_and_whiteouts(
     hashes = unpack_layers([compress(lower, "gz"), upper], root)
     actual = sha256_of_tree(root)
     assert actual == {rel: hashes[rel] for rel in actual}
-    assert (root / "etc/hard").read_bytes() == b"two"
+    assert (root / "etc/hard").read_bytes() == two
+    assert hashes["etc/hard"] == hashlib.sha256(two).hexdigest()
     assert "opt/via-link" in actual  # written through the symlink, keyed by where it landed
 
 
