@@ -66,6 +66,14 @@ class RootFS:
         self.root = root
         self.is_root_user = os.geteuid() == 0
         self._dirs: dict[tuple[str, ...], Path] = {}
+        self._prefix = os.path.join(str(root), "")
+
+    def relative(self, path: Path) -> str:
+        """``path`` (made by this object, so below the root) relative to the root."""
+        text = str(path)
+        if text.startswith(self._prefix):
+            return text[len(self._prefix) :]
+        return os.path.relpath(text, self.root)
 
     def forget(self) -> None:
         """Drop the remembered directories (something under the root was removed)."""
@@ -206,7 +214,7 @@ class LayerApplier:
         self.hashes: dict[str, str] = {}
 
     def apply(self, layer: Path) -> None:
-        created: set[Path] = set()
+        created: set[str] = set()
         member: tarfile.TarInfo | None = None
         try:
             with _open_layer(layer) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
@@ -238,7 +246,7 @@ class LayerApplier:
             os.utime(candidate, (mtime, mtime), follow_symlinks=False)
 
     def _apply_member(
-        self, archive: tarfile.TarFile, member: tarfile.TarInfo, created: set[Path]
+        self, archive: tarfile.TarFile, member: tarfile.TarInfo, created: set[str]
     ) -> None:
         name = member.name
         _check_name(name, "entry")
@@ -248,7 +256,7 @@ class LayerApplier:
         if base == OPAQUE_MARKER:
             directory = self.fs.resolve_dir(_split(posixpath.dirname(name)))
             for child in directory.iterdir():
-                if child not in created:
+                if str(child) not in created:
                     self.fs.forget()
                     _remove(child)
             return
@@ -266,7 +274,7 @@ class LayerApplier:
         dest = self.fs.entry_path(name)
         if dest == self.fs.root:
             return
-        created.add(dest)
+        created.add(str(dest))
         mode = stat.S_IMODE(member.mode) & ~(stat.S_ISUID | stat.S_ISGID)
         try:
             existing: os.stat_result | None = os.lstat(dest)
@@ -295,11 +303,11 @@ class LayerApplier:
                     "file inside the image"
                 )
             os.link(source, dest)
-            known = self.hashes.get(os.path.relpath(source, self.fs.root))
+            known = self.hashes.get(self.fs.relative(source))
             if known is None:
-                self.hashes.pop(os.path.relpath(dest, self.fs.root), None)
+                self.hashes.pop(self.fs.relative(dest), None)
             else:
-                self.hashes[os.path.relpath(dest, self.fs.root)] = known
+                self.hashes[self.fs.relative(dest)] = known
             return
         elif member.isfile():
             self._write_file(archive, member, dest, mode)
@@ -332,7 +340,7 @@ class LayerApplier:
             os.utime(fd, (member.mtime, member.mtime))
         finally:
             os.close(fd)
-        self.hashes[os.path.relpath(dest, self.fs.root)] = digest.hexdigest()
+        self.hashes[self.fs.relative(dest)] = digest.hexdigest()
 
     def _chown(self, path: Path, member: tarfile.TarInfo) -> None:
         if self.fs.is_root_user:
