@@ -23,14 +23,13 @@ from pathlib import Path
 from neurodesk.errors import MissingToolError
 from neurodesk.jobs.batch import Batch
 from neurodesk.jobs.hotpath import PLAN_SCHEMA, environment, write_json
-from neurodesk.jobs.task import task_binds
+from neurodesk.jobs.task import task_runspec
 from neurodesk.runtime.launch import RUNTIME_VAR, choose_runtime, prepare
 from neurodesk.runtime.spec import (
     BINDPATH_VARS,
     ENV_PREFIXES,
     PASSTHROUGH_ENV,
     PASSTHROUGH_PREFIXES,
-    build_runspec,
 )
 
 PLAN_NAME = "plan.json"
@@ -66,17 +65,7 @@ def task_plan(batch: Batch, index: int, runtime: str) -> dict[str, object] | Non
     """The plan of task ``index``; None when its command line cannot be replayed (an fd the
     plan cannot place)."""
     task = batch.spec.tasks[index]
-    out = Path(task.output_dir)
-    out.mkdir(parents=True, exist_ok=True)  # run_task creates it before building the spec too
-    spec = build_runspec(
-        batch.image,
-        task.argv,
-        cwd=str(out),
-        binds=task_binds(batch, index),
-        env=batch.spec.env,
-        gpu=batch.spec.gpu,
-        writable=[batch.spec.output_root],
-    )
+    spec = task_runspec(batch, index)
     launch = prepare(spec, runtime)
     try:
         files = []

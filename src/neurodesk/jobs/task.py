@@ -44,6 +44,22 @@ def task_binds(batch: Batch, index: int) -> list[Bind]:
     return binds
 
 
+def task_runspec(batch: Batch, index: int) -> RunSpec:
+    """The RunSpec of task ``index`` (its output directory created: the task runs there)."""
+    task = batch.spec.tasks[index]
+    out = Path(task.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return build_runspec(
+        batch.image,
+        task.argv,
+        cwd=str(out),
+        binds=task_binds(batch, index),
+        env=batch.spec.env,
+        gpu=batch.spec.gpu,
+        writable=[batch.spec.output_root],
+    )
+
+
 def remove_previous_outputs(batch: Batch, index: int) -> int:
     """Delete the files the task's previous run wrote (its record lists them).
 
@@ -93,19 +109,9 @@ def execute(spec: RunSpec, log: BinaryIO) -> tuple[int, Interrupted | None, Runt
 def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:
     """Run task ``index`` and write its record; returns the record (exit code inside)."""
     task = batch.spec.tasks[index]
-    image = batch.image
     out = Path(task.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    spec = task_runspec(batch, index)
     removed = remove_previous_outputs(batch, index)
-    spec = build_runspec(
-        image,
-        task.argv,
-        cwd=str(out),
-        binds=task_binds(batch, index),
-        env=batch.spec.env,
-        gpu=batch.spec.gpu,
-        writable=[batch.spec.output_root],
-    )
     log_path = batch.log_path(index)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     inputs = hash_tree(Path(task.input))
