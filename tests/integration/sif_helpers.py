@@ -70,6 +70,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not body:
             return
+        if owner.stall.is_set():  # headers sent, then nothing: a server that stopped mid-transfer
+            self.wfile.flush()
+            owner.resume.wait(timeout=60)
+            self.connection.close()
+            return
         with path.open("rb") as handle:
             handle.seek(start)
             left = end - start + 1
@@ -101,6 +106,8 @@ class RangeServer:
         self.lock = threading.Lock()
         self.bytes_sent = 0
         self.down = threading.Event()
+        self.stall = threading.Event()  # set: answer with headers, then send nothing
+        self.resume = threading.Event()  # set: stalled answers give up (close the connection)
         self.httpd = RangeServer.Server(("127.0.0.1", 0), _Handler)
         self.httpd.root = root
         self.httpd.owner = self
@@ -112,6 +119,7 @@ class RangeServer:
         return f"http://127.0.0.1:{self.port}/{name}"
 
     def close(self) -> None:
+        self.resume.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

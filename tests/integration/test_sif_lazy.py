@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from neurodesk.store.sifmount import end_remote
 from tests.conftest import assert_one_line_error, run_cli
 from tests.integration.conftest import need
 from tests.integration.sif_helpers import RangeServer, mounts_under
@@ -49,6 +50,9 @@ def served(dcm2niix_sif: Path, tmp_path: Path) -> Iterator[tuple[RangeServer, Pa
 @pytest.fixture
 def sif_home(home: Path) -> Iterator[Path]:
     yield home
+    # First end the httpdirfs daemons: a stalled one would hang the unmounts (and any stat).
+    for image_dir in (home / "store" / "images").glob("*"):
+        end_remote(image_dir)
     for point in reversed(mounts_under(home)):
         subprocess.run(["fusermount3", "-u", "-z", point], check=False)
 
@@ -177,6 +181,37 @@ def test_lost_network_is_an_io_error_not_a_hang_and_the_next_call_reconnects(
     assert again.returncode == 0 and "Chris Rorden" in again.stdout, again.stderr
     said = [line for line in again.stderr.splitlines() if line.startswith("neurodesk:")]
     assert len(said) <= 1, again.stderr
+
+
+def test_a_server_that_stops_sending_is_an_io_error_within_the_configured_timeout(
+    served: tuple[RangeServer, Path], sif_home: Path
+) -> None:
+    """The server answers, sends its headers and then nothing more (httpdirfs has no transfer
+    timeout of its own): the watchdog beside it gives the reader an I/O error after the
+    configured ``timeout``, and the next call connects again with one line."""
+    server, sif = served
+    (sif_home / "config.yaml").write_text("timeout: 2\n")
+    _lazy_install(sif_home, server.url(sif.name))
+    server.stall.set()
+    start = time.monotonic()
+    try:
+        proc = run_cli(
+            ["exec", "dcm2niix", "--", "sh", "-c", "cat /opt/padding/blob.bin > /dev/null"],
+            sif_home,
+            timeout=60,
+        )
+    finally:
+        took = time.monotonic() - start
+        server.stall.clear()
+        server.resume.set()
+    assert proc.returncode != 0 and "Input/output error" in proc.stderr, proc.stderr
+    assert took < 2 + 8, f"the stalled read took {took:.1f}s with timeout: 2"
+    failed = next((sif_home / "store" / "images").iterdir()) / "remote.failed"
+    assert "sent nothing for 2s" in failed.read_text()
+    again = run_cli(["exec", "dcm2niix", "--", "dcm2niix", "-h"], sif_home, timeout=120)
+    assert again.returncode == 0 and "Chris Rorden" in again.stdout, again.stderr
+    said = [line for line in again.stderr.splitlines() if line.startswith("neurodesk:")]
+    assert len(said) == 1 and "connecting again" in said[0], again.stderr
 
 
 def test_lazy_without_a_digest_is_refused(served: tuple[RangeServer, Path], sif_home: Path) -> None:

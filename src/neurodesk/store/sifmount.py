@@ -22,13 +22,15 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import math
 import os
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ SCRIPT = "mount.sh"
 LOCK = "mount.lock"
 ROOTFS = "rootfs"
 REMOTE = "remote"
+REMOTE_PID = "remote.pid"  # pid of the httpdirfs of a lazy image
 MARKER = ".neurodesk-unmounted"
 MOUNT_POINTS = ("mnt/sif", "mnt/lazy")
 UNPACKED = "mnt/unpacked"
@@ -109,7 +112,9 @@ def fuse_problem() -> str | None:
 SCRIPT_BODY = Path(__file__).with_name("mount_sif.sh")
 
 
-def render_script(image_id: str, meta: SifMeta, wait: int = 60) -> str:
+def render_script(image_id: str, meta: SifMeta, wait: int = 60, stall: float = 10.0) -> str:
+    """mount.sh for one image: ``wait`` s for another call's mount, ``stall`` s before a lazy
+    image's server that sends nothing is taken as gone (config ``timeout``)."""
     header = [
         "#!/bin/sh",
         "# Written by neurodesk: mounts this image's SIF read-only at rootfs/ on first use,",
@@ -121,11 +126,12 @@ def render_script(image_id: str, meta: SifMeta, wait: int = 60) -> str:
         f"nd_url={shlex.quote(meta.url or '')}",
         f"nd_remote={shlex.quote(meta.remote_name or '')}",
         f"nd_wait={int(wait)}",
+        f"nd_stall={max(1, math.ceil(stall))}",
     ]
     return "\n".join(header) + "\n" + SCRIPT_BODY.read_text()
 
 
-def lay_out(work: Path, image_id: str, meta: SifMeta, lazy: bool) -> None:
+def lay_out(work: Path, image_id: str, meta: SifMeta, lazy: bool, stall: float = 10.0) -> None:
     """Make the mount points, the ``rootfs`` link, ``sif.json`` and ``mount.sh`` in ``work``."""
     for point in MOUNT_POINTS:
         (work / point).mkdir(parents=True)
@@ -134,7 +140,7 @@ def lay_out(work: Path, image_id: str, meta: SifMeta, lazy: bool) -> None:
     (work / ROOTFS).symlink_to(MOUNT_POINTS[1] if lazy else MOUNT_POINTS[0])
     (work / META_FILE).write_text(json.dumps(meta.to_json(), indent=2) + "\n")
     script = work / SCRIPT
-    script.write_text(render_script(image_id, meta))
+    script.write_text(render_script(image_id, meta, stall=stall))
     script.chmod(0o755)
 
 
@@ -191,10 +197,23 @@ def detach(path: Path) -> None:
             return
 
 
+def end_remote(image_dir: Path) -> None:
+    """Kill the httpdirfs of a lazy image (pid in ``remote.pid``, as mount.sh records it)."""
+    try:
+        pid = int((image_dir / REMOTE_PID).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except (OSError, ValueError):
+        return
+    if b"httpdirfs" in cmdline and str(image_dir / REMOTE).encode() in cmdline:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def unmount_all(image_dir: Path) -> None:
     """Unmount everything of an image held as a SIF (before it is deleted)."""
     if not (image_dir / META_FILE).exists():
         return
+    end_remote(image_dir)  # first: a stalled httpdirfs would hang the stat calls below
     for point in (*MOUNT_POINTS, REMOTE):
         detach(image_dir / point)
 

@@ -171,7 +171,7 @@ def add_lazy(
         partition = sif_root_partition(work / "head.sif")
         (work / "head.sif").unlink()
         meta = SifMeta(partition.offset, size, digest, url, name)
-        sifmount.lay_out(work, f"{ident[0]}_{ident[1]}_{ident[2]}", meta, lazy=True)
+        sifmount.lay_out(work, f"{ident[0]}_{ident[1]}_{ident[2]}", meta, lazy=True, stall=timeout)
         config: dict[str, Any] = {"config": {"Env": [], "Labels": {}}}
         record = _publish(store, work, digest, ident, config, "sif")
     except BaseException:
