@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from neurodesk.store import ImageRecord
 from neurodesk.store.sifmount import end_remote
 from tests.conftest import assert_one_line_error, run_cli
 from tests.integration.conftest import need
@@ -91,6 +92,29 @@ def test_lazy_from_a_tree_of_sifs(served: tuple[RangeServer, Path], sif_home: Pa
     _lazy_install(sif_home, server.url("tree"))
     proc = run_cli(["exec", "dcm2niix", "--", "dcm2niix", "-h"], sif_home)
     assert proc.returncode == 0 and "Chris Rorden" in proc.stdout, proc.stderr
+
+
+def test_publish_tree_sif_serves_lazy_installs(
+    dcm2niix_image: ImageRecord, nd_home: Path, tmp_path: Path, sif_home: Path
+) -> None:
+    """Our own distribution: ``publish --tree DIR --sif``, DIR served over HTTP, and a lazy
+    install from it that fetches a small share of the SIF."""
+    need("squashfuse", "httpdirfs", "fusermount3", "flock", "bwrap")
+    www = tmp_path / "www"
+    proc = run_cli(["publish", "dcm2niix", "--tree", str(www / "tree"), "--sif"], nd_home)
+    assert proc.returncode == 0, proc.stderr
+    sif = www / "tree" / "containers" / dcm2niix_image.id / f"{dcm2niix_image.id}.sif"
+    server = RangeServer(www)
+    try:
+        _lazy_install(sif_home, server.url("tree"))
+        assert _held(sif_home) == "lazy SIF (HTTP)"
+        first = subprocess.run([str(_wrapper(sif_home)), "-h"], capture_output=True, text=True)
+        assert first.returncode == 0 and "Chris Rorden" in first.stdout, first.stderr
+        assert server.bytes_sent < sif.stat().st_size / 2
+    finally:
+        for image_dir in (sif_home / "store" / "images").glob("*"):
+            end_remote(image_dir)
+        server.close()
 
 
 def test_prefetch_switches_to_the_local_sif_without_disturbing_a_running_command(
