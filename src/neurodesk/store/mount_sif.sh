@@ -123,9 +123,11 @@ case $nd_target in
   mnt/lazy)
     nd_fuse || { nd_say "cannot read it lazily: FUSE is not usable here ($nd_why); install it without --lazy"; exit 1; }
     if [ ! -e "$nd_dir/remote/$nd_remote" ]; then
-      # No --cache: httpdirfs 1.2.5's disk cache returned corrupt blocks in single-file mode
-      # (squashfs reads failed with EIO); squashfuse and the page cache keep what was read,
-      # and --prefetch makes the local copy.
+      # No --cache: httpdirfs 1.2.5's disk cache returns zeros for a read that crosses one of
+      # its 8 MB segments when the first segment is not cached yet (Cache_read looks only at
+      # the segment of the read's end; fixed upstream in 1.2.10), so squashfs blocks come back
+      # corrupt. The page cache (-o kernel_cache) keeps what was read; --prefetch makes the
+      # local copy.
       # httpdirfs runs in the foreground of a background pipeline: its error lines (a failed
       # transfer leaves it alive but failing) land in remote.failed, which the wrappers check.
       # It has no transfer timeout (a server that stops sending mid-transfer would hang reads
