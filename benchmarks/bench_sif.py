@@ -179,7 +179,7 @@ def main() -> None:
             table.add_column(column, justify="right")
         for row in rows:
             table.add_row(*row)
-        Console().print(table)
+        Console(width=150).print(table)
         # Steady state: the same wrapper on a mounted SIF and on the unpacked image.
         mounted_home = Path(tempfile.mkdtemp(dir=work, prefix="mounted-"))
         cli(mounted_home, "import", str(work / "base.sif"), "--name", "dcm2niix", "--version", "1")
