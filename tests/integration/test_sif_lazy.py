@@ -24,7 +24,7 @@ from neurodesk.store.sifmount import end_remote
 from tests.conftest import assert_one_line_error, run_cli
 from tests.integration.conftest import need
 from tests.integration.distribution_helpers import tiny_layout
-from tests.integration.sif_helpers import RangeServer, mounts_under
+from tests.integration.sif_helpers import NginxServer, RangeServer, mounts_under
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +88,25 @@ def test_first_command_reads_a_small_share_of_the_image(
     assert proc.returncode == 0 and "Chris Rorden" in proc.stdout, proc.stderr
     share = (server.bytes_sent - before) / sif.stat().st_size
     assert share < 0.10, f"fetched {share:.1%} of the image"
+
+
+def test_lazy_from_nginx_as_object_storage(
+    served: tuple[RangeServer, Path], sif_home: Path
+) -> None:
+    """A real web server: nginx answers ranges with 206 but no Accept-Ranges header (which
+    httpdirfs's own range check wants); Range support is checked at install instead."""
+    need("nginx")
+    _, sif = served
+    nginx = NginxServer(sif.parent)
+    try:
+        _lazy_install(sif_home, nginx.url(sif.name))
+        proc = subprocess.run([str(_wrapper(sif_home)), "-h"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "Chris Rorden" in proc.stdout, proc.stderr
+        assert nginx.bytes_sent < sif.stat().st_size * 0.10
+    finally:
+        for image_dir in (sif_home / "store" / "images").glob("*"):
+            end_remote(image_dir)
+        nginx.close()
 
 
 def test_lazy_from_a_tree_of_sifs(served: tuple[RangeServer, Path], sif_home: Path) -> None:
