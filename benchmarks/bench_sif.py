@@ -3,7 +3,8 @@
 For SIFs of the dcm2niix image padded with random data no command reads, at each size (GB):
 
 1. time to first command, from an empty NEURODESK_HOME to ``dcm2niix -h`` through its wrapper,
-   the SIF served over HTTP on 127.0.0.1 (with byte ranges):
+   the SIF served over HTTP on 127.0.0.1 by nginx (byte ranges, keep-alive, as object storage;
+   Python's own Range server when nginx is missing, said in the title):
    - lazy:             ``neurodesk install --lazy --from URL``, then the command;
    - download+unsquash: download the whole SIF, ``neurodesk import`` it unpacked
                         (``NEURODESK_FUSE=off``: unsquashfs -o OFFSET), install, the command;
@@ -12,8 +13,9 @@ For SIFs of the dcm2niix image padded with random data no command reads, at each
 2. the bytes the server sent for the lazy first command, as a share of the image;
 3. steady-state per-call time of the wrapper on a mounted SIF vs an unpacked image.
 
-Needs root (or setuid fusermount3), squashfuse, httpdirfs, mksquashfs, bwrap. Usage:
+Needs root (or setuid fusermount3), squashfuse, httpdirfs, mksquashfs, bwrap, nginx. Usage:
     python -m benchmarks.bench_sif [--sizes 0.5,1.5,3] [--runs 3] [--calls 30]
+    python -m benchmarks.bench_sif --quick      # one round at 0.5, 1.5 and 3 GB, 10 calls
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from rich.table import Table
-from tests.integration.sif_helpers import RangeServer, mounts_under, padded_sif
+from tests.integration.sif_helpers import NginxServer, RangeServer, mounts_under, padded_sif
 
 from benchmarks.common import ensure_image, interleaved, print_table
 
@@ -68,7 +70,17 @@ def cleanup(home: Path) -> None:
     subprocess.run(["rm", "-rf", str(home)], check=False)
 
 
-def run_lazy(server: RangeServer, url: str, work: Path) -> tuple[float, float, int]:
+Server = NginxServer | RangeServer
+
+
+def end_remotes(home: Path) -> None:
+    from neurodesk.store.sifmount import end_remote
+
+    for image_dir in (home / "store" / "images").glob("*"):
+        end_remote(image_dir)
+
+
+def run_lazy(server: Server, url: str, work: Path) -> tuple[float, float, int]:
     """(install + first command, first command alone, bytes sent) for a lazy install."""
     home = Path(tempfile.mkdtemp(dir=work, prefix="lazy-"))
     before = server.bytes_sent
@@ -78,6 +90,7 @@ def run_lazy(server: RangeServer, url: str, work: Path) -> tuple[float, float, i
     first_command(home)
     end = time.perf_counter()
     sent = server.bytes_sent - before
+    end_remotes(home)
     cleanup(home)
     return end - start, end - installed, sent
 
@@ -101,10 +114,21 @@ def main() -> None:
     parser.add_argument("--sizes", default="0.5,1.5,3", help="SIF sizes in GB, comma-separated")
     parser.add_argument("--runs", type=int, default=3, help="rounds per size (interleaved)")
     parser.add_argument("--calls", type=int, default=30, help="calls for the per-call overhead")
+    parser.add_argument(
+        "--quick", action="store_true", help="one round per size and 10 calls (about 5 minutes)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.calls = 1, 10
     paths, record = ensure_image("dcm2niix")
     work = Path(tempfile.mkdtemp(prefix="nd-bench-sif-"))
-    server = RangeServer(work)
+    server: Server
+    try:
+        server = NginxServer(work)
+        served_by = "nginx"
+    except (OSError, RuntimeError):
+        server = RangeServer(work)
+        served_by = "Python's Range server (no nginx)"
     rows: list[tuple[str, ...]] = []
     try:
         base = padded_sif(record.rootfs, work / "base.sif", record.env, 0).stat().st_size
@@ -138,7 +162,10 @@ def main() -> None:
                     f"{100 * med(sent) / size:.2f}%",
                 )
             )
-        table = Table(title=f"time to first command (median of {args.runs}), dcm2niix -h")
+        table = Table(
+            title=f"time to first command (median of {args.runs}), dcm2niix -h, "
+            f"SIF served by {served_by}"
+        )
         for column in (
             "SIF GB",
             "lazy s",
@@ -152,7 +179,7 @@ def main() -> None:
             table.add_column(column, justify="right")
         for row in rows:
             table.add_row(*row)
-        Console().print(table)
+        Console(width=150).print(table)
         # Steady state: the same wrapper on a mounted SIF and on the unpacked image.
         mounted_home = Path(tempfile.mkdtemp(dir=work, prefix="mounted-"))
         cli(mounted_home, "import", str(work / "base.sif"), "--name", "dcm2niix", "--version", "1")

@@ -25,6 +25,7 @@ TEST_PACKAGES=(dcm2niix git-annex rpm squashfs-tools squashfuse skopeo umoci pod
 # the desktop session in that browser desktop: window manager, panel, menu, terminal, root colour
 TEST_PACKAGES+=(openbox tint2 jgmenu xterm x11-utils x11-xserver-utils xclip)
 TEST_PACKAGES+=(httpdirfs fuse3)  # SIF images: lazy HTTP mounts (httpdirfs), fusermount3 for squashfuse
+TEST_PACKAGES+=(nginx-light)  # SIF benchmark and lazy tests: a real Range server, as object storage
 TEST_PACKAGES+=(squid aria2)  # channels: a caching proxy in front of every channel; aria2c for the benchmark
 TEST_PACKAGES+=(pigz isal curl)  # bench_fetch: the physical floor (curl + tar -x with the fastest gzip decoder)
 TEST_PACKAGES+=(nginx)  # channels benchmark: the object-storage mirrors served by a fast static server

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -70,6 +75,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not body:
             return
+        if owner.stall.is_set():  # headers sent, then nothing: a server that stopped mid-transfer
+            self.wfile.flush()
+            owner.resume.wait(timeout=60)
+            self.connection.close()
+            return
         with path.open("rb") as handle:
             handle.seek(start)
             left = end - start + 1
@@ -101,6 +111,8 @@ class RangeServer:
         self.lock = threading.Lock()
         self.bytes_sent = 0
         self.down = threading.Event()
+        self.stall = threading.Event()  # set: answer with headers, then send nothing
+        self.resume = threading.Event()  # set: stalled answers give up (close the connection)
         self.httpd = RangeServer.Server(("127.0.0.1", 0), _Handler)
         self.httpd.root = root
         self.httpd.owner = self
@@ -112,8 +124,67 @@ class RangeServer:
         return f"http://127.0.0.1:{self.port}/{name}"
 
     def close(self) -> None:
+        self.resume.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class NginxServer:
+    """nginx serving ``root`` on 127.0.0.1 (a free port), as object storage would: byte ranges,
+    keep-alive; ``bytes_sent`` sums the bodies it sent (from its access log)."""
+
+    def __init__(self, root: Path) -> None:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.dir = Path(tempfile.mkdtemp(prefix="nd-nginx-"))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        log = self.dir / "access.log"
+        temp = " ".join(
+            f"{kind}_temp_path {self.dir};" for kind in ("client_body", "proxy", "fastcgi")
+        )
+        (self.dir / "nginx.conf").write_text(
+            f"daemon off; master_process off; pid {self.dir}/nginx.pid;\n"
+            f"error_log {self.dir}/error.log;\n"
+            "events { worker_connections 256; }\n"
+            f"http {{ log_format sent '$body_bytes_sent'; access_log {log} sent; {temp}\n"
+            f"  uwsgi_temp_path {self.dir}; scgi_temp_path {self.dir};\n"
+            f"  server {{ listen 127.0.0.1:{self.port}; root {root}; }} }}\n"
+        )
+        self.log = log
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(self.dir / "nginx.conf"), "-e", str(self.dir / "error.log")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        self.close()
+        raise RuntimeError(f"nginx did not start: {(self.dir / 'error.log').read_text()}")
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    @property
+    def bytes_sent(self) -> int:
+        time.sleep(0.2)  # nginx logs a request when it has finished sending it
+        if not self.log.exists():
+            return 0
+        return sum(int(line) for line in self.log.read_text().split() if line.isdigit())
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def padding_file(path: Path, size: int) -> Path:

@@ -152,3 +152,37 @@ def test_bad_tree_arguments(tmp_path: Path) -> None:
         run_cli(["publish", "nosuch", "--tree", str(tmp_path / "t")], home), "nosuch"
     )
     assert not (tmp_path / "t" / "containers").exists()
+
+
+def test_tree_with_sifs_beside_the_sandboxes(tmp_path: Path) -> None:
+    """``--sif`` writes <id>.sif and its .sha256 into the container directory (outside
+    files.json: an install from the tree still verifies), also for a container published
+    before without them."""
+    import hashlib
+
+    from neurodesk.image.squashfs import sif_root_partition
+
+    home, record = tiny(tmp_path)
+    tree = tmp_path / "tree"
+    assert run_cli(["publish", "treetool", "--tree", str(tree)], home).returncode == 0
+    container = tree / "containers" / record.id
+    assert not (container / f"{record.id}.sif").exists()
+    proc = run_cli(["publish", "treetool", "--tree", str(tree), "--sif"], home)
+    assert proc.returncode == 0, proc.stderr
+    sif = container / f"{record.id}.sif"
+    assert sif_root_partition(sif).length > 0
+    sidecar = (container / f"{record.id}.sif.sha256").read_text().split()
+    assert sidecar == [hashlib.sha256(sif.read_bytes()).hexdigest(), sif.name]
+    assert sif.name not in (container / "files.json").read_text()
+    assert not list(container.glob("*.part"))
+    other = tmp_path / "other"
+    other.mkdir()
+    config = {"sources": [{"name": "site", "kind": "tree", "mirrors": [str(tree)]}]}
+    (other / "config.yaml").write_text(json.dumps(config))
+    installed = run_cli(["install", "treetool"], other)
+    assert installed.returncode == 0, installed.stderr
+    # A first publish with --sif writes it in the same transaction as the sandbox.
+    fresh = tmp_path / "fresh"
+    proc = run_cli(["publish", "treetool", "--tree", str(fresh), "--sif"], home)
+    assert proc.returncode == 0, proc.stderr
+    assert (fresh / "containers" / record.id / f"{record.id}.sif.sha256").is_file()

@@ -17,9 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from neurodesk.image.oci import OCILayout
+from neurodesk.paths import Paths
+from neurodesk.store import Store
+from neurodesk.store.sifmount import end_remote
 from tests.conftest import assert_one_line_error, run_cli
 from tests.integration.conftest import need
-from tests.integration.sif_helpers import RangeServer, mounts_under
+from tests.integration.distribution_helpers import tiny_layout
+from tests.integration.sif_helpers import NginxServer, RangeServer, mounts_under
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +54,9 @@ def served(dcm2niix_sif: Path, tmp_path: Path) -> Iterator[tuple[RangeServer, Pa
 @pytest.fixture
 def sif_home(home: Path) -> Iterator[Path]:
     yield home
+    # First end the httpdirfs daemons: a stalled one would hang the unmounts (and any stat).
+    for image_dir in (home / "store" / "images").glob("*"):
+        end_remote(image_dir)
     for point in reversed(mounts_under(home)):
         subprocess.run(["fusermount3", "-u", "-z", point], check=False)
 
@@ -63,8 +71,8 @@ def _wrapper(home: Path) -> Path:
     return next((home / "installs" / "containers").glob("*/bin/dcm2niix"))
 
 
-def _lazy_install(home: Path, url: str, *extra: str) -> None:
-    proc = run_cli(["install", "dcm2niix", "--lazy", "--from", url, *extra], home)
+def _lazy_install(home: Path, url: str, *extra: str, name: str = "dcm2niix") -> None:
+    proc = run_cli(["install", name, "--lazy", "--from", url, *extra], home)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -82,11 +90,55 @@ def test_first_command_reads_a_small_share_of_the_image(
     assert share < 0.10, f"fetched {share:.1%} of the image"
 
 
+def test_lazy_from_nginx_as_object_storage(
+    served: tuple[RangeServer, Path], sif_home: Path
+) -> None:
+    """A real web server: nginx answers ranges with 206 but no Accept-Ranges header (which
+    httpdirfs's own range check wants); Range support is checked at install instead."""
+    need("nginx")
+    _, sif = served
+    nginx = NginxServer(sif.parent)
+    try:
+        _lazy_install(sif_home, nginx.url(sif.name))
+        proc = subprocess.run([str(_wrapper(sif_home)), "-h"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "Chris Rorden" in proc.stdout, proc.stderr
+        assert nginx.bytes_sent < sif.stat().st_size * 0.10
+    finally:
+        for image_dir in (sif_home / "store" / "images").glob("*"):
+            end_remote(image_dir)
+        nginx.close()
+
+
 def test_lazy_from_a_tree_of_sifs(served: tuple[RangeServer, Path], sif_home: Path) -> None:
     server, _ = served
     _lazy_install(sif_home, server.url("tree"))
     proc = run_cli(["exec", "dcm2niix", "--", "dcm2niix", "-h"], sif_home)
     assert proc.returncode == 0 and "Chris Rorden" in proc.stdout, proc.stderr
+
+
+def test_publish_tree_sif_serves_lazy_installs(tmp_path: Path, sif_home: Path) -> None:
+    """Our own distribution: ``publish --tree DIR --sif``, DIR served over HTTP, and a lazy
+    install from it (a tiny image: the route, not the tool, is under test here)."""
+    need("squashfuse", "httpdirfs", "fusermount3", "flock", "mksquashfs")
+    publisher = tmp_path / "publisher"
+    layout = tiny_layout(tmp_path / "layout", name="treetool")
+    record = Store(Paths(publisher).store).import_layout(
+        OCILayout(layout), "treetool", "1.0", "20260101"
+    )
+    www = tmp_path / "www"
+    proc = run_cli(["publish", "treetool", "--tree", str(www / "tree"), "--sif"], publisher)
+    assert proc.returncode == 0, proc.stderr
+    server = RangeServer(www)
+    try:
+        _lazy_install(sif_home, server.url("tree"), name="treetool")
+        assert _held(sif_home) == "lazy SIF (HTTP)"
+        used = Store(Paths(sif_home).store).resolve("treetool")
+        data = (used.rootfs / "opt" / "tiny" / "data.bin").read_bytes()
+        assert data == (record.rootfs / "opt" / "tiny" / "data.bin").read_bytes()
+    finally:
+        for image_dir in (sif_home / "store" / "images").glob("*"):
+            end_remote(image_dir)
+        server.close()
 
 
 def test_prefetch_switches_to_the_local_sif_without_disturbing_a_running_command(
@@ -177,6 +229,37 @@ def test_lost_network_is_an_io_error_not_a_hang_and_the_next_call_reconnects(
     assert again.returncode == 0 and "Chris Rorden" in again.stdout, again.stderr
     said = [line for line in again.stderr.splitlines() if line.startswith("neurodesk:")]
     assert len(said) <= 1, again.stderr
+
+
+def test_a_server_that_stops_sending_is_an_io_error_within_the_configured_timeout(
+    served: tuple[RangeServer, Path], sif_home: Path
+) -> None:
+    """The server answers, sends its headers and then nothing more (httpdirfs has no transfer
+    timeout of its own): the watchdog beside it gives the reader an I/O error after the
+    configured ``timeout``, and the next call connects again with one line."""
+    server, sif = served
+    (sif_home / "config.yaml").write_text("timeout: 2\n")
+    _lazy_install(sif_home, server.url(sif.name))
+    server.stall.set()
+    start = time.monotonic()
+    try:
+        proc = run_cli(
+            ["exec", "dcm2niix", "--", "sh", "-c", "cat /opt/padding/blob.bin > /dev/null"],
+            sif_home,
+            timeout=60,
+        )
+    finally:
+        took = time.monotonic() - start
+        server.stall.clear()
+        server.resume.set()
+    assert proc.returncode != 0 and "Input/output error" in proc.stderr, proc.stderr
+    assert took < 2 + 8, f"the stalled read took {took:.1f}s with timeout: 2"
+    failed = next((sif_home / "store" / "images").iterdir()) / "remote.failed"
+    assert "sent nothing for 2s" in failed.read_text()
+    again = run_cli(["exec", "dcm2niix", "--", "dcm2niix", "-h"], sif_home, timeout=120)
+    assert again.returncode == 0 and "Chris Rorden" in again.stdout, again.stderr
+    said = [line for line in again.stderr.splitlines() if line.startswith("neurodesk:")]
+    assert len(said) == 1 and "connecting again" in said[0], again.stderr
 
 
 def test_lazy_without_a_digest_is_refused(served: tuple[RangeServer, Path], sif_home: Path) -> None:

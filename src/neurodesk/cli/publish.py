@@ -38,7 +38,8 @@ def _chosen(store: Store, images: tuple[str, ...]) -> list[ImageRecord]:
     "--sif",
     is_flag=True,
     help="with --registry: also attach the image's SIF as a referrer artifact "
-    "(artifactType application/vnd.sylabs.sif.layer.v1.sif), as upstream does",
+    "(artifactType application/vnd.sylabs.sif.layer.v1.sif), as upstream does; with --tree: "
+    "also write <id>.sif (and .sha256) beside the sandbox, for 'install --lazy'",
 )
 @click.option("--json", "as_json", is_flag=True, help=json_option_help)
 def publish(
@@ -65,16 +66,18 @@ def publish(
                                the tag sha256-<hex> is kept (the tag schema). Credentials come
                                from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json
                                or ~/.docker/config.json
+    --sif                      (with --tree) also writes DIR/containers/<id>/<id>.sif and
+                               <id>.sif.sha256: serve DIR over HTTP and 'neurodesk install
+                               NAME --lazy --from http://HOST/DIR' runs it without fetching it
     \b
     Examples:
       neurodesk publish dcm2niix --registry 127.0.0.1:5000/neurodesk --insecure
       neurodesk publish dcm2niix --registry registry.lab/neurodesk --sif
       neurodesk publish --tree /srv/cvmfs/neurodesk.example.org
+      neurodesk publish --tree /srv/www/neurodesk --sif
     """
     if (registry is None) == (tree is None):
         raise click.UsageError("give exactly one of --registry HOST[:PORT]/NS or --tree DIR")
-    if sif and registry is None:
-        raise click.UsageError("--sif goes with --registry")
     paths = Paths.from_env()
     store = Store(paths.store)
     results = []
@@ -117,7 +120,7 @@ def publish(
                 )
         else:
             assert tree is not None
-            done = publish_tree(record, tree)
+            done = publish_tree(record, tree, sif=sif)
             results.append(
                 {
                     "image": record.id,

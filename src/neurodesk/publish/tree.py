@@ -9,7 +9,10 @@ A publish is a transaction, like a CVMFS publish on a Stratum 0:
 5. the staging directory, journal included, is removed.
 
 Each container directory carries ``files.json``, a per-file manifest (path, type, size, mode,
-sha256) of everything in it, written last; an install from the tree checks it.
+sha256) of everything in it, written last; an install from the tree checks it. With ``sif``,
+the container directory also gets ``<id>.sif`` and ``<id>.sif.sha256`` (outside the manifest:
+the SIF carries its own digest), for lazy installs over HTTP; a container published before
+without them gets them added.
 
 Readers never see a half-written container: a container directory appears by one rename, with
 its sandbox complete. A publish interrupted before step 4 (an error, or kill -9) is rolled back
@@ -35,6 +38,7 @@ from neurodesk.errors import ExternalCommandError, NeurodeskError
 from neurodesk.install.commands import discover_commands, write_commands_txt
 from neurodesk.install.wrapper import render_wrapper
 from neurodesk.publish.modules import render_lua
+from neurodesk.publish.sif_publish import write_sif_beside
 from neurodesk.sources.tree import Tree
 from neurodesk.store import ImageRecord
 from neurodesk.store.atomic import write_text
@@ -130,7 +134,7 @@ def _tree_wrapper(placed: ImageRecord, command: str, sandbox: Path) -> str:
     return text
 
 
-def publish_tree(record: ImageRecord, root: Path) -> TreeResult:
+def publish_tree(record: ImageRecord, root: Path, sif: bool = False) -> TreeResult:
     tree = Tree(root.absolute())
     files = CatalogFiles(tree.root)
     with lock(tree):
@@ -144,11 +148,13 @@ def publish_tree(record: ImageRecord, root: Path) -> TreeResult:
                     hint="a build date names one build: remove that container first",
                 )
             commands = (final / "commands.txt").read_text().split()
+            if sif and not (final / f"{record.id}.sif.sha256").is_file():
+                write_sif_beside(record, final)
             return TreeResult(record.id, final, commands, [], skipped=True)
         txn = tree.staging / uuid.uuid4().hex
         txn.mkdir(parents=True)
         try:
-            result = _publish(record, tree, files, txn)
+            result = _publish(record, tree, files, txn, sif)
         except BaseException:
             recover(tree)
             raise
@@ -156,7 +162,9 @@ def publish_tree(record: ImageRecord, root: Path) -> TreeResult:
         return result
 
 
-def _publish(record: ImageRecord, tree: Tree, files: CatalogFiles, txn: Path) -> TreeResult:
+def _publish(
+    record: ImageRecord, tree: Tree, files: CatalogFiles, txn: Path, sif: bool
+) -> TreeResult:
     stage = txn / "container"
     sandbox = stage / f"{record.id}.simg"
     sandbox.mkdir(parents=True)
@@ -171,6 +179,8 @@ def _publish(record: ImageRecord, tree: Tree, files: CatalogFiles, txn: Path) ->
         wrapper.chmod(0o755)
     write_text(stage / "image.json", json.dumps({**record.to_json(), "commands": commands}))
     write_manifest(stage)  # files.json: every file of the container, checked at install
+    if sif:
+        write_sif_beside(record, stage)
 
     lua = render_lua(record, info, commands)
     module_rels = [

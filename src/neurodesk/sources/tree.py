@@ -43,6 +43,11 @@ class Tree:
     def container_dir(self, image_id: str) -> Path:
         return self.containers / image_id
 
+    def sif_names(self, image_id: str) -> frozenset[str]:
+        """The SIF files a container directory may hold beside its sandbox (``publish --tree
+        --sif``); not in its files.json: the SIF carries its own digest (``.sha256``)."""
+        return frozenset({f"{image_id}.sif", f"{image_id}.sif.sha256"})
+
     def sandbox(self, image_id: str) -> Path:
         return self.container_dir(image_id) / f"{image_id}.simg"
 

@@ -58,7 +58,7 @@ class TreeSource:
             if not manifest.is_file():  # a tree not written by neurodesk (upstream CVMFS)
                 return tree, {"container": str(container), "manifest": None}
             try:
-                problems = compare(container, load_manifest(manifest))
+                problems = compare(container, load_manifest(manifest), tree.sif_names(found.where))
             except ImageFormatError as exc:
                 problems = [exc.message]
             except OSError as exc:

@@ -20,6 +20,80 @@ nd_ok && { nd_lazy || : >"$nd_dir/remote.failed"; exit 0; }
 nd_unmount() {
   { fusermount3 -u -z "$1" || fusermount -u -z "$1" || umount -l "$1"; } >/dev/null 2>&1
 }
+# The httpdirfs of this image (its pid in remote.pid), if it still runs: ended.
+nd_kill_remote() {
+  nd_p=$(cat "$nd_dir/remote.pid" 2>/dev/null) || return 0
+  case $({ tr '\0' ' ' <"/proc/$nd_p/cmdline"; } 2>/dev/null) in
+    *httpdirfs*"$nd_dir/remote"*) kill -KILL "$nd_p" 2>/dev/null ;;
+  esac
+  rm -f "$nd_dir/remote.pid"
+}
+# Is a read waiting on httpdirfs $1? Its FUSE connection's request count where the fusectl
+# file system is mounted (/sys/fs/fuse/connections), else a thread of it inside a transfer
+# (httpdirfs polls its sockets only while a read waits for the server).
+nd_busy() {
+  if [ -r "$nd_conn/waiting" ]; then
+    nd_n=0
+    read -r nd_n <"$nd_conn/waiting" 2>/dev/null
+    [ "${nd_n:-0}" -gt 0 ] 2>/dev/null
+    return
+  fi
+  for nd_t in /proc/"$1"/task/*/wchan; do
+    nd_c=
+    read -r nd_c <"$nd_t" 2>/dev/null # (no newline at its end: read fails, but sets nd_c)
+    case $nd_c in *poll*) return 0 ;; esac
+  done
+  return 1
+}
+# Read the squashfs tables of remote file $1 ahead (kept: -o kernel_cache), 8 pieces at a time:
+# httpdirfs 1.2.5 spends ~100 ms on every request it makes, however small, and squashfuse would
+# read these tables one block at a time while mounting and looking up paths.
+nd_warm() {
+  [ "$nd_tables" -gt 0 ] || return 0
+  nd_s=$nd_tables
+  nd_pids=
+  nd_j=0
+  while [ "$nd_s" -lt "$nd_tables_end" ]; do
+    dd if="$1" of=/dev/null bs=512k count=1 skip="$nd_s" iflag=skip_bytes 2>/dev/null 9>&- &
+    nd_pids="$nd_pids $!"
+    nd_s=$((nd_s + 524288))
+    nd_j=$((nd_j + 1))
+    if [ "$nd_j" -ge 8 ]; then
+      wait $nd_pids
+      nd_pids=
+      nd_j=0
+    fi
+  done
+  [ -z "$nd_pids" ] || wait $nd_pids
+}
+# The watchdog of httpdirfs $1: every second, while a read waits and httpdirfs has written
+# nothing to the kernel (no reply), a count goes up; at $nd_stall the server is taken as
+# gone: the FUSE connection is aborted and httpdirfs ended, so waiting reads fail at once.
+nd_watch() {
+  nd_conn=/sys/fs/fuse/connections/$(stat -c %d "$nd_dir/remote" 2>/dev/null)
+  nd_last=
+  nd_quiet=0
+  while kill -0 "$1" 2>/dev/null; do
+    sleep 1
+    nd_w=
+    while read -r nd_k nd_v; do
+      [ "$nd_k" = wchar: ] && nd_w=$nd_v && break
+    done <"/proc/$1/io" 2>/dev/null
+    if [ -n "$nd_w" ] && [ "$nd_w" = "$nd_last" ] && nd_busy "$1"; then
+      nd_quiet=$((nd_quiet + 1))
+    else
+      nd_quiet=0
+    fi
+    nd_last=$nd_w
+    if [ "$nd_quiet" -ge "$nd_stall" ]; then
+      echo "Error: the server sent nothing for ${nd_stall}s (transfer stalled)" >>"$nd_dir/remote.failed"
+      [ -w "$nd_conn/abort" ] && echo 1 >"$nd_conn/abort"
+      kill -KILL "$1" 2>/dev/null
+      nd_unmount "$nd_dir/remote"
+      return 0
+    fi
+  done
+}
 nd_fuse() {
   case ${NEURODESK_FUSE:-} in off|0|no|false) nd_why="NEURODESK_FUSE=off"; return 1 ;; esac
   command -v squashfuse >/dev/null 2>&1 || { nd_why="squashfuse is not installed"; return 1; }
@@ -38,6 +112,7 @@ nd_mnt=$nd_dir/$nd_target
 if nd_lazy && { [ ! -d "$nd_dir/remote/." ] || [ -s "$nd_dir/remote.failed" ]; }; then
   nd_say "the connection to $nd_url was lost (reads failed with I/O errors); connecting again"
   nd_unmount "$nd_dir/$nd_target"
+  nd_kill_remote
   nd_unmount "$nd_dir/remote"
 fi
 if [ ! -d "$nd_mnt/." ]; then
@@ -48,27 +123,41 @@ case $nd_target in
   mnt/lazy)
     nd_fuse || { nd_say "cannot read it lazily: FUSE is not usable here ($nd_why); install it without --lazy"; exit 1; }
     if [ ! -e "$nd_dir/remote/$nd_remote" ]; then
-      # No --cache: httpdirfs 1.2.5's disk cache returned corrupt blocks in single-file mode
-      # (squashfs reads failed with EIO); squashfuse and the page cache keep what was read,
-      # and --prefetch makes the local copy.
+      # No --cache: httpdirfs 1.2.5's disk cache returns zeros for a read that crosses one of
+      # its 8 MB segments when the first segment is not cached yet (Cache_read looks only at
+      # the segment of the read's end; fixed upstream in 1.2.10), so squashfs blocks come back
+      # corrupt. The page cache (-o kernel_cache) keeps what was read; --prefetch makes the
+      # local copy.
       # httpdirfs runs in the foreground of a background pipeline: its error lines (a failed
       # transfer leaves it alive but failing) land in remote.failed, which the wrappers check.
+      # It has no transfer timeout (a server that stops sending mid-transfer would hang reads
+      # for ever), so a watchdog beside it ends it once a read has had no reply for
+      # $nd_stall s: readers then get an I/O error and the next call connects again.
+      nd_kill_remote
       : >"$nd_dir/remote.failed"
+      rm -f "$nd_dir/remote.pid"
       (
-        httpdirfs -f --retry-wait 1 --single-file-mode "$nd_url" "$nd_dir/remote" 2>&1 \
+        sh -c 'echo $$ >"$1/remote.pid" && exec httpdirfs -f --retry-wait 1 --no-range-check -o kernel_cache --single-file-mode "$2" "$1/remote"' \
+          sh "$nd_dir" "$nd_url" 2>&1 \
           | grep --line-buffered -E '^(Error|error)' >>"$nd_dir/remote.failed"
       ) </dev/null >/dev/null 2>&1 9>&- &
       nd_i=0
-      while [ ! -e "$nd_dir/remote/$nd_remote" ] && [ "$nd_i" -lt "$((nd_wait * 10))" ]; do
+      while [ ! -e "$nd_dir/remote/$nd_remote" ] && [ "$nd_i" -lt "$((nd_stall * 10))" ]; do
         [ -s "$nd_dir/remote.failed" ] && break
         sleep 0.1
         nd_i=$((nd_i + 1))
       done
       if [ ! -e "$nd_dir/remote/$nd_remote" ]; then
+        nd_kill_remote
         nd_unmount "$nd_dir/remote"
-        nd_say "cannot reach $nd_url ($(head -n 1 "$nd_dir/remote.failed" 2>/dev/null))"
+        nd_why=$(head -n 1 "$nd_dir/remote.failed" 2>/dev/null)
+        nd_say "cannot reach $nd_url (${nd_why:-no answer in ${nd_stall}s})"
         exit 1
       fi
+      nd_p=$(cat "$nd_dir/remote.pid")
+      # (a subshell: a function call with redirections would keep copies of this stdout open)
+      (nd_watch "$nd_p") </dev/null >/dev/null 2>&1 9>&- &
+      nd_warm "$nd_dir/remote/$nd_remote"
     fi
     nd_src=$nd_dir/remote/$nd_remote
     ;;

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -149,6 +150,30 @@ def _range(client: httpx.Client, url: str, start: int, end: int) -> bytes:
     return response.content
 
 
+# squashfs superblock: bytes_used at 40, inode_table_start at 64 (little-endian u64s).
+_SQUASHFS_TABLES = struct.Struct("<40xQ16xQ")
+
+
+def _squashfs_tables(url: str, offset: int, end: int, timeout: float) -> tuple[int, int]:
+    """Where the squashfs tables lie in the remote file (inode table start to the end of the
+    file system); (0, 0) when the superblock says something impossible (nothing read ahead)."""
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+            block = _range(client, url, offset, offset + _SQUASHFS_TABLES.size - 1)
+    except httpx.HTTPError as exc:
+        raise NeurodeskError(f"cannot reach {url}: {exc}", hint="check the URL") from None
+    if len(block) < _SQUASHFS_TABLES.size or block[:4] != b"hsqs":
+        raise ImageFormatError(
+            f"{url}: its system partition is not a squashfs image",
+            hint="give the URL of a SIF with a squashfs system partition",
+        )
+    used, inodes = _SQUASHFS_TABLES.unpack(block)
+    start, stop = offset + inodes, offset + used
+    if not offset < start < stop <= end:
+        return (0, 0)
+    return (start, stop)
+
+
 def remote_name(url: str) -> str:
     """The file name httpdirfs shows for ``url`` in single-file mode."""
     name = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
@@ -193,8 +218,11 @@ def add_lazy(
             raise ImageFormatError(f"{url} is not a SIF file", hint="give the URL of a .sif file")
         partition = sif_root_partition(work / "head.sif")
         (work / "head.sif").unlink()
-        meta = SifMeta(partition.offset, size, digest, url, name)
-        sifmount.lay_out(work, f"{ident[0]}_{ident[1]}_{ident[2]}", meta, lazy=True)
+        tables = _squashfs_tables(
+            url, partition.offset, partition.offset + partition.length, timeout
+        )
+        meta = SifMeta(partition.offset, size, digest, url, name, tables)
+        sifmount.lay_out(work, f"{ident[0]}_{ident[1]}_{ident[2]}", meta, lazy=True, stall=timeout)
         config: dict[str, Any] = {"config": {"Env": [], "Labels": {}}}
         record = _publish(store, work, digest, ident, config, "sif")
     except BaseException:
