@@ -42,6 +42,43 @@ apt_install() {
   fi
 }
 
+# SIF lazy starts: Debian 12's httpdirfs 1.2.5 waits ~100 ms after every HTTP request (fixed in 1.2.8)
+# and its --cache returns wrong bytes for reads across an 8 MB segment (fixed in 1.2.10). When the
+# installed one is older, build Debian's current source package (sid) into our own prefix, off PATH:
+# neurodesk uses $HTTPDIRFS_PREFIX/bin/httpdirfs first, else PATH's. A failure only warns.
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+HTTPDIRFS_PREFIX=/usr/local/lib/neurodesk
+HTTPDIRFS_BUILD_PACKAGES=(libcurl4-openssl-dev libexpat1-dev libfuse3-dev libgumbo-dev libssl-dev
+  meson ninja-build pkgconf uuid-dev gcc curl xz-utils)
+
+httpdirfs_build() {  # in the empty directory $1
+  local work=$1 stanza version tarball sha dir
+  curl -fsSL --retry 2 -o "$work/Sources.xz" "$DEBIAN_MIRROR/dists/sid/main/source/Sources.xz" || return 1
+  stanza=$(xz -dc "$work/Sources.xz" | awk -v RS= '$0 ~ /(^|\n)Package: httpdirfs-fuse\n/ && !n++') || return 1
+  version=$(sed -n 's/^Version: \([0-9]*:\)\{0,1\}\([^-]*\).*/\2/p' <<<"$stanza")
+  dir=$(sed -n 's/^Directory: //p' <<<"$stanza")
+  read -r sha tarball < <(sed -n 's/^ \([0-9a-f]\{64\}\) [0-9]* \(.*\.orig\.tar\.[a-z0-9]*\)$/\1 \2/p' <<<"$stanza")
+  [ -n "$version" ] && [ -n "$dir" ] && [ -n "$sha" ] || { echo "no httpdirfs-fuse in sid's Sources" >&2; return 1; }
+  echo ">> building httpdirfs $version from $DEBIAN_MIRROR/$dir/$tarball"
+  curl -fsSL --retry 2 -o "$work/$tarball" "$DEBIAN_MIRROR/$dir/$tarball" || return 1
+  echo "$sha  $work/$tarball" | sha256sum -c --quiet - || return 1
+  mkdir "$work/src" && tar -xf "$work/$tarball" -C "$work/src" --strip-components=1 || return 1
+  sed -i "/^subdir('tests')/d" "$work/src/meson.build"  # its unit tests need a subproject (Unity)
+  meson setup --prefix="$HTTPDIRFS_PREFIX" "$work/build" "$work/src" >/dev/null || return 1
+  ninja -C "$work/build" >/dev/null || return 1
+  $SUDO install -D -m 0755 "$work/build/httpdirfs" "$HTTPDIRFS_PREFIX/bin/httpdirfs" || return 1
+}
+
+httpdirfs_current() {
+  local have work
+  [ -x "$HTTPDIRFS_PREFIX/bin/httpdirfs" ] && return 0
+  have=$(httpdirfs --version 2>&1 | sed -n 's/^HTTPDirFS version \([0-9.]*\).*/\1/p' || true)
+  if [ -n "$have" ] && dpkg --compare-versions "$have" ge 1.2.10; then return 0; fi
+  work=$(mktemp -d)
+  (apt_install "${HTTPDIRFS_BUILD_PACKAGES[@]}") && httpdirfs_build "$work" || echo "warning: could not build a current httpdirfs; SIF lazy starts use httpdirfs ${have:-(none)}, slower and without a block cache" >&2
+  rm -rf "$work"
+}
+
 python_venv() {
   local py=python3
   if ! $py -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -67,6 +104,7 @@ case "$mode" in
     apt_install "${CORE_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
     # neurodesk hub installs configurable-http-proxy with npm (a Node.js that ships npm counts)
     command -v npm >/dev/null || apt_install nodejs npm
+    httpdirfs_current  # after httpdirfs from TEST_PACKAGES: a current build when that one is too old
     python_venv
     echo ">> ruff"; .venv/bin/ruff check src tests benchmarks; .venv/bin/ruff format --check src tests benchmarks
     echo ">> mypy"; .venv/bin/mypy src
