@@ -16,11 +16,16 @@ For SIFs of the dcm2niix image padded with random data no command reads, at each
 Needs root (or setuid fusermount3), squashfuse, httpdirfs, mksquashfs, bwrap, nginx. Usage:
     python -m benchmarks.bench_sif [--sizes 0.5,1.5,3] [--runs 3] [--calls 30]
     python -m benchmarks.bench_sif --quick      # one round at 0.5, 1.5 and 3 GB, 10 calls
+    python -m benchmarks.bench_sif --lazy-only --sizes 0.5,3 [--lazy-cache]   # lazy rows only
+The httpdirfs is the one lazy installs choose (store/httpdirfs.py; NEURODESK_HTTPDIRFS=PATH
+picks another, e.g. /usr/bin/httpdirfs for Debian 12's 1.2.5); --lazy-cache turns its block
+cache on (config ``lazy_cache: true``).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -35,6 +40,7 @@ from rich.table import Table
 from tests.integration.sif_helpers import NginxServer, RangeServer, mounts_under, padded_sif
 
 from benchmarks.common import ensure_image, interleaved, print_table
+from neurodesk.store import httpdirfs
 
 ID = "dcm2niix_1.0.20220720_20260101"
 
@@ -80,9 +86,11 @@ def end_remotes(home: Path) -> None:
         end_remote(image_dir)
 
 
-def run_lazy(server: Server, url: str, work: Path) -> tuple[float, float, int]:
+def run_lazy(server: Server, url: str, work: Path, cache: bool = False) -> tuple[float, float, int]:
     """(install + first command, first command alone, bytes sent) for a lazy install."""
     home = Path(tempfile.mkdtemp(dir=work, prefix="lazy-"))
+    if cache:
+        (home / "config.yaml").write_text("lazy_cache: true\n")
     before = server.bytes_sent
     start = time.perf_counter()
     cli(home, "install", "dcm2niix", "--lazy", "--from", url)
@@ -117,7 +125,14 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="one round per size and 10 calls (about 5 minutes)"
     )
+    parser.add_argument(
+        "--lazy-only", action="store_true", help="only the lazy install (no downloads, no calls)"
+    )
+    parser.add_argument(
+        "--lazy-cache", action="store_true", help="lazy installs with httpdirfs's block cache"
+    )
     args = parser.parse_args()
+    tool = httpdirfs.find()
     if args.quick:
         args.runs, args.calls = 1, 10
     paths, record = ensure_image("dcm2niix")
@@ -142,14 +157,18 @@ def main() -> None:
             url = server.url(sif.name)
             lazy, first, unsquash, mount, sent = [], [], [], [], []
             for _ in range(args.runs):
-                elapsed, call, fetched = run_lazy(server, url, work)
+                elapsed, call, fetched = run_lazy(server, url, work, args.lazy_cache)
                 lazy.append(elapsed)
                 first.append(call)
                 sent.append(fetched)
+                if args.lazy_only:
+                    continue
                 unsquash.append(run_download(url, work, mount=False))
                 mount.append(run_download(url, work, mount=True))
             size = sif.stat().st_size
             med = statistics.median
+            if args.lazy_only:
+                unsquash = mount = [math.nan]
             rows.append(
                 (
                     f"{size / 1e9:.2f}",
@@ -164,7 +183,8 @@ def main() -> None:
             )
         table = Table(
             title=f"time to first command (median of {args.runs}), dcm2niix -h, "
-            f"SIF served by {served_by}"
+            f"SIF served by {served_by}, httpdirfs {tool.version_text if tool else '(none)'}"
+            f"{' with its cache' if args.lazy_cache else ''}"
         )
         for column in (
             "SIF GB",
@@ -180,6 +200,8 @@ def main() -> None:
         for row in rows:
             table.add_row(*row)
         Console(width=150).print(table)
+        if args.lazy_only:
+            return
         # Steady state: the same wrapper on a mounted SIF and on the unpacked image.
         mounted_home = Path(tempfile.mkdtemp(dir=work, prefix="mounted-"))
         cli(mounted_home, "import", str(work / "base.sif"), "--name", "dcm2niix", "--version", "1")

@@ -124,6 +124,9 @@ class Config(BaseModel):
 
     # install SIFs from HTTP(S) lazily (mounted over the network, fetched block by block)
     lazy: bool = False
+    # keep what lazy images read in httpdirfs's block cache under $NEURODESK_HOME/cache (needs
+    # httpdirfs 1.2.10+); it fetches 1 MB segments (and the next one) instead of single blocks
+    lazy_cache: bool = False
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:

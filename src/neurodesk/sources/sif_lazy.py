@@ -60,6 +60,7 @@ def lazy_image(
         (remote.name, remote.version, remote.builddate),
         settings.timeout,
         progress,
+        paths.cache if settings.lazy_cache else None,
     )
     if prefetch:
         sifprefetch.start(record, paths)

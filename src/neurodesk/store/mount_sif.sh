@@ -46,8 +46,8 @@ nd_busy() {
   return 1
 }
 # Read the squashfs tables of remote file $1 ahead (kept: -o kernel_cache), 8 pieces at a time:
-# httpdirfs 1.2.5 spends ~100 ms on every request it makes, however small, and squashfuse would
-# read these tables one block at a time while mounting and looking up paths.
+# squashfuse would read them one block at a time while mounting and looking up paths, one
+# request each (and httpdirfs 1.2.5 spends ~100 ms on every request, however small).
 nd_warm() {
   [ "$nd_tables" -gt 0 ] || return 0
   nd_s=$nd_tables
@@ -123,11 +123,12 @@ case $nd_target in
   mnt/lazy)
     nd_fuse || { nd_say "cannot read it lazily: FUSE is not usable here ($nd_why); install it without --lazy"; exit 1; }
     if [ ! -e "$nd_dir/remote/$nd_remote" ]; then
-      # No --cache: httpdirfs 1.2.5's disk cache returns zeros for a read that crosses one of
-      # its 8 MB segments when the first segment is not cached yet (Cache_read looks only at
-      # the segment of the read's end; fixed upstream in 1.2.10), so squashfs blocks come back
-      # corrupt. The page cache (-o kernel_cache) keeps what was read; --prefetch makes the
-      # local copy.
+      # The block cache ($nd_cache, set only for httpdirfs 1.2.10 or newer) keeps what was
+      # read across mounts and reboots; it is off with older ones: 1.2.5's returns zeros for a
+      # read that crosses one of its segments when the first segment is not cached yet, so
+      # squashfs blocks came back corrupt. The page cache (-o kernel_cache) keeps what was
+      # read while mounted; --prefetch makes the local copy. A cache directory this user
+      # cannot write (an image installed by root) leaves the cache off.
       # httpdirfs runs in the foreground of a background pipeline: its error lines (a failed
       # transfer leaves it alive but failing) land in remote.failed, which the wrappers check.
       # It has no transfer timeout (a server that stops sending mid-transfer would hang reads
@@ -136,9 +137,13 @@ case $nd_target in
       nd_kill_remote
       : >"$nd_dir/remote.failed"
       rm -f "$nd_dir/remote.pid"
+      set -- -f --retry-wait 1 --no-range-check -o kernel_cache
+      if [ -n "$nd_cache" ] && mkdir -p "$nd_cache" 2>/dev/null && [ -w "$nd_cache" ]; then
+        set -- "$@" --cache --cache-location "$nd_cache" --dl-seg-size "$nd_segment"
+      fi
       (
-        sh -c 'echo $$ >"$1/remote.pid" && exec httpdirfs -f --retry-wait 1 --no-range-check -o kernel_cache --single-file-mode "$2" "$1/remote"' \
-          sh "$nd_dir" "$nd_url" 2>&1 \
+        sh -c 'echo $$ >"$1/remote.pid" && shift && exec "$@"' \
+          sh "$nd_dir" "$nd_httpdirfs" "$@" --single-file-mode "$nd_url" "$nd_dir/remote" 2>&1 \
           | grep --line-buffered -E '^(Error|error)' >>"$nd_dir/remote.failed"
       ) </dev/null >/dev/null 2>&1 9>&- &
       nd_i=0

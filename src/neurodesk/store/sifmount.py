@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from neurodesk.errors import NeurodeskError
+from neurodesk.store.httpdirfs import SEGMENT_MB
 
 SIF_FILE = "image.sif"
 META_FILE = "sif.json"
@@ -65,6 +66,11 @@ class SifMeta:
     # Where the squashfs tables (inodes, directories, fragments, ids) lie in the file: a lazy
     # mount reads them ahead in parallel, since httpdirfs 1.2.5 spends ~100 ms per request.
     tables: tuple[int, int] = (0, 0)
+    # The httpdirfs a lazy mount runs and its version (store/httpdirfs.py chose it at install),
+    # and its block cache directory (None: off, as with httpdirfs before 1.2.10).
+    httpdirfs: str | None = None
+    httpdirfs_version: str | None = None
+    cache: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +81,9 @@ class SifMeta:
             "url": self.url,
             "remote_name": self.remote_name,
             "tables": list(self.tables),
+            "httpdirfs": self.httpdirfs,
+            "httpdirfs_version": self.httpdirfs_version,
+            "cache": self.cache,
         }
 
     @classmethod
@@ -90,6 +99,9 @@ class SifMeta:
             data.get("url"),
             data.get("remote_name"),
             _span(data.get("tables")),
+            _text(data.get("httpdirfs")),
+            _text(data.get("httpdirfs_version")),
+            _text(data.get("cache")),
         )
 
 
@@ -97,6 +109,10 @@ def _span(value: Any) -> tuple[int, int]:
     if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return (value[0], value[1])
     return (0, 0)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def fuse_problem() -> str | None:
@@ -142,6 +158,9 @@ def render_script(image_id: str, meta: SifMeta, wait: int = 60, stall: float = 1
         f"nd_stall={max(1, math.ceil(stall))}",
         f"nd_tables={int(meta.tables[0])}",
         f"nd_tables_end={min(int(meta.tables[1]), int(meta.tables[0]) + WARM_CAP)}",
+        f"nd_httpdirfs={shlex.quote(meta.httpdirfs or 'httpdirfs')}",
+        f"nd_cache={shlex.quote(meta.cache or '')}",
+        f"nd_segment={SEGMENT_MB}",
     ]
     return "\n".join(header) + "\n" + SCRIPT_BODY.read_text()
 
@@ -231,6 +250,9 @@ def unmount_all(image_dir: Path) -> None:
     end_remote(image_dir)  # first: a stalled httpdirfs would hang the stat calls below
     for point in (*MOUNT_POINTS, REMOTE):
         detach(image_dir / point)
+    meta = SifMeta.load(image_dir)
+    if meta is not None and meta.cache is not None:
+        shutil.rmtree(meta.cache, ignore_errors=True)  # its httpdirfs block cache
 
 
 def state(image_dir: Path) -> str:

@@ -24,7 +24,7 @@ from neurodesk.errors import ExternalCommandError, NeurodeskError
 from neurodesk.image.oci import ImageFormatError
 from neurodesk.image.sandbox import image_config
 from neurodesk.image.squashfs import SIF_DESCRIPTOR, SIF_HEADER, sif_root_partition
-from neurodesk.store import sifmount
+from neurodesk.store import httpdirfs, sifmount
 from neurodesk.store.atomic import write_text
 from neurodesk.store.sifmount import SIF_FILE, SifMeta
 from neurodesk.store.store import WORK_PREFIX, ImageRecord, Store, _env_labels, _rmtree_writable
@@ -189,8 +189,10 @@ def add_lazy(
     ident: tuple[str, str, str],
     timeout: float = 10.0,
     progress: Progress | None = None,
+    cache_root: Path | None = None,
 ) -> ImageRecord:
-    """Register the SIF at ``url`` (sha256 ``digest``) to be read over HTTP on demand."""
+    """Register the SIF at ``url`` (sha256 ``digest``) to be read over HTTP on demand; with a
+    current httpdirfs, its block cache goes under ``cache_root`` (``$NEURODESK_HOME/cache``)."""
     say = progress or (lambda _m: None)
     if urlsplit(url).scheme not in ("http", "https"):
         raise NeurodeskError(f"{url} is not an http(s) URL", hint="lazy images come over HTTP")
@@ -221,7 +223,19 @@ def add_lazy(
         tables = _squashfs_tables(
             url, partition.offset, partition.offset + partition.length, timeout
         )
-        meta = SifMeta(partition.offset, size, digest, url, name, tables)
+        tool = httpdirfs.find()
+        cache = httpdirfs.cache_dir(tool, cache_root, digest)
+        meta = SifMeta(
+            partition.offset,
+            size,
+            digest,
+            url,
+            name,
+            tables,
+            tool.path if tool else None,
+            tool.version_text if tool else None,
+            str(cache) if cache else None,
+        )
         sifmount.lay_out(work, f"{ident[0]}_{ident[1]}_{ident[2]}", meta, lazy=True, stall=timeout)
         config: dict[str, Any] = {"config": {"Env": [], "Labels": {}}}
         record = _publish(store, work, digest, ident, config, "sif")
