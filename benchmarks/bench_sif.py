@@ -25,7 +25,6 @@ cache on (config ``lazy_cache: true``).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import subprocess
@@ -167,16 +166,14 @@ def main() -> None:
                 mount.append(run_download(url, work, mount=True))
             size = sif.stat().st_size
             med = statistics.median
-            if args.lazy_only:
-                unsquash = mount = [math.nan]
             rows.append(
                 (
                     f"{size / 1e9:.2f}",
                     f"{med(lazy):.2f}",
                     f"{med(first):.2f}",
-                    f"{med(unsquash):.2f}",
-                    f"{med(mount):.2f}",
-                    f"{med(unsquash) / med(lazy):.1f}x",
+                    f"{med(unsquash):.2f}" if unsquash else "-",
+                    f"{med(mount):.2f}" if mount else "-",
+                    f"{med(unsquash) / med(lazy):.1f}x" if unsquash else "-",
                     f"{med(sent) / 1e6:.1f}",
                     f"{100 * med(sent) / size:.2f}%",
                 )

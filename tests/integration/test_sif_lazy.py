@@ -117,6 +117,8 @@ def test_the_block_cache_returns_the_files_bytes_for_reads_across_its_segments(
             got = remote.read(12288)
             assert got == data[start : start + 12288], f"wrong bytes at {start}"
     assert any(Path(meta.cache).rglob("*")), "nothing was cached"
+    assert run_cli(["rm", "dcm2niix"], sif_home).returncode == 0  # rm removes its cache too
+    assert not Path(meta.cache).exists()
 
 
 def test_lazy_from_nginx_as_object_storage(
