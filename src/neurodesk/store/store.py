@@ -283,7 +283,7 @@ class Store:
             self._add_records(layout.root / "tarsplit", manifest)
             record = self._record(name, version, builddate, manifest)
             if not record.image_dir.is_dir():
-                self._unpack(manifest, record.image_dir, say, outside)
+                self._unpack(manifest, record.image_dir, say, outside, refetch_from is not None)
             self._write_ref(record)
         return record
 
@@ -499,16 +499,23 @@ class Store:
         image_dir: Path,
         say: Progress,
         outside: dict[str, Path] | None = None,
+        shared_states_only: bool = False,
     ) -> None:
         """Unpack the image's layers, starting from the stored state of its longest prefix of
         layers the store already holds (see :mod:`neurodesk.store.layerstate`): only the
-        layers after it are read, and the state after each new layer is kept for the next."""
+        layers after it are read, and the state after each new layer is kept for the next.
+
+        ``shared_states_only`` (registry pulls): keep the state after a layer only when another
+        stored image has the same prefix of layers. A state costs a link per entry of the tree
+        (about a tenth of a pulled image's install time); a pulled image's own layers rarely
+        serve another image, while a prefix two images share (a common base) will serve more."""
         digests = [d.digest for d in manifest.layers]
         chains = chain_ids(digests)
         states = LayerStates(self.root)
         start = states.longest_prefix(chains)
         count = start.count if start else 0
         new = manifest.layers[count:]
+        shared = states.used_chains() if shared_states_only else set()
         reused = f" on the stored state of the first {count}" if count else ""
         say(f"unpacking {len(new)} of {len(chains)} layer(s){reused}")
         work = self._tmpdir()
@@ -540,6 +547,8 @@ class Store:
                     continue  # blob kept: replaying it on the state below costs nothing
                 if self._rebuildable(descriptor, rootfs):
                     droppable.append(self.blob_path(descriptor.digest))
+                if shared_states_only and chains[index].removeprefix("sha256:") not in shared:
+                    continue  # no other image starts with these layers: no state kept
                 if index < len(chains) - 1:
                     self._snapshot(rootfs, chains[index], applier.dir_modes, hashes)
             applier.finish()
