@@ -162,3 +162,21 @@ def test_a_layer_whose_state_the_store_holds_is_not_downloaded_again(
         assert run_cli(["verify", "gamma"], home).returncode == 0
     finally:
         proxy.close()
+
+
+def test_a_corrupt_layer_arriving_while_others_unpack_leaves_nothing_in_the_store(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    seeded = seed_image(tmp_path, registry, "broken", base_seed=3)
+    seed_store = Store(Paths(tmp_path / "seed-broken").store)
+    base, _top = layer_digests(seed_store, seeded)
+    registry.blob_file(base).write_bytes(b"x" * BIG)  # the right size, the wrong bytes
+    home = tmp_path / "home"
+    configure(home, f"{registry.address}/lab")
+    proc = run_cli(["install", "broken", "--from", "reg"], home)
+    assert_one_line_error(proc, base[:19])
+    store = Store(Paths(home).store)
+    assert not (store.root / "refs").is_dir() or not any((store.root / "refs").rglob("*.json"))
+    assert not (store.root / "images").is_dir() or not any((store.root / "images").iterdir())
+    assert not store.refetch_path(base).exists()
+    assert not (store.root / "tmp").is_dir() or not any((store.root / "tmp").iterdir())

@@ -145,9 +145,6 @@ def pull_image(
             progress.add(key, f"{descriptor.hex[:12]}", descriptor.size)
             get_blob(descriptor, blobs / descriptor.hex, lambda n: progress.advance(key, n))
 
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            for future in [pool.submit(one, d) for d in wanted]:
-                future.result()
         write_text(work / "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}))
         index = {
             "schemaVersion": 2,
@@ -156,9 +153,27 @@ def pull_image(
             ],
         }
         write_text(work / "index.json", json.dumps(index))
-        record = store.import_layout(
-            OCILayout(work), name, version, builddate, refetch_from=refetch_from
-        )
+        # Downloads in layer order; the import waits for each blob (verified) just before it
+        # reads it, so the first layers unpack while the later ones still download.
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            futures = {d.digest: pool.submit(one, d) for d in wanted}
+            try:
+                if config.digest in futures:
+                    futures[config.digest].result()  # the layout's manifest reads it
+                record = store.import_layout(
+                    OCILayout(work),
+                    name,
+                    version,
+                    builddate,
+                    refetch_from=refetch_from,
+                    ready=lambda digest: futures[digest].result() if digest in futures else None,
+                )
+            except BaseException:
+                for future in futures.values():
+                    future.cancel()
+                raise
+            for future in futures.values():
+                future.result()
         shutil.rmtree(work, ignore_errors=True)
     return record
 

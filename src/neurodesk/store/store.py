@@ -245,6 +245,7 @@ class Store:
         progress: Progress | None = None,
         ref: str | None = None,
         refetch_from: list[str] | None = None,
+        ready: Callable[[str], None] | None = None,
     ) -> ImageRecord:
         """Bring the single image of ``layout`` into the store under ``name/version/builddate``.
 
@@ -252,7 +253,12 @@ class Store:
         their digests and names where each can be fetched again by digest. Layer blobs of
         :data:`SMALL_LAYER` or more are then unpacked straight from the layout and not kept:
         ``refetch/<hex>.json`` records where they come from (publishing fetches them again
-        and checks the digest), so the store holds such an image about once, not twice."""
+        and checks the digest), so the store holds such an image about once, not twice.
+
+        ``ready(digest)``: blocks until the layout's blob ``digest`` is complete and verified
+        (or raises); called before each blob is read, so a pull unpacks the first layers while
+        later ones still download, into a work directory nothing sees until all is done."""
+        wait = ready or (lambda _digest: None)
         say = progress or (lambda _message: None)
         for kind, value in (("name", name), ("version", version), ("build date", builddate)):
             _check_name(kind, value)
@@ -273,17 +279,19 @@ class Store:
                     and descriptor.size >= SMALL_LAYER
                     and not self.blob_path(descriptor.digest).is_file()
                 ):
-                    if not source.is_file():
-                        self._add_blob(source, descriptor)  # raises the missing-blob error
                     descriptor.hex  # noqa: B018 - validates the digest form before it names a file
-                    self._mark_refetchable(descriptor.digest, refetch_from)
-                    outside[descriptor.digest] = source
+                    outside[descriptor.digest] = source  # waited for when unpacked
                     continue
+                wait(descriptor.digest)
                 self._add_blob(source, descriptor)
             self._add_records(layout.root / "tarsplit", manifest)
             record = self._record(name, version, builddate, manifest)
             if not record.image_dir.is_dir():
-                self._unpack(manifest, record.image_dir, say, outside, refetch_from is not None)
+                self._unpack(
+                    manifest, record.image_dir, say, outside, refetch_from is not None, wait
+                )
+            for digest in outside:  # before the ref: a named image never lacks its record
+                self._mark_refetchable(digest, refetch_from or [])
             self._write_ref(record)
         return record
 
@@ -301,7 +309,7 @@ class Store:
         return [str(s) for s in data] if isinstance(data, list) else []
 
     def _mark_refetchable(self, digest: str, sources: list[str]) -> None:
-        """Record (before the image appears) that blob ``digest`` is not kept, and where from."""
+        """Record that blob ``digest`` is not kept, and where it can be fetched again."""
         known = self.refetch_sources(digest)
         merged = known + [s for s in sources if s not in known]
         if merged != known or not self.refetch_path(digest).is_file():
@@ -500,6 +508,7 @@ class Store:
         say: Progress,
         outside: dict[str, Path] | None = None,
         shared_states_only: bool = False,
+        ready: Callable[[str], None] | None = None,
     ) -> None:
         """Unpack the image's layers, starting from the stored state of its longest prefix of
         layers the store already holds (see :mod:`neurodesk.store.layerstate`): only the
@@ -539,7 +548,16 @@ class Store:
             applier.dir_modes.update(modes)
             droppable: list[Path] = []
             for index, descriptor in enumerate(new, start=count):
-                blob = (outside or {}).get(descriptor.digest) or self.blob_path(descriptor.digest)
+                blob = (outside or {}).get(descriptor.digest)
+                if blob is None:
+                    blob = self.blob_path(descriptor.digest)
+                elif ready is not None:
+                    ready(descriptor.digest)  # downloaded and verified
+                if not blob.is_file():
+                    raise ImageFormatError(
+                        f"blob {descriptor.digest} is missing from {blob.parent}",
+                        hint="the image is incomplete: fetch it again",
+                    )
                 applier.apply(blob)
                 hashes, known = share_new_files(rootfs, self.files_dir, known, applier.hashes)
                 applier.hashes.clear()  # the next layer's files only
