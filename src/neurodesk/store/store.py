@@ -291,6 +291,7 @@ class Store:
                     manifest, record.image_dir, say, outside, refetch_from is not None, wait
                 )
             for digest in outside:  # before the ref: a named image never lacks its record
+                wait(digest)  # (already done when unpacked): every download checked
                 self._mark_refetchable(digest, refetch_from or [])
             self._write_ref(record)
         return record
