@@ -130,6 +130,11 @@ def test_registry_install_keeps_no_second_copy_and_publish_fetches_it_again(
                   home)  # fmt: skip
     assert_one_line_error(bad, big[:19])
 
+    assert store.refetch_path(big).is_file()  # gc keeps the record while an image uses it
+    assert run_cli(["gc"], home).returncode == 0 and store.refetch_path(big).is_file()
+    assert run_cli(["rm", "lean"], home).returncode == 0
+    assert run_cli(["gc"], home).returncode == 0 and not store.refetch_path(big).exists()
+
 
 def test_a_layer_whose_state_the_store_holds_is_not_downloaded_again(
     registry: RegistryServer, tmp_path: Path
