@@ -241,6 +241,9 @@ def _blob(blobs: Path, data: bytes, kind: str) -> dict[str, object]:
     return {"mediaType": media, "digest": f"sha256:{digest}", "size": len(data)}
 
 
+FOOTPRINTS: list[float] = []  # store footprint / unpacked size after each of our installs
+
+
 # -- the variants --------------------------------------------------------------------------------
 def ours(work: Path, source: str, spec: str, command: list[str]) -> float:
     home = work / "ndhome"
@@ -251,6 +254,8 @@ def ours(work: Path, source: str, spec: str, command: list[str]) -> float:
     wrapper = Path(json.loads(out)["bin"]) / command[0]
     run([str(wrapper), *command[1:]], env)
     elapsed = time.perf_counter() - start
+    du = json.loads(run([sys.executable, "-m", "neurodesk", "du", "--json"], env))
+    FOOTPRINTS.append(float(du["footprint_ratio"]))  # not timed
     shutil.rmtree(home)
     return elapsed
 
@@ -371,6 +376,8 @@ def main() -> int:
     median = {name: statistics.median(values) for name, values in samples.items()}
     print(f"ours / (skopeo + umoci): {median[OURS] / median[SKOPEO]:.2f}x (goal <= 0.30x)")
     print(f"ours / floor:            {median[OURS] / median[floor_name]:.2f}x (goal <= 1.50x)")
+    footprint = statistics.median(FOOTPRINTS)
+    print(f"store footprint / unpacked after install: {footprint:.2f}x (goal <= 1.10x)")
     return 0
 
 

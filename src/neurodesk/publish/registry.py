@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from neurodesk.errors import NeurodeskError
+from neurodesk.publish.refetch import layer_blob
 from neurodesk.sources.http import SourceError
 from neurodesk.sources.mirrors import MirrorSet
 from neurodesk.sources.progress import NullProgress, TransferProgress
@@ -68,7 +69,8 @@ def push_image(
             ):
                 return False
             progress.add(descriptor_digest, descriptor_digest[7:19], size)
-            with store.layer_blob(descriptor_digest) as blob:  # rebuilt if the store dropped it
+            # Rebuilt or fetched again (by digest, verified) if the store did not keep it.
+            with layer_blob(store, descriptor_digest, size) as blob:
                 mirrors.attempt(
                     lambda r: r.upload_blob(
                         repo,

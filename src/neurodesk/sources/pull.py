@@ -92,13 +92,19 @@ def pull_image(
     media_type: str,
     get_blob: GetBlob,
     progress: TransferProgress | None = None,
+    refetch_from: list[str] | None = None,
 ) -> ImageRecord:
     """Download what the store lacks of the image, then import it under name/version/date.
 
     One lock per image (by manifest digest) guards its fetch directory from creation to
     removal, so any number of processes may pull the same or different images into one home.
     Every blob taken from the store or left in the cache by an earlier attempt is verified
-    before reuse; a corrupt store blob is dropped from the store and fetched again."""
+    before reuse; a corrupt store blob is dropped from the store and fetched again. Layers
+    whose state the store already holds (a stored per-layer state covering them, identified by
+    the chain of verified layer digests) are not downloaded at all.
+
+    ``refetch_from``: where the blobs can be fetched again by digest; the store then keeps no
+    copy of the large layer blobs (see :meth:`Store.import_layout`)."""
     progress = progress or NullProgress()
     store = Store(paths.store)
     config, layers = parse_manifest(manifest_raw)
@@ -110,10 +116,17 @@ def pull_image(
         manifest_file.with_suffix(".tmp").write_bytes(manifest_raw)
         manifest_file.with_suffix(".tmp").replace(manifest_file)
         wanted: list[Descriptor] = []
+        held = store.layers_held([d.digest for d in layers])
         for descriptor in (config, *layers):
             dest = blobs / descriptor.hex
             if descriptor in wanted:
                 continue
+            if (
+                descriptor is not config
+                and descriptor.digest in held
+                and not store.blob_path(descriptor.digest).exists()
+            ):
+                continue  # a stored layer state covers it: the import starts from that state
             if dest.exists():
                 if blob_ok(dest, descriptor):
                     continue
@@ -132,9 +145,6 @@ def pull_image(
             progress.add(key, f"{descriptor.hex[:12]}", descriptor.size)
             get_blob(descriptor, blobs / descriptor.hex, lambda n: progress.advance(key, n))
 
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            for future in [pool.submit(one, d) for d in wanted]:
-                future.result()
         write_text(work / "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}))
         index = {
             "schemaVersion": 2,
@@ -143,7 +153,27 @@ def pull_image(
             ],
         }
         write_text(work / "index.json", json.dumps(index))
-        record = store.import_layout(OCILayout(work), name, version, builddate)
+        # Downloads in layer order; the import waits for each blob (verified) just before it
+        # reads it, so the first layers unpack while the later ones still download.
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            futures = {d.digest: pool.submit(one, d) for d in wanted}
+            try:
+                if config.digest in futures:
+                    futures[config.digest].result()  # the layout's manifest reads it
+                record = store.import_layout(
+                    OCILayout(work),
+                    name,
+                    version,
+                    builddate,
+                    refetch_from=refetch_from,
+                    ready=lambda digest: futures[digest].result() if digest in futures else None,
+                )
+            except BaseException:
+                for future in futures.values():
+                    future.cancel()
+                raise
+            for future in futures.values():
+                future.result()
         shutil.rmtree(work, ignore_errors=True)
     return record
 

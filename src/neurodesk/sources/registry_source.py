@@ -135,4 +135,5 @@ class RegistrySource(RegistryMirrors):
             media_type,
             get_blob,
             progress,
+            refetch_from=[f"{r.address.base}/v2/{repo}" for r in self.registries],
         )

@@ -94,10 +94,14 @@ def gc(store: Store) -> GcReport:
                     report.blobs += 1
                     report.bytes_freed += blob.lstat().st_size
                     blob.unlink()
-        records_dir = store.root / "tarsplit"
-        if records_dir.is_dir() and used is not None:
+        for records_dir, suffix in (
+            (store.root / "tarsplit", ".gz"),
+            (store.root / "refetch", ".json"),
+        ):
+            if not records_dir.is_dir() or used is None:
+                continue
             for record in records_dir.iterdir():
-                if record.name.removesuffix(".gz") not in used:
+                if record.name.removesuffix(suffix) not in used:
                     report.blobs += 1
                     report.bytes_freed += record.lstat().st_size
                     record.unlink()

@@ -244,8 +244,21 @@ class Store:
         builddate: str,
         progress: Progress | None = None,
         ref: str | None = None,
+        refetch_from: list[str] | None = None,
+        ready: Callable[[str], None] | None = None,
     ) -> ImageRecord:
-        """Bring the single image of ``layout`` into the store under ``name/version/builddate``."""
+        """Bring the single image of ``layout`` into the store under ``name/version/builddate``.
+
+        ``refetch_from`` (a registry pull): the caller has verified the layout's blobs against
+        their digests and names where each can be fetched again by digest. Layer blobs of
+        :data:`SMALL_LAYER` or more are then unpacked straight from the layout and not kept:
+        ``refetch/<hex>.json`` records where they come from (publishing fetches them again
+        and checks the digest), so the store holds such an image about once, not twice.
+
+        ``ready(digest)``: blocks until the layout's blob ``digest`` is complete and verified
+        (or raises); called before each blob is read, so a pull unpacks the first layers while
+        later ones still download, into a work directory nothing sees until all is done."""
+        wait = ready or (lambda _digest: None)
         say = progress or (lambda _message: None)
         for kind, value in (("name", name), ("version", version), ("build date", builddate)):
             _check_name(kind, value)
@@ -255,16 +268,53 @@ class Store:
             manifest_blob = layout.root / "blobs" / "sha256" / manifest.digest.split(":")[-1]
             own = Descriptor("manifest", manifest.digest, manifest_blob.stat().st_size)
             held = self.layers_held([d.digest for d in manifest.layers])
+            outside: dict[str, Path] = {}  # layer digest -> verified blob left in the layout
             for descriptor in [own, manifest.config, *manifest.layers]:
-                if descriptor.digest in held and not layout.blob_path(descriptor).exists():
+                source = layout.blob_path(descriptor)
+                if descriptor.digest in held and not source.exists():
                     continue  # left out of the export: the store has its state or its blob
-                self._add_blob(layout.blob_path(descriptor), descriptor)
+                if (
+                    refetch_from is not None
+                    and descriptor in manifest.layers
+                    and descriptor.size >= SMALL_LAYER
+                    and not self.blob_path(descriptor.digest).is_file()
+                ):
+                    descriptor.hex  # noqa: B018 - validates the digest form before it names a file
+                    outside[descriptor.digest] = source  # waited for when unpacked
+                    continue
+                wait(descriptor.digest)
+                self._add_blob(source, descriptor)
             self._add_records(layout.root / "tarsplit", manifest)
             record = self._record(name, version, builddate, manifest)
             if not record.image_dir.is_dir():
-                self._unpack(manifest, record.image_dir, say)
+                self._unpack(
+                    manifest, record.image_dir, say, outside, refetch_from is not None, wait
+                )
+            for digest in outside:  # before the ref: a named image never lacks its record
+                wait(digest)  # (already done when unpacked): every download checked
+                self._mark_refetchable(digest, refetch_from or [])
             self._write_ref(record)
         return record
+
+    # -- layer blobs not kept (fetched again by digest when needed) ----------------------------
+    def refetch_path(self, digest: str) -> Path:
+        return self.root / "refetch" / f"{digest.removeprefix('sha256:')}.json"
+
+    def refetch_sources(self, digest: str) -> list[str]:
+        """Where the dropped layer blob ``digest`` can be fetched again (opaque to the store:
+        written and read by the sources and publish layers); empty when not recorded."""
+        try:
+            data = json.loads(self.refetch_path(digest).read_text())
+        except (OSError, ValueError):
+            return []
+        return [str(s) for s in data] if isinstance(data, list) else []
+
+    def _mark_refetchable(self, digest: str, sources: list[str]) -> None:
+        """Record that blob ``digest`` is not kept, and where it can be fetched again."""
+        known = self.refetch_sources(digest)
+        merged = known + [s for s in sources if s not in known]
+        if merged != known or not self.refetch_path(digest).is_file():
+            write_text(self.refetch_path(digest), json.dumps(merged))
 
     # -- per-layer state -----------------------------------------------------------------------
     def tarsplit_path(self, digest: str) -> Path:
@@ -452,16 +502,30 @@ class Store:
             name, version, builddate, manifest.digest, self.root, manifest.env, manifest.labels
         )
 
-    def _unpack(self, manifest: ImageManifest, image_dir: Path, say: Progress) -> None:
+    def _unpack(
+        self,
+        manifest: ImageManifest,
+        image_dir: Path,
+        say: Progress,
+        outside: dict[str, Path] | None = None,
+        shared_states_only: bool = False,
+        ready: Callable[[str], None] | None = None,
+    ) -> None:
         """Unpack the image's layers, starting from the stored state of its longest prefix of
         layers the store already holds (see :mod:`neurodesk.store.layerstate`): only the
-        layers after it are read, and the state after each new layer is kept for the next."""
+        layers after it are read, and the state after each new layer is kept for the next.
+
+        ``shared_states_only`` (registry pulls): keep the state after a layer only when another
+        stored image has the same prefix of layers. A state costs a link per entry of the tree
+        (about a tenth of a pulled image's install time); a pulled image's own layers rarely
+        serve another image, while a prefix two images share (a common base) will serve more."""
         digests = [d.digest for d in manifest.layers]
         chains = chain_ids(digests)
         states = LayerStates(self.root)
         start = states.longest_prefix(chains)
         count = start.count if start else 0
         new = manifest.layers[count:]
+        shared = states.used_chains() if shared_states_only else set()
         reused = f" on the stored state of the first {count}" if count else ""
         say(f"unpacking {len(new)} of {len(chains)} layer(s){reused}")
         work = self._tmpdir()
@@ -485,13 +549,25 @@ class Store:
             applier.dir_modes.update(modes)
             droppable: list[Path] = []
             for index, descriptor in enumerate(new, start=count):
-                applier.apply(self.blob_path(descriptor.digest))
+                blob = (outside or {}).get(descriptor.digest)
+                if blob is None:
+                    blob = self.blob_path(descriptor.digest)
+                elif ready is not None:
+                    ready(descriptor.digest)  # downloaded and verified
+                if not blob.is_file():
+                    raise ImageFormatError(
+                        f"blob {descriptor.digest} is missing from {blob.parent}",
+                        hint="the image is incomplete: fetch it again",
+                    )
+                applier.apply(blob)
                 hashes, known = share_new_files(rootfs, self.files_dir, known, applier.hashes)
                 applier.hashes.clear()  # the next layer's files only
                 if descriptor.size < SMALL_LAYER:
                     continue  # blob kept: replaying it on the state below costs nothing
                 if self._rebuildable(descriptor, rootfs):
                     droppable.append(self.blob_path(descriptor.digest))
+                if shared_states_only and chains[index].removeprefix("sha256:") not in shared:
+                    continue  # no other image starts with these layers: no state kept
                 if index < len(chains) - 1:
                     self._snapshot(rootfs, chains[index], applier.dir_modes, hashes)
             applier.finish()

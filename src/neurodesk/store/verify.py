@@ -63,6 +63,8 @@ def _blob_problems(store: Store, descriptor: Descriptor) -> list[str]:
     path = store.blob_path(descriptor.digest)
     if not path.is_file() and store.tarsplit_path(descriptor.digest).is_file():
         return []  # dropped after a checked rebuild; the unpacked files are checked below
+    if not path.is_file() and store.refetch_sources(descriptor.digest):
+        return []  # not kept after a verified unpack: fetched again by digest when needed
     if not path.is_file():
         return [f"blob {descriptor.digest}: missing"]
     if path.stat().st_size != descriptor.size:
