@@ -70,36 +70,49 @@ def dedupe_tree(root: Path, pool: Path, known: Mapping[str, str] | None = None) 
             rel = path[prefix:]
             key = file_key(path, st, known.get(rel))
             result.hashes[rel] = key.split("-", 1)[0]
-            shared = pool_path(pool, key)
-            try:
-                existing = os.lstat(shared)
-            except FileNotFoundError:
-                if key[:2] not in made:
-                    shared.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(key[:2])
-                os.link(path, shared)  # first of its kind: it becomes the pool's copy
-                continue
-            if existing.st_ino == st.st_ino or existing.st_nlink >= MAX_LINKS:
-                continue
-            if file_key(str(shared), existing) != key:
-                # The pool's copy was damaged after it was stored: never link to it. This
-                # file (just verified against its layer) takes its place in the pool.
-                fixed = f"{shared}.nd-fix"
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(fixed)
-                os.link(path, fixed)
-                os.replace(fixed, shared)
-                continue
-            tmp = os.path.join(dirpath, f".nd-link-{name}")
-            try:
-                os.link(shared, tmp)
-                os.replace(tmp, path)
-            except OSError as exc:
-                # A directory we may not write to (non-root, read-only image dir) or a full
-                # inode: the file simply stays unshared.
-                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EMLINK):
-                    raise
-                continue
-            result.linked += 1
-            result.bytes_shared += st.st_size
+            if share_file(path, st, key, pool, made) != st.st_ino:
+                result.linked += 1
+                result.bytes_shared += st.st_size
     return result
+
+
+def share_file(
+    path: str, st: os.stat_result, key: str, pool: Path, made: set[str] | None = None
+) -> int:
+    """Link the regular file ``path`` (its ``lstat`` ``st``, its :func:`file_key` ``key``) with
+    its pool twin, or make it the pool's copy when it is the first of its kind; returns the inode
+    ``path`` ends up as (``st.st_ino`` when it was not replaced by a link). ``made``: the pool's
+    subdirectories already created in this pass (saves a ``mkdir`` per file)."""
+    shared = pool_path(pool, key)
+    try:
+        existing = os.lstat(shared)
+    except FileNotFoundError:
+        if made is None or key[:2] not in made:
+            shared.parent.mkdir(parents=True, exist_ok=True)
+            if made is not None:
+                made.add(key[:2])
+        os.link(path, shared)
+        return st.st_ino
+    if existing.st_ino == st.st_ino or existing.st_nlink >= MAX_LINKS:
+        return st.st_ino
+    if file_key(str(shared), existing) != key:
+        # The pool's copy was damaged after it was stored: never link to it. This file (just
+        # verified against its layer) takes its place in the pool.
+        fixed = f"{shared}.nd-fix"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fixed)
+        os.link(path, fixed)
+        os.replace(fixed, shared)
+        return st.st_ino
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".nd-link-{name}")
+    try:
+        os.link(shared, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        # A directory we may not write to (non-root, read-only image dir) or a full inode: the
+        # file simply stays unshared.
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EMLINK):
+            raise
+        return st.st_ino
+    return existing.st_ino

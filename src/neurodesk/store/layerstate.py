@@ -23,7 +23,6 @@ Snapshots are made under ``tmp/`` and renamed into place; ``gc`` drops the ones 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -32,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from neurodesk.store.dedupe import MAX_LINKS, file_key, pool_path
+from neurodesk.store.dedupe import file_key, share_file
 
 STATE_NAME = "state.json"
 CHAINS_NAME = "chains.json"
@@ -134,9 +133,7 @@ def share_new_files(
                 continue
             sha = known.get(entry.inode())
             if sha is None:
-                sha, inode = _share(
-                    entry.path, directory, entry.name, pool, written.get(rel + entry.name)
-                )
+                sha, inode = _share(entry.path, pool, written.get(rel + entry.name))
             else:
                 inode = entry.inode()
             hashes[rel + entry.name] = sha
@@ -144,39 +141,14 @@ def share_new_files(
     return hashes, now_known
 
 
-def _share(path: str, directory: str, name: str, pool: Path, sha256: str | None) -> tuple[str, int]:
+def _share(path: str, pool: Path, sha256: str | None) -> tuple[str, int]:
     """Link one new file with its pool twin (or make it the pool's copy); its sha256 and the
     inode it ends up as. ``sha256``: its content hash when already known."""
     st = os.lstat(path)
     if st.st_size == 0:
         return EMPTY_SHA256, st.st_ino
     key = file_key(path, st, sha256)
-    sha = key.split("-", 1)[0]
-    shared = pool_path(pool, key)
-    try:
-        existing = os.lstat(shared)
-    except FileNotFoundError:
-        shared.parent.mkdir(parents=True, exist_ok=True)
-        os.link(path, shared)
-        return sha, st.st_ino
-    if existing.st_ino == st.st_ino or existing.st_nlink >= MAX_LINKS:
-        return sha, st.st_ino
-    if file_key(str(shared), existing) != key:
-        fixed = f"{shared}.nd-fix"  # the pool's copy was damaged: this one replaces it
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(fixed)
-        os.link(path, fixed)
-        os.replace(fixed, shared)
-        return sha, st.st_ino
-    tmp = os.path.join(directory, f".nd-link-{name}")
-    try:
-        os.link(shared, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EMLINK):
-            raise
-        return sha, st.st_ino
-    return sha, existing.st_ino
+    return key.split("-", 1)[0], share_file(path, st, key, pool)
 
 
 class LayerStates:
