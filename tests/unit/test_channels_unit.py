@@ -87,8 +87,10 @@ def test_ranged_download_uses_every_mirror_and_resumes(tmp_path: Path) -> None:
     piece = 64 << 10
     with FileServer(www) as fast, FileServer(www, fault=Fault(delay=0.01)) as slow:
         urls = [fast.url + "f.simg", slow.url + "f.simg"]
-        # A first attempt where one mirror is down and the other fails after one answer.
-        fast.fault, slow.fault = Fault(fail_after=1), Fault(status=500)
+        # A first attempt where one mirror is down and the other breaks off its one answer
+        # half-way (then fails): a stream that could run to the end of the file must not make
+        # this attempt succeed when the other connections happen to fail early.
+        fast.fault, slow.fault = Fault(fail_after=1, truncate=True), Fault(status=500)
         with pytest.raises(SourceError):
             ranged_download(urls, len(data), dest, settings, piece=piece)
         fast.fault, slow.fault = Fault(), Fault(delay=0.01)
