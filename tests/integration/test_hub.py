@@ -166,8 +166,10 @@ def running_hub(
             data = yaml.safe_load((root / "neurodesk-hub.yaml").read_text())
             data.update(edit)
             (root / "neurodesk-hub.yaml").write_text(yaml.safe_dump(data))
-        # the session's store stands in for a registry: prepare resolves the tool from it
-        subprocess.run(["cp", "-al", str(store), str(root / "site" / "store")], check=True)
+        # the session's store stands in for a registry: prepare resolves the tool from it. A
+        # copy, not hard links: prepare makes the site tree readable for everyone, and through
+        # shared inodes that would change the session's images too (verify then fails)
+        subprocess.run(["cp", "-a", str(store), str(root / "site" / "store")], check=True)
         (root / "data" / "subject-01.txt").write_text("shared\n")
         proc = hub.cli("prepare")
         assert proc.returncode == 0, proc.stderr

@@ -20,7 +20,7 @@ import yaml
 from neurodesk.hub.deploy import init_deployment
 from neurodesk.hub.jhconfig import CULLER_SERVICE, STATUS_SERVICE, configure
 from neurodesk.hub.layout import HubDir
-from neurodesk.hub.prepare import image_contents, read_only_for_others
+from neurodesk.hub.prepare import read_only_for_others
 from neurodesk.hub.settings import parse_settings
 from neurodesk.hub.spawners import SLURM_SCRIPT, slurm_traits, systemd_traits, unusable_by_others
 
@@ -192,26 +192,6 @@ def test_site_tree_made_read_only_for_others(tmp_path: Path) -> None:
     assert stat.S_IMODE((tree / "notes").stat().st_mode) == 0o644
     assert stat.S_IMODE((tree / "bin").stat().st_mode) & 0o022 == 0
     assert stat.S_IMODE(os.stat("/etc/passwd").st_mode) == 0o644  # the link was not followed
-
-
-def test_site_preparation_leaves_images_own_modes_alone(tmp_path: Path) -> None:
-    """An image's files keep their modes (a 0640 file stays private inside the container, as
-    natively), and the pool inode they share with other images is not changed through them."""
-    store = tmp_path / "site" / "store"
-    rootfs = store / "images" / "ab12" / "rootfs"
-    (rootfs / "etc").mkdir(parents=True)
-    (store / "files" / "aa").mkdir(parents=True)
-    pooled = store / "files" / "aa" / "key"
-    pooled.write_text("secret\n")
-    pooled.chmod(0o640)
-    os.link(pooled, rootfs / "etc" / "shadow-ish")
-    (store / "refs").mkdir()
-    (store / "refs" / "tool.json").write_text("{}")
-    (store / "refs" / "tool.json").chmod(0o600)
-    read_only_for_others(tmp_path / "site", keep=image_contents(store))
-    assert stat.S_IMODE((rootfs / "etc" / "shadow-ish").stat().st_mode) == 0o640
-    assert stat.S_IMODE(pooled.stat().st_mode) == 0o640
-    assert stat.S_IMODE((store / "refs" / "tool.json").stat().st_mode) == 0o644
 
 
 def test_a_python_under_a_private_directory_is_named() -> None:

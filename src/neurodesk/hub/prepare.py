@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,15 +30,10 @@ class Prepared:
     commands: list[str]
 
 
-def read_only_for_others(root: Path, keep: Collection[Path] = ()) -> None:
+def read_only_for_others(root: Path) -> None:
     """Everything under ``root`` readable (and directories enterable) by all, writable by none
-    but the owner; symbolic links are not followed. The trees in ``keep`` (images' own files in
-    the store) are left exactly as they are: their modes are part of the image, and their files
-    are hard links shared with the store's pool and other images, so a change would reach all of
-    them (and ``neurodesk verify`` would rightly call every one of them damaged)."""
-    kept = {os.fspath(path) for path in keep}
+    but the owner; symbolic links are not followed."""
     for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if os.path.join(directory, d) not in kept]
         for name in [*dirnames, *filenames, ""]:
             path = Path(directory, name) if name else Path(directory)
             info = path.lstat()
@@ -51,12 +45,6 @@ def read_only_for_others(root: Path, keep: Collection[Path] = ()) -> None:
                 mode |= 0o011
             if mode != stat.S_IMODE(info.st_mode):
                 path.chmod(mode)
-
-
-def image_contents(store: Path) -> list[Path]:
-    """The trees of ``store`` that hold images' own files: unpacked root filesystems, the
-    deduplication pool and the per-layer states."""
-    return [store / "files", store / "layers", *sorted(store.glob("images/*/rootfs"))]
 
 
 def prepare_site(hub: HubDir, progress: TransferProgress | None = None) -> list[Prepared]:
@@ -73,8 +61,8 @@ def prepare_site(hub: HubDir, progress: TransferProgress | None = None) -> list[
         done.append(Prepared(tool, record.id, list(installed.commands)))
     data = hub.data(settings)
     data.mkdir(parents=True, exist_ok=True)
-    read_only_for_others(hub.site, keep=image_contents(paths.store))
-    read_only_for_others(data)
+    for tree in (hub.site, data):
+        read_only_for_others(tree)
     if settings.spawner.kind in SYSTEM_ACCOUNT_SPAWNERS:
         for name in settings.users:
             prepare_account(hub, settings, name)
