@@ -80,6 +80,9 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+STOPPING = {signal.SIGTERM, signal.SIGINT}
+
+
 def raise_on_signals() -> None:
     """Turn SIGTERM/SIGINT into ``Interrupted`` so a cancelled task still leaves a record."""
 
@@ -280,6 +283,9 @@ def execute(plan: TaskPlan, log: BinaryIO) -> tuple[int, Interrupted | None, Pla
     argv = list(plan["launch"])
     runtime: PlannedRuntime = {**plan["runtime"], "argv": list(plan["runtime"]["argv"])}
     fds: list[int] = []
+    # SIGTERM/SIGINT wait while the runtime is being started: one arriving then is delivered
+    # in the wait below, where it stops the runtime and still leaves a record
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
     try:
         for item in plan["files"]:
             fd = os.memfd_create("neurodesk" + item["path"].replace("/", "-"), 0)
@@ -302,14 +308,17 @@ def execute(plan: TaskPlan, log: BinaryIO) -> tuple[int, Interrupted | None, Pla
             os.environ,
             file_actions=actions,
             setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # as subprocess restores them
+            setsigmask=(),
         )
     except OSError as exc:  # the runtime vanished since the submission
         log.write(f"neurodesk: cannot start the runtime: {exc}\n".encode())
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)
         return 127, None, {"name": "none", "version": "", "argv": []}
     finally:
         for fd in fds:
             os.close(fd)
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)
         status = os.waitpid(pid, 0)[1]
         ignore_signals()
     except Interrupted as exc:
@@ -332,17 +341,24 @@ def run_planned(plan: TaskPlan) -> int:
     with open(plan["log"], "w+b") as log:
         if removed:
             log.write(f"neurodesk: removed {removed} output(s) of the previous run\n".encode())
-        for attempt in range(1 + SETUP_RETRIES):
-            log.flush()
-            mark = log.tell()
-            exit_code, interrupted, runtime = execute(plan, log)
-            if interrupted or not setup_failed(log, mark, exit_code) or attempt == SETUP_RETRIES:
-                break
-            raise_on_signals()  # execute ignores them once the runtime has ended
-            # the command never started: bwrap lost a race with a mount changing under a
-            # bound directory (e.g. a build's overlay under /tmp); that is worth a retry
-            log.write(b"neurodesk: the runtime failed before the command started; retrying\n")
-            time.sleep(0.2 * (attempt + 1))
+        try:
+            for attempt in range(1 + SETUP_RETRIES):
+                log.flush()
+                mark = log.tell()
+                exit_code, interrupted, runtime = execute(plan, log)
+                if interrupted or not setup_failed(log, mark, exit_code):
+                    break
+                if attempt == SETUP_RETRIES:
+                    break
+                raise_on_signals()  # execute ignores them once the runtime has ended
+                # the command never started: bwrap lost a race with a mount changing under a
+                # bound directory (e.g. a build's overlay under /tmp); that is worth a retry
+                log.write(b"neurodesk: the runtime failed before the command started; retrying\n")
+                time.sleep(0.2 * (attempt + 1))
+        except Interrupted as exc:  # stopped before (or between) runs: still a record
+            ignore_signals()
+            log.write(f"\nneurodesk: task stopped by signal {exc.signum}\n".encode())
+            exit_code, runtime = 128 + exc.signum, {"name": "none", "version": "", "argv": []}
     end = now()
     # the field order of provenance.TaskRecord
     record = {
