@@ -516,10 +516,10 @@ async def _execute(
     content = {"code": code, "silent": False}
     message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
     await conn.write_message(json.dumps({**message, "channel": "shell"}))
-    if interrupt_after is not None:
-        loop = asyncio.get_running_loop()
-        path = f"api/kernels/{kernel_id}/interrupt"
-        loop.call_later(interrupt_after, lambda: server.request(path, "POST", {}))
+    # the interrupt goes out ``interrupt_after`` seconds after the kernel starts running the
+    # cell (not after the request: a kernel still starting up under load is not yet in it)
+    loop = asyncio.get_running_loop()
+    path = f"api/kernels/{kernel_id}/interrupt"
     out = []
     try:
         while True:
@@ -534,6 +534,9 @@ async def _execute(
                 out.append("\n".join(reply["content"]["traceback"]))
             elif reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
                 return "".join(out)
+            elif reply["msg_type"] == "status" and interrupt_after is not None:
+                loop.call_later(interrupt_after, lambda: server.request(path, "POST", {}))
+                interrupt_after = None
     finally:
         conn.close()
 
