@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,18 @@ def home(tmp_path: Path) -> Path:
     path = tmp_path / "ndhome"
     path.mkdir()
     return path
+
+
+@pytest.fixture(autouse=True)
+def _signal_dispositions_restored() -> Iterator[None]:
+    """A batch task's code run in-process (``jobs.hotpath``) sets SIGTERM/SIGINT to raise, then
+    to be ignored, as it should in its own process; left so in pytest's process, every later
+    test's child would start with those signals ignored (and signal tests fail)."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 def _fuse_mounts_under(base: Path) -> list[str]:
