@@ -48,15 +48,7 @@ def _tree(config: SourceConfig, settings: Config, paths: Paths) -> Source:
 
 
 def _registry(config: SourceConfig, settings: Config, paths: Paths) -> Source:
-    return RegistrySource(
-        config.name,
-        config.mirrors,
-        config.insecure,
-        settings.timeout,
-        settings.retries,
-        settings.http_settings(),
-        naming=config.naming,
-    )
+    return RegistrySource.from_config(config, settings, paths)
 
 
 def _layout(config: SourceConfig, settings: Config, paths: Paths) -> Source:

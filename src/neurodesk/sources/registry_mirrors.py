@@ -6,9 +6,15 @@ they ask a registry for, not in how mirrors are opened, probed and closed: that 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Self
+
 from neurodesk.sources.http import HttpSettings
 from neurodesk.sources.mirrors import MirrorSet
 from neurodesk.sources.registry import Registry, RegistryAddress
+
+if TYPE_CHECKING:
+    from neurodesk.paths import Paths
+    from neurodesk.sources.config import Config, SourceConfig
 
 
 class RegistryMirrors:
@@ -37,6 +43,19 @@ class RegistryMirrors:
         ]
         self.mirrors: MirrorSet[Registry] = MirrorSet(
             self.registries, lambda r: r.ping(), retries=retries
+        )
+
+    @classmethod
+    def from_config(cls, config: SourceConfig, settings: Config, paths: Paths) -> Self:
+        """The source a ``config.yaml`` entry describes, with the HTTP settings of ``settings``."""
+        return cls(
+            config.name,
+            config.mirrors,
+            config.insecure,
+            settings.timeout,
+            settings.retries,
+            settings.http_settings(),
+            naming=config.naming,
         )
 
     def close(self) -> None:

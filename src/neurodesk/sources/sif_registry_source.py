@@ -8,7 +8,6 @@ is downloaded by digest, so every byte is checked against what the publisher pub
 from __future__ import annotations
 
 from neurodesk.paths import Paths
-from neurodesk.sources.config import Config, SourceConfig
 from neurodesk.sources.http import HttpSettings
 from neurodesk.sources.naming import BUILDDATE, Available, Spec
 from neurodesk.sources.origins import PUBLISHER
@@ -116,13 +115,4 @@ class SifRegistrySource(RegistryMirrors):
         )
 
 
-def from_config(config: SourceConfig, settings: Config, paths: Paths) -> SifRegistrySource:
-    return SifRegistrySource(
-        config.name,
-        config.mirrors,
-        config.insecure,
-        settings.timeout,
-        settings.retries,
-        settings.http_settings(),
-        naming=config.naming,
-    )
+from_config = SifRegistrySource.from_config
