@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -310,3 +313,85 @@ def test_planned_task_matches_full_path(
     assert planned == full
     assert planned["exit_code"] == 0 and planned["outputs"]
     assert planned["runtime"]["name"] == "bwrap"
+
+
+# A task that ends at once for the input "quick"; otherwise it notes that it started and
+# waits, and its TERM/INT trap writes a marker (what a tool's own clean-up does) and exits.
+TRAPPING = (
+    'if grep -q quick "$1"; then echo converted > "$2/out.txt"; exit 0; fi; '
+    'trap \'echo "$0" > "$2/trapped"; exit 3\' TERM INT; '
+    'echo running > "$2/started"; while :; do sleep 0.05; done'
+)
+
+
+def _default_signals() -> None:
+    """The child starts with SIGINT/SIGTERM at their defaults, whatever the test runner's
+    shell left ignored (the batch must not depend on that, but the test must not either)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_local_batch_stops_on_signal(
+    dcm2niix_image: ImageRecord, nd_home: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """``kill -TERM`` / Ctrl-C of a local batch stops it as a scheduler stops its tasks."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in "abcde":
+        (inputs / f"{name}.txt").write_text("quick\n" if name == "a" else "slow\n")
+    out = tmp_path / "out"
+    args = ["batch", "dcm2niix", "--glob", str(inputs / "*.txt"), "--output", str(out)]
+    args += ["--jobs", "2", "--", "sh", "-c", TRAPPING, "{input_stem}", "{input}", "{output_dir}"]
+    env = dict(os.environ, NEURODESK_HOME=str(nd_home))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neurodesk", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=_default_signals,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        # "a" ends at once; "b" and "c" then run (two at a time); "d" and "e" wait their turn
+        while not all((out / f"{name}.txt" / "started").is_file() for name in "bc"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + sig, stderr
+    assert "Traceback" not in stderr, stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert f"stopped by {sig.name}: 1 task(s) finished, 2 stopped (exit {128 + sig})" in line
+    assert "2 not started" in line and "run the same command again" in line, line
+
+    # the running tasks' own traps ran, with the signal they were sent
+    for name in "bc":
+        assert (out / f"{name}.txt" / "trapped").read_text() == f"{name}\n"
+    root = nd_home / "batches" / re.findall(r"batch (\S+) stopped", line)[0]
+    found = records(root)
+    assert sorted(found) == ["a.txt", "b.txt", "c.txt"]
+    assert [found[f"{name}.txt"]["exit_code"] for name in "abc"] == [0, 128 + sig, 128 + sig]
+    for name in "bc":
+        task_out = out / f"{name}.txt"
+        log = Path(found[f"{name}.txt"]["log"]).read_text()
+        assert f"neurodesk: task stopped by signal {int(sig)}" in log
+        assert found[f"{name}.txt"]["outputs"] == {
+            str(task_out / f): sha256(task_out / f) for f in ("started", "trapped")
+        }
+    # the finished task's record and outputs are whole
+    quick = out / "a.txt" / "out.txt"
+    assert found["a.txt"]["outputs"] == {str(quick): sha256(quick)}
+    assert quick.read_text() == "converted\n"
+    # the tasks that had not started never did: no output, no log, no record
+    for name in "de":
+        assert not (out / f"{name}.txt").exists()
+    assert sorted(p.parent.name for p in root.glob("tasks/*/log.txt")) == ["0000", "0001", "0002"]
+
+    status = run_cli(["batch", "status", root.name, "--json"], nd_home)
+    assert json.loads(status.stdout)["counts"] == {"done": 1, "failed": 2, "new": 2}

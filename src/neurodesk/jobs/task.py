@@ -8,7 +8,10 @@ filesystem: the batch directory, the store and the data).
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -16,6 +19,7 @@ from typing import BinaryIO
 from neurodesk.jobs.batch import Batch
 from neurodesk.jobs.hotpath import (
     SETUP_RETRIES,
+    STOP_GRACE,
     Interrupted,
     now,
     raise_on_signals,
@@ -25,6 +29,61 @@ from neurodesk.jobs.inputs import check_output_root
 from neurodesk.jobs.provenance import RuntimeInfo, SchedulerInfo, TaskRecord, hash_tree
 from neurodesk.runtime.execute import spawn, stop
 from neurodesk.runtime.spec import Bind, RunSpec, build_runspec
+
+
+class NotStarted(Exception):
+    """The batch was asked to stop before this task started: it left nothing behind."""
+
+
+class TaskStop:
+    """How the local pool stops its running tasks when the batch gets SIGTERM or SIGINT.
+
+    Each task registers its runtime process while it runs; :meth:`request` sends the signal to
+    every one of them (the runtime's forwarder passes it to the program, whose traps run), and
+    a task that was signalled records ``128 + signal`` as a SLURM task stopped by the scheduler
+    does. Tasks that have not started by then do not start (:class:`NotStarted`).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._signalled: set[subprocess.Popen[bytes]] = set()
+        self.signum: int | None = None
+
+    def check(self) -> None:
+        """Raise :class:`NotStarted` once a stop was requested."""
+        if self.signum is not None:
+            raise NotStarted(self.signum)
+
+    def request(self, signum: int) -> None:
+        """Stop: ``signum`` to every running task, none started from now on."""
+        with self._lock:
+            if self.signum is None:
+                self.signum = signum
+            for proc in self._running - self._signalled:
+                self._send(proc, signum)
+
+    def kill(self) -> None:
+        """SIGKILL to the tasks still running (after the grace time)."""
+        with self._lock:
+            for proc in self._running:
+                self._send(proc, signal.SIGKILL)
+
+    def started(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._running.add(proc)
+            if self.signum is not None:  # the stop came while this task was starting
+                self._send(proc, self.signum)
+
+    def ended(self, proc: subprocess.Popen[bytes]) -> int | None:
+        """Forget ``proc``; the signal it was sent, if it was stopped."""
+        with self._lock:
+            self._running.discard(proc)
+            return self.signum if proc in self._signalled else None
+
+    def _send(self, proc: subprocess.Popen[bytes], signum: int) -> None:
+        self._signalled.add(proc)
+        proc.send_signal(signum)  # a no-op when it has ended already
 
 
 def task_binds(batch: Batch, index: int) -> list[Bind]:
@@ -87,27 +146,47 @@ def scheduler_info(executor: str) -> SchedulerInfo:
     return SchedulerInfo(name=executor)
 
 
-def execute(spec: RunSpec, log: BinaryIO) -> tuple[int, Interrupted | None, RuntimeInfo]:
+def execute(
+    spec: RunSpec, log: BinaryIO, stopper: TaskStop | None = None
+) -> tuple[int, Interrupted | None, RuntimeInfo]:
     """Run ``spec`` with its output in ``log``; the exit code, the signal if stopped, and the
-    runtime that actually ran."""
+    runtime that actually ran. With ``stopper`` (the local pool), the runtime runs in a process
+    group of its own, so only the pool signals it (a terminal's Ctrl-C reaches it once)."""
     try:
-        proc, launch = spawn(spec, stdout=log)
+        proc, launch = spawn(spec, stdout=log, process_group=0 if stopper else None)
     except OSError as exc:  # the runtime vanished between choosing it and starting it
         log.write(f"neurodesk: cannot start the runtime: {exc}\n".encode())
         return 127, None, RuntimeInfo(name="none", version="", argv=[])
     info = RuntimeInfo(name=launch.runtime, version=launch.version, argv=launch.runtime_argv)
+    if stopper is not None:
+        stopper.started(proc)
+        code = proc.wait()
+        signum = stopper.ended(proc)
+        if signum is not None:
+            log.write(f"\nneurodesk: task stopped by signal {signum}\n".encode())
+            return 128 + signum, Interrupted(signum), info
+        return (128 - code if code < 0 else code), None, info
     try:
         code = proc.wait()
         return (128 - code if code < 0 else code), None, info
     except Interrupted as exc:
         # the signal reaches the program through the runtime (its traps run), then SIGKILL
-        stop(proc, sig=exc.signum)
+        stop(proc, STOP_GRACE, sig=exc.signum)
         log.write(f"\nneurodesk: task stopped by signal {exc.signum}\n".encode())
         return 128 + exc.signum, exc, info
 
 
-def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:
-    """Run task ``index`` and write its record; returns the record (exit code inside)."""
+def run_task(
+    batch: Batch, index: int, executor: str = "local", stopper: TaskStop | None = None
+) -> TaskRecord:
+    """Run task ``index`` and write its record; returns the record (exit code inside).
+
+    With ``stopper`` (the local pool): :class:`NotStarted` when the batch is stopping before
+    the task touched anything; a task stopped while running writes its record (exit 128 + the
+    signal) and raises :class:`Interrupted`.
+    """
+    if stopper is not None:
+        stopper.check()
     task = batch.spec.tasks[index]
     out = Path(task.output_dir)
     spec = task_runspec(batch, index)
@@ -122,9 +201,11 @@ def run_task(batch: Batch, index: int, executor: str = "local") -> TaskRecord:
         for attempt in range(1 + SETUP_RETRIES):
             log.flush()
             mark = log.tell()
-            exit_code, interrupted, runtime = execute(spec, log)
+            exit_code, interrupted, runtime = execute(spec, log, stopper)
             if interrupted or not setup_failed(log, mark, exit_code) or attempt == SETUP_RETRIES:
                 break
+            if stopper is not None and stopper.signum is not None:
+                break  # the batch is stopping: no retry
             # the command never started: bwrap lost a race with a mount changing under a
             # bound directory (e.g. a build's overlay under /tmp); that is worth a retry
             log.write(b"neurodesk: the runtime failed before the command started; retrying\n")

@@ -46,8 +46,10 @@ def spawn(
     stdin: int | IO[bytes] | None = subprocess.DEVNULL,
     stdout: int | IO[bytes] | None = subprocess.PIPE,
     stderr: int | IO[bytes] | None = subprocess.STDOUT,
+    process_group: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], Launch]:
-    """Start ``spec`` as a child process with the chosen runtime; the caller waits."""
+    """Start ``spec`` as a child process with the chosen runtime; the caller waits.
+    ``process_group=0`` puts it in a process group of its own (signals only from its caller)."""
     launch = prepare(spec, runtime)
     try:
         proc = subprocess.Popen(
@@ -56,6 +58,7 @@ def spawn(
             stdout=stdout,
             stderr=stderr,
             pass_fds=tuple(launch.fds.values()),
+            process_group=process_group,
         )
     finally:
         for fd in launch.fds.values():
