@@ -395,3 +395,54 @@ def test_local_batch_stops_on_signal(
 
     status = run_cli(["batch", "status", root.name, "--json"], nd_home)
     assert json.loads(status.stdout)["counts"] == {"done": 1, "failed": 2, "new": 2}
+
+
+def test_planned_binds_decided_on_the_node(
+    dcm2niix_image: ImageRecord, nd_home: Path, tmp_path: Path
+) -> None:
+    """A bind source missing at submission but present when the task runs (a node-local
+    scratch directory) is bound; one present at submission but gone on the node is skipped,
+    as a wrapper or ``neurodesk exec`` run there would decide."""
+    from neurodesk.jobs import hotpath
+    from neurodesk.jobs.batch import define_batch
+    from neurodesk.jobs.inputs import from_glob
+    from neurodesk.jobs.plan import write_plans
+
+    (tmp_path / "in.txt").write_text("data\n")
+    scratch, gone = tmp_path / "scratch", tmp_path / "gone"
+    gone.mkdir()
+    command = ["sh", "-c", "cat /scratch/hello; ls /gone || echo no-gone", "--"]
+    batch = define_batch(
+        dcm2niix_image,
+        command,
+        from_glob(str(tmp_path / "*.txt")),
+        source="glob",
+        output_root=tmp_path / "out",
+        binds=(f"{scratch}:/scratch", f"{gone}:/gone"),
+        batches_root=tmp_path / "batches",
+    )
+    assert write_plans(batch, [0])
+    # between submission and the run: the node's prolog makes scratch, and "gone" is gone
+    scratch.mkdir()
+    (scratch / "hello").write_text("from the node\n")
+    gone.rmdir()
+    # what the SLURM array task runs, as its own process
+    task = subprocess.run(
+        [sys.executable, "-I", "-S", hotpath.__file__, str(batch.root), "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert task.returncode == 0, task.stderr
+    assert "taking the full path" not in task.stderr  # it ran from its plan
+    log = batch.log_path(0).read_text()
+    assert "from the node" in log and "no-gone" in log, log
+    record = batch.record(0)
+    assert record is not None and record.exit_code == 0
+    runtime_argv = record.runtime.argv
+    assert any(
+        runtime_argv[i : i + 3] == ["--bind", str(scratch), "/scratch"]
+        for i in range(len(runtime_argv))
+    )
+    assert str(gone) not in runtime_argv

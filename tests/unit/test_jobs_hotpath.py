@@ -72,6 +72,7 @@ def make_plan(tmp_path: Path, exit_code: int = 0, index: int = 3) -> dict[str, A
                 "runtime_positions": [1],
             }
         ],
+        "binds": [],
         "environ": hotpath.environment(
             ["HOME", "TMPDIR", "ND_TEST_UNSET"], ["LC_"], {"TMPDIR": "/tmp"}
         ),
@@ -114,6 +115,30 @@ def test_task_from_plan_leaves_a_valid_record(
     assert record.outputs == {str(copy): digest}
     # byte for byte what the full path's model writes
     assert Path(plan["record"]).read_text() == record.model_dump_json(indent=2) + "\n"
+
+
+def test_binds_whose_source_is_missing_here_are_dropped(tmp_path: Path) -> None:
+    """The skip-missing-bind rule is decided where the task runs, from the plan's bind list."""
+    plan = make_plan(tmp_path)
+    here, missing = tmp_path / "here", tmp_path / "missing"
+    here.mkdir()
+    script = 'cat "/proc/self/fd/$0" > /dev/null; echo "args: $*"'
+    binds = ["--bind", str(here), "/p", "--ro-bind", str(missing), "/m", "--bind", str(here), "/q"]
+    plan["launch"] = ["/bin/sh", "-c", script, "FD", *binds]
+    plan["runtime"]["argv"] = ["fake", "FD", "/etc/passwd", *binds]
+    plan["files"][0]["positions"] = [3]
+    plan["binds"] = [
+        {"source": str(here), "start": 4, "runtime_start": 3, "count": 3},
+        {"source": str(missing), "start": 7, "runtime_start": 6, "count": 3},
+        {"source": str(here), "start": 10, "runtime_start": 9, "count": 3},
+    ]
+    Path(plan["log"]).parent.joinpath("plan.json").write_text(json.dumps(plan))
+    assert hotpath.run_task(str(tmp_path / "batch"), 3) == 0
+    kept = f"--bind {here} /p --bind {here} /q"
+    assert f"args: {kept}\n" in Path(plan["log"]).read_text()
+    record = TaskRecord.load(Path(plan["record"]))
+    assert record is not None
+    assert record.runtime.argv[3:] == kept.split()
 
 
 def test_failure_and_rerun_remove_previous_outputs(tmp_path: Path) -> None:

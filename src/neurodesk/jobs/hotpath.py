@@ -3,8 +3,10 @@
 Everything that is the same whenever the task runs is decided once, at submission
 (:mod:`neurodesk.jobs.plan`): the runtime, its version and its full command line (binds,
 environment, identity files), the task's argv, input, output directory and the image's
-identity. A task then only reads its ``plan.json``, removes what its previous run wrote, hashes
-its input, runs the command line with its output in ``log.txt``, hashes its outputs and writes
+identity. One rule is the node's: a bind whose source is missing where the task runs is left
+out of the command line (:func:`missing_binds`), as a wrapper there would leave it out. A task
+then only reads its ``plan.json``, removes what its previous run wrote, hashes its input, runs
+the command line with its output in ``log.txt``, hashes its outputs and writes
 its provenance record: the same record, field for field, as
 :func:`neurodesk.jobs.task.run_task` writes.
 
@@ -38,6 +40,14 @@ if TYPE_CHECKING:  # typing costs start-up time; the types are for mypy only
         positions: list[int]  # where its fd number goes in ``launch``
         runtime_positions: list[int]  # ... and in ``runtime.argv``
 
+    class PlannedBind(TypedDict):
+        """A bind, kept only when its source exists where the task runs."""
+
+        source: str
+        start: int  # where its words start in ``launch``
+        runtime_start: int  # ... and in ``runtime.argv``
+        count: int  # how many words it has
+
     class PlannedRuntime(TypedDict):
         name: str
         version: str
@@ -59,12 +69,13 @@ if TYPE_CHECKING:  # typing costs start-up time; the types are for mypy only
         runtime: PlannedRuntime
         launch: list[str]  # what runs: the runtime's command line under its signal forwarder
         files: list[PlannedFile]
+        binds: list[PlannedBind]  # every bind; those whose source is missing here are dropped
         environ: dict[str, str | None]  # the host variables the plan was made with
         environ_prefixes: list[str]  # ... including every variable with one of these prefixes
         environ_defaults: dict[str, str]  # what an unset variable means (TMPDIR: /tmp)
 
 
-PLAN_SCHEMA = "neurodesk.task-plan/1"
+PLAN_SCHEMA = "neurodesk.task-plan/2"
 RECORD_SCHEMA = "neurodesk.task-record/1"
 # How often a run is retried when bwrap fails before the command starts.
 SETUP_RETRIES = 2
@@ -277,6 +288,19 @@ def _stop(pid: int, sig: int) -> None:
     os.waitpid(pid, 0)
 
 
+def missing_binds(plan: TaskPlan) -> tuple[set[int], set[int]]:
+    """The words to drop from ``launch`` and from ``runtime.argv``: those of each bind whose
+    source does not exist here (the RunSpec's rule, decided on the node as a wrapper or
+    ``neurodesk exec`` on the node would decide it)."""
+    drop: set[int] = set()
+    runtime_drop: set[int] = set()
+    for bind in plan["binds"]:
+        if not os.path.exists(bind["source"]):
+            drop.update(range(bind["start"], bind["start"] + bind["count"]))
+            runtime_drop.update(range(bind["runtime_start"], bind["runtime_start"] + bind["count"]))
+    return drop, runtime_drop
+
+
 def execute(plan: TaskPlan, log: BinaryIO) -> tuple[int, Interrupted | None, PlannedRuntime]:
     """Run the planned command line with its output in ``log``; the exit code, the signal if
     stopped, and the runtime that ran (its argv with this run's fd numbers)."""
@@ -297,6 +321,10 @@ def execute(plan: TaskPlan, log: BinaryIO) -> tuple[int, Interrupted | None, Pla
                 argv[i] = str(fd)
             for i in item["runtime_positions"]:
                 runtime["argv"][i] = str(fd)
+        drop, runtime_drop = missing_binds(plan)
+        if drop:
+            argv = [word for i, word in enumerate(argv) if i not in drop]
+            runtime["argv"] = [w for i, w in enumerate(runtime["argv"]) if i not in runtime_drop]
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, log.fileno(), 1),

@@ -7,6 +7,12 @@ runtime's command line through the runtime interface, with the runtime's name an
 the made-up files it reads from inherited fds. :mod:`neurodesk.jobs.hotpath` then runs a task
 from its plan without importing anything of ours.
 
+One rule is decided where the task runs, not here: a bind whose source is missing is skipped
+(:meth:`RunSpec.present_binds`). The source of a bind may exist only on the compute node (a
+node-local ``$TMPDIR``, ``/scratch/...`` made by a prolog) or be gone there, so the planned
+command line holds every bind, and the plan lists where each one's words are; the hot path
+drops, on the node, those whose source is missing there (a ``stat`` each).
+
 Plans are written again at every submission (``resubmit`` too), so a changed environment or
 runtime counts from the next submission on. Runtimes whose command line depends on a terminal
 (podman, docker) get no plan, and neither do GPU batches (devices and driver libraries are
@@ -16,6 +22,7 @@ decide on the node.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +37,8 @@ from neurodesk.runtime.spec import (
     ENV_PREFIXES,
     PASSTHROUGH_ENV,
     PASSTHROUGH_PREFIXES,
+    Bind,
+    RunSpec,
 )
 
 PLAN_NAME = "plan.json"
@@ -52,6 +61,55 @@ ENV_DEFAULTS = {"TMPDIR": "/tmp"}
 UNPLANNED_RUNTIMES = {"podman", "docker"}
 
 
+class EveryBind(RunSpec):
+    """A RunSpec whose command line keeps every bind, present here or not: the plan's."""
+
+    def present_binds(self) -> list[Bind]:
+        return list(self.binds)
+
+
+def every_bind(spec: RunSpec) -> EveryBind:
+    return EveryBind(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)})
+
+
+def bind_words(runtime: str, bind: Bind) -> list[str]:
+    """The words of ``bind`` on the command line of a runtime that gets plans."""
+    if runtime == "bwrap":
+        return ["--ro-bind" if bind.readonly else "--bind", bind.src, bind.dst]
+    return ["--bind", f"{bind.src}:{bind.dst}" + (":ro" if bind.readonly else "")]
+
+
+def _span(argv: list[str], words: list[str]) -> int | None:
+    """Where ``words`` start in ``argv``: their last occurrence (binds follow the image's own
+    read-only binds), or None."""
+    for start in range(len(argv) - len(words), -1, -1):
+        if argv[start : start + len(words)] == words:
+            return start
+    return None
+
+
+def planned_binds(
+    spec: RunSpec, runtime: str, argv: list[str], runtime_argv: list[str]
+) -> list[dict[str, object]] | None:
+    """Each bind's source and the position of its words in both command lines; None when one
+    cannot be placed (the task then takes the full path, which decides on the node)."""
+    binds: list[dict[str, object]] = []
+    for bind in spec.binds:
+        words = bind_words(runtime, bind)
+        start, runtime_start = _span(argv, words), _span(runtime_argv, words)
+        if start is None or runtime_start is None:
+            return None
+        binds.append(
+            {
+                "source": bind.src,
+                "start": start,
+                "runtime_start": runtime_start,
+                "count": len(words),
+            }
+        )
+    return binds
+
+
 def plan_path(batch: Batch, index: int) -> Path:
     return batch.task_dir(index) / PLAN_NAME
 
@@ -65,9 +123,12 @@ def task_plan(batch: Batch, index: int, runtime: str) -> dict[str, object] | Non
     """The plan of task ``index``; None when its command line cannot be replayed (an fd the
     plan cannot place)."""
     task = batch.spec.tasks[index]
-    spec = task_runspec(batch, index)
+    spec = every_bind(task_runspec(batch, index))
     launch = prepare(spec, runtime)
     try:
+        binds = planned_binds(spec, launch.runtime, launch.argv, launch.runtime_argv)
+        if binds is None:
+            return None
         files = []
         for path, fd in launch.fds.items():
             positions = _positions(launch.argv, fd, path)
@@ -104,6 +165,7 @@ def task_plan(batch: Batch, index: int, runtime: str) -> dict[str, object] | Non
         },
         "launch": launch.argv,
         "files": files,
+        "binds": binds,
         "environ": environment(ENV_KEYS, ENV_KEY_PREFIXES, ENV_DEFAULTS),
         "environ_prefixes": list(ENV_KEY_PREFIXES),
         "environ_defaults": ENV_DEFAULTS,
