@@ -59,6 +59,34 @@ def test_dry_run_expands_placeholders(store_home: Path, bids: Path, tmp_path: Pa
     assert not (store_home / "batches").exists()  # a dry run writes nothing
 
 
+def test_dry_run_shows_what_would_be_submitted(
+    store_home: Path, bids: Path, tmp_path: Path
+) -> None:
+    """With --executor slurm a dry run shows the sbatch command and the script it would
+    submit, still writing nothing and needing no SLURM client."""
+    out = tmp_path / "out"
+    base = ["batch", "tool", "--bids", str(bids), "--output", str(out), "--dry-run"]
+    args = [*base, "--executor", "slurm", "--jobs", "3", "--mem", "4G", "--partition", "short"]
+    proc = run_cli([*args, "--", "conv", "{input}"], store_home, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 2  # stdout: only the tasks' command lines
+    root = store_home / "batches" / proc.stderr.split(":")[0].split()[-1]
+    assert f"{root} (dry run: not created)" in proc.stderr
+    assert "would submit 2 task(s) as one SLURM job array" in proc.stderr
+    (sbatch,) = [line for line in proc.stderr.splitlines() if line.startswith("  sbatch ")]
+    for word in ("--array=0-1%3", "--mem=4G", "--partition=short", f"--chdir={root}"):
+        assert word in sbatch.split(), sbatch
+    assert sbatch.endswith(f"{root}/slurm/submit-1.sh")
+    assert "#!/bin/sh" in proc.stderr and "exec " in proc.stderr
+    assert '"$SLURM_ARRAY_TASK_ID"' in proc.stderr
+    assert not (store_home / "batches").exists()
+
+    proc = run_cli([*base, "--jobs", "2", "--", "conv", "{input}"], store_home)
+    assert proc.returncode == 0, proc.stderr
+    assert "would run 2 task(s) here, 2 at a time" in proc.stderr, proc.stderr
+    assert "sbatch" not in proc.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "needles"),
     [

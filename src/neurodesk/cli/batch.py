@@ -24,6 +24,7 @@ from neurodesk.jobs.batch import (
 )
 from neurodesk.jobs.derivative import merge_description, summary
 from neurodesk.jobs.local import default_jobs, run_local
+from neurodesk.jobs.plan import plan_runtime
 from neurodesk.jobs.provenance import TaskRecord
 from neurodesk.jobs.status import (
     RERUN_STATES,
@@ -149,7 +150,12 @@ def placeholder_help() -> str:
     "other batch commands then take its path",
 )
 @click.option("--force", is_flag=True, help="run every task, even those already complete")
-@click.option("--dry-run", is_flag=True, help="print each task's command line, run nothing")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="print each task's command line, run nothing; on stderr: what would run "
+    "(with --executor slurm, the sbatch command and its script)",
+)
 @executor_options
 def run(
     image: str,
@@ -216,15 +222,47 @@ def run(
     if dry_run:
         for task in the_batch.spec.tasks:
             console.print(f"[bold]{task.label}[/]: {shlex.join(task.argv)}", soft_wrap=True)
-        return
     todo = [t.index for t in the_batch.spec.tasks if force or not the_batch.is_complete(t.index)]
     skipped = len(the_batch.spec.tasks) - len(todo)
     if skipped:
         err_console.print(
             f"{skipped} of {len(the_batch.spec.tasks)} tasks already complete "
-            "(exit 0, outputs unchanged): skipped"
+            "(exit 0, outputs unchanged): " + ("would be skipped" if dry_run else "skipped")
         )
+    if dry_run:
+        describe_dry_run(the_batch, todo, scheduling)
+        return
     execute(the_batch, todo, scheduling)
+
+
+def describe_dry_run(the_batch: Batch, todo: list[int], scheduling: dict[str, Any]) -> None:
+    """What a run would do (on stderr; stdout has only the tasks' command lines): the batch
+    directory, the tasks that would run and, for SLURM, the sbatch command and its script."""
+    exists = (the_batch.root / "batch.json").is_file()
+    err_console.print(
+        f"batch [bold]{the_batch.id}[/]: {the_batch.root} "
+        + ("(exists)" if exists else "(dry run: not created)"),
+        soft_wrap=True,
+    )
+    if not todo:
+        err_console.print("nothing to run")
+        return
+    if (scheduling.get("executor") or "local") == "local":
+        jobs = scheduling.get("jobs") or default_jobs()
+        err_console.print(f"would run {len(todo)} task(s) here, {jobs} at a time")
+        return
+    options = slurm.SlurmOptions.model_validate(scheduling)
+    args = slurm.sbatch_args(the_batch, todo, options)
+    script = slurm.next_script(the_batch)
+    text = slurm.script_text(the_batch, script, args, plan_runtime(the_batch) is not None)
+    err_console.print(
+        f"would submit {len(todo)} task(s) as one SLURM job array "
+        "(tasks already in the queue are left out when it runs):",
+        soft_wrap=True,
+    )
+    err_console.print(f"  sbatch {shlex.join([*args, str(script)])}", markup=False, soft_wrap=True)
+    err_console.print(f"with {script}:", markup=False, soft_wrap=True)
+    err_console.print(text, markup=False, end="", soft_wrap=True)
 
 
 def ref(the_batch: Batch) -> str:

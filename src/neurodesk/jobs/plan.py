@@ -172,20 +172,25 @@ def task_plan(batch: Batch, index: int, runtime: str) -> dict[str, object] | Non
     }
 
 
+def plan_runtime(batch: Batch) -> str | None:
+    """The runtime the batch's plans are made for; None when its tasks cannot run from plans
+    (a GPU batch, no runtime on this machine, or a runtime without plans)."""
+    if batch.spec.gpu:  # the GPU devices and driver libraries are the node's, not ours
+        return None
+    try:
+        runtime = choose_runtime().name
+    except MissingToolError:  # a login node without the runtime: the nodes choose their own
+        return None
+    return None if runtime in UNPLANNED_RUNTIMES else runtime
+
+
 def write_plans(batch: Batch, indices: Sequence[int]) -> bool:
     """Write the plan of every task in ``indices``; False (and no plans left) when the tasks
     cannot run from a plan: a GPU batch, no runtime on this machine, or a runtime without
     plans."""
-    if batch.spec.gpu:  # the GPU devices and driver libraries are the node's, not ours
-        remove_plans(batch, indices)
-        return False
-    try:
-        runtime = choose_runtime().name
-    except MissingToolError:  # a login node without the runtime: the nodes choose their own
-        remove_plans(batch, indices)
-        return False
+    runtime = plan_runtime(batch)
     plans = {}
-    if runtime not in UNPLANNED_RUNTIMES:
+    if runtime is not None:
         for index in indices:
             plan = task_plan(batch, index, runtime)
             if plan is None:

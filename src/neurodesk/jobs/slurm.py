@@ -126,36 +126,36 @@ def _first_error(stderr: str) -> str:
     return text.removeprefix("sbatch: ").removeprefix("error: ")
 
 
-def write_script(batch: Batch, sbatch_args: list[str], planned: bool) -> Path:
-    """The array's script. With ``planned`` (every task has its plan), a task is the hot path
-    run as a file by an isolated interpreter without site packages; otherwise the full path."""
+def next_script(batch: Batch) -> Path:
+    """Where the next submission's script goes: ``slurm/submit-<N>.sh``."""
     scripts = batch.root / "slurm"
     count = len(list(scripts.glob("submit-*.sh"))) if scripts.is_dir() else 0
-    path = scripts / f"submit-{count + 1}.sh"
+    return scripts / f"submit-{count + 1}.sh"
+
+
+def script_text(batch: Batch, path: Path, sbatch_args: list[str], planned: bool) -> str:
+    """The array's script. With ``planned`` (every task has its plan), a task is the hot path
+    run as a file by an isolated interpreter without site packages; otherwise the full path."""
     home = Paths.from_env().home
     if planned:
         command = f"{shlex.quote(sys.executable)} -I -S {shlex.quote(hotpath.__file__)}"
     else:
         command = f"{shlex.quote(sys.executable)} -m neurodesk.jobs run-task"
-    write_text(
-        path,
+    return (
         "#!/bin/sh\n"
         f"# neurodesk {__version__}: one array task = one task of batch {batch.id}\n"
         f"# submitted as: sbatch {shlex.join(sbatch_args)} {path.name}\n"
         f"export NEURODESK_HOME={shlex.quote(str(home))}\n"
-        f'exec {command} {shlex.quote(str(batch.root))} "$SLURM_ARRAY_TASK_ID"\n',
-        mode=0o755,
+        f'exec {command} {shlex.quote(str(batch.root))} "$SLURM_ARRAY_TASK_ID"\n'
     )
-    return path
 
 
-def submit(batch: Batch, indices: Sequence[int], options: SlurmOptions) -> Submission:
-    """Submit ``indices`` of ``batch`` as one job array; returns the recorded submission."""
-    sbatch = slurm_client("sbatch")
+def sbatch_args(batch: Batch, indices: Sequence[int], options: SlurmOptions) -> list[str]:
+    """sbatch's options for the array of ``indices`` (before the script's path)."""
     array = array_spec(indices)
     if options.max_running:
         array += f"%{options.max_running}"
-    args = [
+    return [
         "--parsable",
         f"--job-name=nd-{batch.id}",
         f"--array={array}",
@@ -163,9 +163,16 @@ def submit(batch: Batch, indices: Sequence[int], options: SlurmOptions) -> Submi
         f"--chdir={batch.root}",
         *options.sbatch_args(),
     ]
+
+
+def submit(batch: Batch, indices: Sequence[int], options: SlurmOptions) -> Submission:
+    """Submit ``indices`` of ``batch`` as one job array; returns the recorded submission."""
+    sbatch = slurm_client("sbatch")
+    args = sbatch_args(batch, indices, options)
     from neurodesk.jobs.plan import remove_plans, write_plans
 
-    script = write_script(batch, args, planned=write_plans(batch, indices))
+    script = next_script(batch)
+    write_text(script, script_text(batch, script, args, write_plans(batch, indices)), mode=0o755)
     proc = _client([sbatch, *args, str(script)], "submitting")
     if proc.returncode != 0:
         script.unlink(missing_ok=True)
