@@ -331,6 +331,31 @@ def _default_signals() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
+def start_cli(args: list[str], home: Path) -> subprocess.Popen[str]:
+    """``neurodesk ARGS`` in the background, as a user's shell starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "neurodesk", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, NEURODESK_HOME=str(home)),
+        preexec_fn=_default_signals,
+    )
+
+
+def processes_naming(word: str) -> list[str]:
+    """Command lines of the processes whose arguments contain ``word``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if any(word.encode() in arg for arg in args):
+            found.append(b" ".join(args).decode(errors="replace"))
+    return found
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_local_batch_stops_on_signal(
     dcm2niix_image: ImageRecord, nd_home: Path, tmp_path: Path, sig: signal.Signals
@@ -343,15 +368,7 @@ def test_local_batch_stops_on_signal(
     out = tmp_path / "out"
     args = ["batch", "dcm2niix", "--glob", str(inputs / "*.txt"), "--output", str(out)]
     args += ["--jobs", "2", "--", "sh", "-c", TRAPPING, "{input_stem}", "{input}", "{output_dir}"]
-    env = dict(os.environ, NEURODESK_HOME=str(nd_home))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "neurodesk", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        preexec_fn=_default_signals,
-    )
+    proc = start_cli(args, nd_home)
     try:
         deadline = time.monotonic() + 120
         # "a" ends at once; "b" and "c" then run (two at a time); "d" and "e" wait their turn
@@ -395,6 +412,39 @@ def test_local_batch_stops_on_signal(
 
     status = run_cli(["batch", "status", root.name, "--json"], nd_home)
     assert json.loads(status.stdout)["counts"] == {"done": 1, "failed": 2, "new": 2}
+
+
+def test_local_batch_kills_a_task_that_ignores_the_signal(
+    dcm2niix_image: ImageRecord, nd_home: Path, tmp_path: Path
+) -> None:
+    """A program that ignores SIGTERM is killed after the grace time; the batch still ends
+    with its record and leaves no process behind."""
+    from neurodesk.jobs.hotpath import STOP_GRACE
+
+    (tmp_path / "in.txt").write_text("x\n")
+    out = tmp_path / "ignoring-out"
+    script = "trap '' TERM; echo running > \"$1/started\"; while :; do sleep 0.05; done"
+    args = ["batch", "dcm2niix", "--glob", str(tmp_path / "*.txt"), "--output", str(out)]
+    proc = start_cli([*args, "--", "sh", "-c", script, "sh", "{output_dir}"], nd_home)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "in.txt" / "started").is_file():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, stderr
+    assert STOP_GRACE <= took < STOP_GRACE + 20, took
+    assert "1 stopped (exit 143), 0 not started" in stderr, stderr
+    root = Path(re.findall(r"^batch \S+: (/\S+)$", stderr, re.MULTILINE)[0])
+    assert [r["exit_code"] for r in records(root).values()] == [143]
+    assert processes_naming(str(out)) == []  # the container's program died with it
 
 
 def test_planned_binds_decided_on_the_node(
