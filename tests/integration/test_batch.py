@@ -316,10 +316,11 @@ def test_planned_task_matches_full_path(
 
 
 # A task that ends at once for the input "quick"; otherwise it notes that it started and
-# waits, and its TERM/INT trap writes a marker (what a tool's own clean-up does) and exits.
+# waits, and its TERM/INT trap adds a line to a marker (what a tool's own clean-up does) and
+# exits: one line, as the signal reaches the program once.
 TRAPPING = (
     'if grep -q quick "$1"; then echo converted > "$2/out.txt"; exit 0; fi; '
-    'trap \'echo "$0" > "$2/trapped"; exit 3\' TERM INT; '
+    'trap \'echo "$0" >> "$2/trapped"; exit 3\' TERM INT; '
     'echo running > "$2/started"; while :; do sleep 0.05; done'
 )
 
@@ -332,7 +333,7 @@ def _default_signals() -> None:
 
 
 def start_cli(args: list[str], home: Path) -> subprocess.Popen[str]:
-    """``neurodesk ARGS`` in the background, as a user's shell starts it."""
+    """``neurodesk ARGS`` as a user's shell starts it: in a process group of its own."""
     return subprocess.Popen(
         [sys.executable, "-m", "neurodesk", *args],
         stdout=subprocess.PIPE,
@@ -340,6 +341,7 @@ def start_cli(args: list[str], home: Path) -> subprocess.Popen[str]:
         text=True,
         env=dict(os.environ, NEURODESK_HOME=str(home)),
         preexec_fn=_default_signals,
+        process_group=0,
     )
 
 
@@ -375,7 +377,10 @@ def test_local_batch_stops_on_signal(
         while not all((out / f"{name}.txt" / "started").is_file() for name in "bc"):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
-        proc.send_signal(sig)
+        if sig == signal.SIGINT:  # Ctrl-C: the terminal signals the whole process group
+            os.killpg(proc.pid, sig)
+        else:  # kill PID
+            proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
