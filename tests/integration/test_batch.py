@@ -501,3 +501,32 @@ def test_planned_binds_decided_on_the_node(
         for i in range(len(runtime_argv))
     )
     assert str(gone) not in runtime_argv
+
+
+def test_slurm_task_binds_a_source_made_on_the_node(
+    dcm2niix_image: ImageRecord, nd_home: Path, slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """On the real SLURM route, a --bind whose source is missing at submission is bound by a
+    task that runs once it exists (made here by the array's first task; on a cluster, by a
+    prolog or as node-local scratch), still on the planned hot path."""
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.txt").write_text(name)
+    out = tmp_path / "out"
+    script = (
+        'if [ "$1" = 0 ]; then mkdir "$2/scratch" && echo made-on-the-node > "$2/scratch/hello";'
+        " else cat /scratch/hello; fi"
+    )
+    args = ["batch", "dcm2niix", "--glob", str(tmp_path / "*.txt"), "--output", str(out)]
+    args += ["--bind", f"{out / 'scratch'}:/scratch:ro", "--executor", "slurm", "--jobs", "1"]
+    args += ["--wait", "--", "sh", "-c", script, "sh", "{task}", "{output_root}"]
+    proc = run_cli(args, nd_home, env=slurm_cluster.env, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    root = batch_dir(proc)
+    assert len(list(root.glob("tasks/*/plan.json"))) == 2
+    for out_file in root.glob("tasks/*/slurm-*.out"):  # both ran from their plans
+        assert "taking the full path" not in out_file.read_text()
+    found = records(root)
+    assert "made-on-the-node" in Path(found["b.txt"]["log"]).read_text()
+    bound = f"{out / 'scratch'} /scratch"
+    assert bound not in " ".join(found["a.txt"]["runtime"]["argv"])  # missing then: skipped
+    assert bound in " ".join(found["b.txt"]["runtime"]["argv"])
