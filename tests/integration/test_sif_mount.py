@@ -101,12 +101,15 @@ def test_kill_9_mid_mount_then_the_next_call_works(
     dcm_sif: Path, sif_home: Path, tmp_path: Path
 ) -> None:
     _import(sif_home, dcm_sif)
-    # A squashfuse that takes its time, so the first call is surely killed mid-mount.
+    # A squashfuse (whichever mount.sh picks) that takes its time, so the first call is surely
+    # killed mid-mount.
     shim = tmp_path / "slowbin"
     shim.mkdir()
-    real = shutil.which("squashfuse")
-    (shim / "squashfuse").write_text(f'#!/bin/sh\nsleep 30\nexec {real} "$@"\n')
-    (shim / "squashfuse").chmod(0o755)
+    for name in ("squashfuse_ll", "squashfuse"):
+        real = shutil.which(name)
+        if real is not None:
+            (shim / name).write_text(f'#!/bin/sh\nsleep 30\nexec {real} "$@"\n')
+            (shim / name).chmod(0o755)
     env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}", NEURODESK_HOME=str(sif_home))
     first = subprocess.Popen(
         [sys.executable, "-m", "neurodesk", "exec", "dcmsif", "--", "dcm2niix", "-h"],
