@@ -77,6 +77,58 @@ def test_kept_as_one_verified_file_and_mounted_on_first_exec(dcm_sif: Path, sif_
     assert not list((sif_home / "store" / "images").iterdir())
 
 
+def _mount_entry(point: Path) -> tuple[str, set[str]]:
+    """(file system type, mount options) of the mount at ``point``."""
+    with open("/proc/self/mounts") as handle:
+        for line in handle:
+            fields = line.split()
+            if fields[1] == str(point):
+                return fields[2], set(fields[3].split(","))
+    raise AssertionError(f"{point} is not mounted")
+
+
+def test_mounted_read_only_by_the_best_squashfuse_and_older_scripts_refreshed(
+    dcm_sif: Path, sif_home: Path
+) -> None:
+    """Per-call speed: squashfuse_ll (the kernel keeps the never-changing image's entries and
+    failed lookups), read-only; an image imported by an older neurodesk (its mount.sh calling
+    plain squashfuse) gets today's script on its next exec, its values kept."""
+    from neurodesk.store.sifmount import MOUNTERS, mounter
+
+    _import(sif_home, dcm_sif)
+    image_dir = _image_dir(sif_home)
+    script = image_dir / "mount.sh"
+    today = script.read_text()
+    older = today.replace('"$nd_mounter" -o "$nd_o,offset', 'squashfuse -o "offset')
+    older = "\n".join(line for line in older.splitlines() if not line.startswith("nd_mounters="))
+    script.write_text(older + "\n")
+    proc = _exec(sif_home)
+    assert proc.returncode == 0 and "Chris Rorden" in proc.stdout, proc.stderr
+    assert script.read_text() == today
+    kind, options = _mount_entry(image_dir / "mnt" / "sif")
+    found = mounter()
+    assert found is not None
+    assert kind == "fuse." + Path(found[0]).name and "ro" in options
+    # every squashfuse we may pick takes its options (a typo would only show where it is picked)
+    for name, opts in MOUNTERS:
+        if shutil.which(name) is None:
+            continue
+        point = image_dir.parent.parent / f"probe-{name}"
+        point.mkdir()
+        argv = [
+            name,
+            "-o",
+            f"{opts},offset={json.loads((image_dir / 'sif.json').read_text())['offset']}",
+        ]
+        subprocess.run([*argv, str(image_dir / "image.sif"), str(point)], check=True)
+        try:
+            assert (point / "usr" / "bin" / "dcm2niix").is_file()
+            assert not (point / "no-such-file").exists()
+        finally:
+            subprocess.run(["fusermount3", "-u", str(point)], check=True)
+            point.rmdir()
+
+
 def test_gc_unmounts_unreferenced_images(dcm_sif: Path, sif_home: Path) -> None:
     _import(sif_home, dcm_sif)
     assert _exec(sif_home).returncode == 0

@@ -222,10 +222,42 @@ def is_held_sif(image_dir: Path) -> bool:
     return (image_dir / SCRIPT).is_file() and (image_dir / ROOTFS).is_symlink()
 
 
+def refresh_script(image_dir: Path) -> None:
+    """Rewrite a ``mount.sh`` that an earlier neurodesk wrote (another body, or mounters) with
+    today's, keeping its image's values: images imported before then mount as well as new
+    ones. Atomic (a call running the old one keeps reading it); a store this user cannot
+    write keeps its script."""
+    script = image_dir / SCRIPT
+    meta = SifMeta.load(image_dir)
+    try:
+        text = script.read_text()
+    except OSError:
+        return
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name in ("nd_id", "nd_stall"):
+            values[name] = (shlex.split(value) or [""])[0]
+    if meta is None or "nd_id" not in values or not values.get("nd_stall", "").isdigit():
+        return
+    fresh = render_script(values["nd_id"], meta, stall=float(values["nd_stall"]))
+    if fresh == text:
+        return
+    new = image_dir / (SCRIPT + ".new")
+    try:
+        new.write_text(fresh)
+        new.chmod(0o755)
+        os.replace(new, script)
+    except OSError:
+        with suppress(OSError):
+            new.unlink()
+
+
 def ensure_mounted(image_dir: Path) -> None:
     """Mount the image (if it is a SIF held in the store and not mounted yet)."""
     if not is_held_sif(image_dir):
         return
+    refresh_script(image_dir)
     proc = subprocess.run(["sh", str(image_dir / SCRIPT)], check=False)
     if proc.returncode != 0:
         raise NeurodeskError(
