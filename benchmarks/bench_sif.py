@@ -23,6 +23,8 @@ Needs root (or setuid fusermount3), squashfuse, httpdirfs, mksquashfs, bwrap, ng
     python -m benchmarks.bench_sif --quick      # one round at 0.5, 1.5 and 3 GB, 100 calls
     python -m benchmarks.bench_sif --lazy-only --sizes 0.5,3 [--lazy-cache]   # lazy rows only
     python -m benchmarks.bench_sif --calls-only [--calls 300]   # per-call rows only (~1 minute)
+    python -m benchmarks.bench_sif --calls-only --levers   # + the SIF mounted as before, and
+                                                           #   with one mount option at a time
 The httpdirfs is the one lazy installs choose (store/httpdirfs.py; NEURODESK_HTTPDIRFS=PATH
 picks another, e.g. /usr/bin/httpdirfs for Debian 12's 1.2.5); --lazy-cache turns its block
 cache on (config ``lazy_cache: true``).
@@ -200,15 +202,11 @@ def bare_bwrap(wrapper_path: Path, cwd: Path) -> list[str] | None:
     return None if "--ro-bind-data" in out else out
 
 
-def fuse_requests(image_dir: Path, argv: list[str], cwd: Path) -> str:
-    """The FUSE requests of one warm call, counted on a debug mount (-f -d) of the same SIF
-    stacked on the image's mount (the wrapper then reads through it); taken down after."""
-    meta = sifmount.SifMeta.load(image_dir)
-    point = image_dir / os.readlink(image_dir / sifmount.ROOTFS)
-    if meta is None:
-        return "(not a SIF)"
-    mount = sifmount.squashfuse_argv(meta.offset, image_dir / sifmount.SIF_FILE, point)
-    log = image_dir.parent / "fuse-debug.log"
+def fuse_requests(image_dir: Path, argv: list[str], cwd: Path, mount: list[str]) -> str:
+    """The FUSE requests of one warm call, counted on a debug mount (``mount`` with -f -d) of
+    the same SIF stacked on the image's mount (the wrapper then reads through it)."""
+    point = Path(mount[-1])
+    log = image_dir.parent / f"fuse-debug-{image_dir.name}.log"
     with log.open("w") as out:
         daemon = subprocess.Popen([mount[0], "-f", "-d", *mount[1:]], stderr=out)
     try:
@@ -235,32 +233,72 @@ def fuse_requests(image_dir: Path, argv: list[str], cwd: Path) -> str:
     return f"{len(ops)} ({listed})" if ops else "0"
 
 
-def run_calls(paths: Paths, record: ImageRecord, work: Path, calls: int) -> None:
+def mount_argv(image_dir: Path, lever: str | None) -> list[str]:
+    """How the image is mounted: as mount.sh does (None), or by one of LEVERS."""
+    meta = sifmount.SifMeta.load(image_dir)
+    assert meta is not None
+    point = image_dir / os.readlink(image_dir / sifmount.ROOTFS)
+    source = image_dir / sifmount.SIF_FILE
+    if lever is None:
+        return sifmount.squashfuse_argv(meta.offset, source, point)
+    name, options = LEVERS[lever]
+    return [name, "-o", f"{options}offset={meta.offset}", str(source), str(point)]
+
+
+# --levers: the same image mounted as before this issue's work, and with one lever at a time.
+_LONG = 365 * 24 * 3600
+LEVERS = {
+    "squashfuse, libfuse defaults (before)": ("squashfuse", ""),
+    "squashfuse, kernel_cache only": ("squashfuse", "kernel_cache,"),
+    "squashfuse, ro + long timeouts + kernel_cache": (
+        "squashfuse",
+        f"ro,kernel_cache,entry_timeout={_LONG},attr_timeout={_LONG},negative_timeout={_LONG},",
+    ),
+    "squashfuse_ll, rw": ("squashfuse_ll", ""),
+}
+
+
+def run_calls(
+    paths: Paths, record: ImageRecord, work: Path, calls: int, levers: bool = False
+) -> None:
     """Steady state: the same wrapper on a mounted SIF and on the unpacked image, and bare bwrap
-    on each tree (the floor under the wrapper), with a verdict against the 1 ms goal."""
+    on each tree (the floor under the wrapper), with a verdict against the 1 ms goal; with
+    ``levers``, the SIF also mounted the ways of LEVERS, one home each."""
     sif = work / "base.sif"
     if not sif.exists():
         padded_sif(record.rootfs, sif, record.env, 0)
-    mounted_home = Path(tempfile.mkdtemp(dir=work, prefix="mounted-"))
-    cli(mounted_home, "import", str(sif), "--name", "dcm2niix", "--version", "1")
-    cli(mounted_home, "install", "dcm2niix")
     unpacked = paths.home
     cli(unpacked, "install", "dcm2niix")
     data = Path(tempfile.mkdtemp(dir=work, prefix="data-"))  # the calls' working directory
-    image_dir = next((mounted_home / "store" / "images").glob("*"))
-    found = sifmount.mounter()
-    print(f"per call, in {data} (outside the image); mounted with {found}; {load()}", flush=True)
-    wrappers = {"unpacked image": wrapper(unpacked), "mounted SIF": wrapper(mounted_home)}
+    homes: dict[str, tuple[Path, str | None]] = {}
+    for lever in [None, *(LEVERS if levers else ())]:
+        home = Path(tempfile.mkdtemp(dir=work, prefix="mounted-"))
+        cli(home, "import", str(sif), "--name", "dcm2niix", "--version", "1")
+        cli(home, "install", "dcm2niix")
+        homes["mounted SIF" + (f", {lever}" if lever else "")] = (home, lever)
+    wrappers = {"unpacked image": wrapper(unpacked)}
+    image_dirs: dict[str, Path] = {}
+    for name, (home, lever) in homes.items():
+        wrappers[name] = wrapper(home)
+        image_dirs[name] = next((home / "store" / "images").glob("*"))
+        if lever is not None:  # mounted the lever's way instead of mount.sh's (at install)
+            argv = mount_argv(image_dirs[name], lever)
+            subprocess.run(["fusermount3", "-u", "-z", argv[-1]], check=True)
+            subprocess.run(argv, check=True)
+    how = " ".join(mount_argv(image_dirs["mounted SIF"], None)[:3])
+    print(f"per call, in {data} (outside the image); mount.sh mounts with {how}; {load()}")
     variants = {name: [str(path), "-h"] for name, path in wrappers.items()}
-    floors = {name: bare_bwrap(path, data) for name, path in wrappers.items()}
+    floors = {name: bare_bwrap(wrappers[name], data) for name in ("unpacked image", "mounted SIF")}
     if all(floors.values()):
         for name, argv in floors.items():
             variants[f"bare bwrap, {name}"] = argv or []
-    subprocess.run(variants["mounted SIF"], cwd=data, stdout=subprocess.DEVNULL, check=True)
-    pid = daemon_pid(image_dir)
-    daemons = {name: pid for name in variants if "mounted" in name}
+    daemons: dict[str, int | None] = {}
+    for name, argv in variants.items():
+        subprocess.run(argv, cwd=data, stdout=subprocess.DEVNULL, check=True)  # mounts
+        key = name.removeprefix("bare bwrap, ")
+        if key in image_dirs:
+            daemons[name] = daemon_pid(image_dirs[key])
     wall, cpu, daemon = time_calls(variants, calls, data, daemons)
-    base = statistics.median(wall["unpacked image"])
     table = Table(title=f"per call: wrapper + dcm2niix -h, {calls} calls each, interleaved")
     for column in (
         "variant",
@@ -270,11 +308,18 @@ def run_calls(paths: Paths, record: ImageRecord, work: Path, calls: int) -> None
         "ratio",
         "CPU ms/call",
         "squashfuse CPU ms/call",
+        "FUSE requests/call",
     ):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for name, values in wall.items():
         median = statistics.median(values)
-        ref = statistics.median(wall[name.replace("mounted SIF", "unpacked image")])
+        ref_name = "bare bwrap, unpacked image" if name.startswith("bare") else "unpacked image"
+        ref = statistics.median(wall[ref_name])
+        requests = "-"
+        if name in image_dirs:
+            requests = fuse_requests(
+                image_dirs[name], variants[name], data, mount_argv(image_dirs[name], homes[name][1])
+            ).split(" ", 1)[0]
         table.add_row(
             name,
             f"{median * 1e3:.2f}",
@@ -283,19 +328,27 @@ def run_calls(paths: Paths, record: ImageRecord, work: Path, calls: int) -> None
             f"{median / ref:.2f}x",
             f"{cpu[name] * 1e3:.2f}",
             f"{daemon[name] * 1e3:.2f}" if name in daemons else "-",
+            requests,
         )
-    Console(width=150).print(table)
+    Console(width=170).print(table)
+    base = statistics.median(wall["unpacked image"])
     added = (statistics.median(wall["mounted SIF"]) - base) * 1e3
     cpu_added = (cpu["mounted SIF"] + daemon["mounted SIF"] - cpu["unpacked image"]) * 1e3
-    requests = fuse_requests(image_dir, variants["mounted SIF"], data)
-    print(f"FUSE requests of one warm call of the wrapper: {requests}")
+    requests = fuse_requests(
+        image_dirs["mounted SIF"],
+        variants["mounted SIF"],
+        data,
+        mount_argv(image_dirs["mounted SIF"], None),
+    )
+    print(f"FUSE requests of one warm call of the wrapper (mount.sh's mount): {requests}")
     verdict = "MET" if added <= GOAL_MS else "NOT MET"
     print(
         f"verdict: a mounted SIF adds {added:+.2f} ms per call (median, interleaved) and "
         f"{cpu_added:+.2f} ms of CPU (children + squashfuse); goal within {GOAL_MS:g} ms: "
         f"{verdict}; {load()}"
     )
-    cleanup(mounted_home)
+    for home, _ in homes.values():
+        cleanup(home)
 
 
 def main() -> None:
@@ -314,6 +367,11 @@ def main() -> None:
         help="only the per-call overhead, mounted SIF vs unpacked (about a minute)",
     )
     parser.add_argument(
+        "--levers",
+        action="store_true",
+        help="per-call rows also for the SIF mounted as before and with one option at a time",
+    )
+    parser.add_argument(
         "--lazy-only", action="store_true", help="only the lazy install (no downloads, no calls)"
     )
     parser.add_argument(
@@ -327,7 +385,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="nd-bench-sif-"))
     if args.calls_only:
         try:
-            run_calls(paths, record, work, args.calls)
+            run_calls(paths, record, work, args.calls, args.levers)
         finally:
             cleanup(work)
         return
@@ -394,7 +452,7 @@ def main() -> None:
         Console(width=150).print(table)
         if args.lazy_only:
             return
-        run_calls(paths, record, work, args.calls)
+        run_calls(paths, record, work, args.calls, args.levers)
     finally:
         server.close()
         cleanup(work)
