@@ -278,13 +278,22 @@ def run_calls(
         homes["mounted SIF" + (f", {lever}" if lever else "")] = (home, lever)
     wrappers = {"unpacked image": wrapper(unpacked)}
     image_dirs: dict[str, Path] = {}
+    daemons: dict[str, int | None] = {}
+    levered: list[subprocess.Popen[bytes]] = []
     for name, (home, lever) in homes.items():
         wrappers[name] = wrapper(home)
         image_dirs[name] = next((home / "store" / "images").glob("*"))
         if lever is not None:  # mounted the lever's way instead of mount.sh's (at install)
             argv = mount_argv(image_dirs[name], lever)
-            subprocess.run(["fusermount3", "-u", "-z", argv[-1]], check=True)
-            subprocess.run(argv, check=True)
+            point = argv[-1]
+            if subprocess.run(["fusermount3", "-u", point], check=False).returncode != 0:
+                subprocess.run(["fusermount3", "-u", "-z", point], check=True)
+            levered.append(subprocess.Popen([argv[0], "-f", *argv[1:]]))  # its pid is ours
+            daemons[name] = levered[-1].pid
+            for _ in range(50):
+                if mounts_under(Path(point)):
+                    break
+                time.sleep(0.1)
     how = " ".join(mount_argv(image_dirs["mounted SIF"], None)[:3])
     print(f"per call, in {data} (outside the image); mount.sh mounts with {how}; {load()}")
     variants = {name: [str(path), "-h"] for name, path in wrappers.items()}
@@ -292,12 +301,11 @@ def run_calls(
     if all(floors.values()):
         for name, argv in floors.items():
             variants[f"bare bwrap, {name}"] = argv or []
-    daemons: dict[str, int | None] = {}
     for name, argv in variants.items():
         subprocess.run(argv, cwd=data, stdout=subprocess.DEVNULL, check=True)  # mounts
         key = name.removeprefix("bare bwrap, ")
-        if key in image_dirs:
-            daemons[name] = daemon_pid(image_dirs[key])
+        if key in image_dirs and name not in daemons:
+            daemons[name] = daemons.get(key) or daemon_pid(image_dirs[key])
     wall, cpu, daemon = time_calls(variants, calls, data, daemons)
     table = Table(title=f"per call: wrapper + dcm2niix -h, {calls} calls each, interleaved")
     for column in (
@@ -349,6 +357,8 @@ def run_calls(
     )
     for home, _ in homes.values():
         cleanup(home)
+    for daemon_process in levered:  # (unmounted by cleanup: they end)
+        daemon_process.wait(timeout=30)
 
 
 def main() -> None:
