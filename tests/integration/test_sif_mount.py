@@ -77,6 +77,58 @@ def test_kept_as_one_verified_file_and_mounted_on_first_exec(dcm_sif: Path, sif_
     assert not list((sif_home / "store" / "images").iterdir())
 
 
+def _mount_entry(point: Path) -> tuple[str, set[str]]:
+    """(file system type, mount options) of the mount at ``point``."""
+    with open("/proc/self/mounts") as handle:
+        for line in handle:
+            fields = line.split()
+            if fields[1] == str(point):
+                return fields[2], set(fields[3].split(","))
+    raise AssertionError(f"{point} is not mounted")
+
+
+def test_mounted_read_only_by_the_best_squashfuse_and_older_scripts_refreshed(
+    dcm_sif: Path, sif_home: Path
+) -> None:
+    """Per-call speed: squashfuse_ll (the kernel keeps the never-changing image's entries and
+    failed lookups), read-only; an image imported by an older neurodesk (its mount.sh calling
+    plain squashfuse) gets today's script on its next exec, its values kept."""
+    from neurodesk.store.sifmount import MOUNTERS, mounter
+
+    _import(sif_home, dcm_sif)
+    image_dir = _image_dir(sif_home)
+    script = image_dir / "mount.sh"
+    today = script.read_text()
+    older = today.replace('"$nd_mounter" -o "$nd_o,offset', 'squashfuse -o "offset')
+    older = "\n".join(line for line in older.splitlines() if not line.startswith("nd_mounters="))
+    script.write_text(older + "\n")
+    proc = _exec(sif_home)
+    assert proc.returncode == 0 and "Chris Rorden" in proc.stdout, proc.stderr
+    assert script.read_text() == today
+    kind, options = _mount_entry(image_dir / "mnt" / "sif")
+    found = mounter()
+    assert found is not None
+    assert kind == "fuse." + Path(found[0]).name and "ro" in options
+    # every squashfuse we may pick takes its options (a typo would only show where it is picked)
+    for name, opts in MOUNTERS:
+        if shutil.which(name) is None:
+            continue
+        point = image_dir.parent.parent / f"probe-{name}"
+        point.mkdir()
+        argv = [
+            name,
+            "-o",
+            f"{opts},offset={json.loads((image_dir / 'sif.json').read_text())['offset']}",
+        ]
+        subprocess.run([*argv, str(image_dir / "image.sif"), str(point)], check=True)
+        try:
+            assert (point / "usr" / "bin" / "dcm2niix").is_file()
+            assert not (point / "no-such-file").exists()
+        finally:
+            subprocess.run(["fusermount3", "-u", str(point)], check=True)
+            point.rmdir()
+
+
 def test_gc_unmounts_unreferenced_images(dcm_sif: Path, sif_home: Path) -> None:
     _import(sif_home, dcm_sif)
     assert _exec(sif_home).returncode == 0
@@ -101,12 +153,15 @@ def test_kill_9_mid_mount_then_the_next_call_works(
     dcm_sif: Path, sif_home: Path, tmp_path: Path
 ) -> None:
     _import(sif_home, dcm_sif)
-    # A squashfuse that takes its time, so the first call is surely killed mid-mount.
+    # A squashfuse (whichever mount.sh picks) that takes its time, so the first call is surely
+    # killed mid-mount.
     shim = tmp_path / "slowbin"
     shim.mkdir()
-    real = shutil.which("squashfuse")
-    (shim / "squashfuse").write_text(f'#!/bin/sh\nsleep 30\nexec {real} "$@"\n')
-    (shim / "squashfuse").chmod(0o755)
+    for name in ("squashfuse_ll", "squashfuse"):
+        real = shutil.which(name)
+        if real is not None:
+            (shim / name).write_text(f'#!/bin/sh\nsleep 30\nexec {real} "$@"\n')
+            (shim / name).chmod(0o755)
     env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}", NEURODESK_HOME=str(sif_home))
     first = subprocess.Popen(
         [sys.executable, "-m", "neurodesk", "exec", "dcmsif", "--", "dcm2niix", "-h"],

@@ -85,6 +85,26 @@ def test_identity_files_add_the_user_only_when_the_image_lacks_them(tmp_path: Pa
     assert files["/etc/group"].splitlines() == ["root:x:0:", "lab:x:4321:"]
 
 
+def test_identity_files_read_through_a_store_rootfs_link_but_not_an_image_link(
+    tmp_path: Path,
+) -> None:
+    """A SIF held in the store has ``rootfs -> mnt/sif``: its users are read through that link
+    (else every call of its wrappers made up a passwd and group, two more binds); a symlink
+    inside the image (an /etc pointing elsewhere) is still never followed."""
+    from neurodesk.runtime.spec import identity_files
+
+    (tmp_path / "mnt/sif/etc").mkdir(parents=True)
+    (tmp_path / "mnt/sif/etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp_path / "mnt/sif/etc/group").write_text("root:x:0:\n")
+    (tmp_path / "rootfs").symlink_to("mnt/sif")
+    assert identity_files(tmp_path / "rootfs", 0, 0, "root", "root", "/root") == {}
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "etc").symlink_to(tmp_path / "mnt/sif/etc")
+    files = identity_files(linked, 0, 0, "root", "root", "/root")
+    assert files["/etc/passwd"] == "root:x:0:0:root:/root:/bin/sh\n"
+
+
 def fake_dev(tmp_path: Path, names: list[str]) -> Path:
     dev = tmp_path / "dev"
     for name in names:

@@ -11,7 +11,7 @@ import pytest
 from neurodesk.errors import NeurodeskError
 from neurodesk.image.sif_write import environment_script
 from neurodesk.sources.sif_source import _is_sif_url
-from neurodesk.store.sifmount import SifMeta, render_script, sif_file
+from neurodesk.store.sifmount import SifMeta, lay_out, refresh_script, render_script, sif_file
 from neurodesk.store.sifstore import remote_name
 from tests.conftest import assert_one_line_error, run_cli
 
@@ -39,6 +39,21 @@ def test_mount_script_header_quotes_values_and_parses(tmp_path: Path) -> None:
     )
     assert out.stdout == f"{HOSTILE}|32768|{HOSTILE}"
     assert subprocess.run(["sh", "-n", "-c", script], check=False).returncode == 0
+
+
+def test_an_older_mount_script_is_rewritten_keeping_its_values(tmp_path: Path) -> None:
+    meta = SifMeta(32768, 1000, "sha256:" + "0" * 64)
+    lay_out(tmp_path / "img", "tool_1_20260101", meta, lazy=False, stall=7)
+    script = tmp_path / "img" / "mount.sh"
+    today = script.read_text()
+    assert "nd_stall=7\n" in today and "nd_mounters='squashfuse_ll squashfuse'" in today
+    script.write_text(today.split("\nnd_mounters=", 1)[0] + "\nsquashfuse -o offset=1 a b\n")
+    refresh_script(tmp_path / "img")
+    assert script.read_text() == today
+    assert script.stat().st_mode & 0o111
+    inode = script.stat().st_ino
+    refresh_script(tmp_path / "img")  # a current script is left as it is
+    assert script.stat().st_ino == inode
 
 
 @pytest.mark.parametrize(

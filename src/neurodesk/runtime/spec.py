@@ -241,9 +241,12 @@ def id_file_base(lines: list[str], name: str, number: int) -> str | None:
 
 
 def image_lines(rootfs: Path, rel: str) -> list[str]:
-    """The lines of a regular file of the image (never through a symlink), or none."""
+    """The lines of a regular file of the image (never through a symlink of the image), or none.
+
+    ``rootfs`` itself may be a symlink of the store (a SIF's ``rootfs -> mnt/sif``)."""
     path = rootfs / rel
-    if any(p.is_symlink() for p in [path, *path.parents] if p.is_relative_to(rootfs)):
+    inside = [p for p in [path, *path.parents] if p.is_relative_to(rootfs) and p != rootfs]
+    if any(p.is_symlink() for p in inside):
         return []
     if not path.is_file():
         return []

@@ -4,8 +4,12 @@ nd_dir=$(cd "${0%/*}" && pwd -P) || exit 1
 nd_root=$nd_dir/rootfs
 nd_say() { echo "neurodesk: $nd_id: $*" >&2; }
 nd_lazy() { [ "$(readlink "$nd_root")" = mnt/lazy ]; }
+# A directory that answers: the kernel keeps a squashfuse_ll mount's entries and attributes for
+# ever, so stat succeeds on a mount whose daemon died; opening the directory asks the daemon
+# (ENOTCONN when dead). `true`, not `:`: a failed redirection ends the shell for a special one.
+nd_alive() { [ -d "$1/." ] && { true <"$1/."; } 2>/dev/null; }
 nd_ok() {
-  { [ -d "$nd_root/." ] && [ ! -e "$nd_root/.neurodesk-unmounted" ]; } || return 1
+  { nd_alive "$nd_root" && [ ! -e "$nd_root/.neurodesk-unmounted" ]; } || return 1
   nd_lazy || return 0
   [ -d "$nd_dir/remote/." ] && [ ! -s "$nd_dir/remote.failed" ]
 }
@@ -96,7 +100,11 @@ nd_watch() {
 }
 nd_fuse() {
   case ${NEURODESK_FUSE:-} in off|0|no|false) nd_why="NEURODESK_FUSE=off"; return 1 ;; esac
-  command -v squashfuse >/dev/null 2>&1 || { nd_why="squashfuse is not installed"; return 1; }
+  nd_mounter=
+  for nd_h in $nd_mounters; do
+    command -v "$nd_h" >/dev/null 2>&1 && { nd_mounter=$nd_h; break; }
+  done
+  [ -n "$nd_mounter" ] || { nd_why="squashfuse is not installed"; return 1; }
   [ -e /dev/fuse ] || { nd_why="there is no /dev/fuse"; return 1; }
   # libfuse opens /dev/fuse itself; a non-root mount(2) then goes through setuid fusermount3
   [ -r /dev/fuse ] && [ -w /dev/fuse ] || { nd_why="no read-write access to /dev/fuse"; return 1; }
@@ -115,7 +123,7 @@ if nd_lazy && { [ ! -d "$nd_dir/remote/." ] || [ -s "$nd_dir/remote.failed" ]; }
   nd_kill_remote
   nd_unmount "$nd_dir/remote"
 fi
-if [ ! -d "$nd_mnt/." ]; then
+if ! nd_alive "$nd_mnt"; then
   nd_say "its mount had died (transport endpoint not connected); mounting it again"
   nd_unmount "$nd_mnt"
 fi
@@ -190,7 +198,10 @@ case $nd_target in
     fi
     ;;
 esac
-if ! squashfuse -o "offset=$nd_offset" "$nd_src" "$nd_mnt" 2>>"$nd_dir/squashfuse.log" 9>&-; then
+# squashfuse_ll where there is one (the kernel then keeps all it learns of this image that
+# never changes), with the options of the header (nd_opts_<its name>)
+eval "nd_o=\$nd_opts_$nd_mounter"
+if ! "$nd_mounter" -o "$nd_o,offset=$nd_offset" "$nd_src" "$nd_mnt" 2>>"$nd_dir/squashfuse.log" 9>&-; then
   nd_unmount "$nd_mnt"
   nd_say "its squashfs partition could not be mounted (corrupt or truncated SIF; see $nd_dir/squashfuse.log); run: neurodesk rm $nd_id, then install it again"
   exit 1

@@ -52,6 +52,23 @@ UNPACKED = "mnt/unpacked"
 WARM_CAP = 64 << 20
 # Set NEURODESK_FUSE=off to never mount (images are then unpacked once, as without FUSE).
 FUSE_SWITCH = "NEURODESK_FUSE"
+# What mounts a squashfs partition, best first, with its options (``offset=`` is added). A SIF
+# never changes, so the kernel may keep everything it learns about it: squashfuse_ll (the
+# low-level API) has it keep every entry, attribute and failed lookup for ever and file pages
+# across opens; squashfuse (the high-level API, 1 s and failed lookups not kept) is told the
+# same with options. ``ro`` spares a GETATTR after each directory listing (the kernel marks
+# atime stale only where it could write). Without these a call of a wrapper paid some 40 FUSE
+# round trips (ld.so's and execvp's misses, re-lookups after 1 s); with squashfuse_ll, ~17
+# remain: an OPEN and a RELEASE per file it opens and a READLINK per symlink (not cached).
+_FOREVER = 365 * 24 * 3600
+MOUNTERS: tuple[tuple[str, str], ...] = (
+    ("squashfuse_ll", "ro"),
+    (
+        "squashfuse",
+        f"ro,kernel_cache,entry_timeout={_FOREVER},attr_timeout={_FOREVER},"
+        f"negative_timeout={_FOREVER}",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -119,7 +136,7 @@ def fuse_problem() -> str | None:
     """Why squashfuse cannot mount here, or None when it can."""
     if os.environ.get(FUSE_SWITCH, "").lower() in ("off", "0", "no", "false"):
         return f"{FUSE_SWITCH}=off"
-    if shutil.which("squashfuse") is None:
+    if mounter() is None:
         return "squashfuse is not installed (apt-get install squashfuse)"
     if not os.path.exists("/dev/fuse"):
         return "there is no /dev/fuse"
@@ -134,6 +151,26 @@ def fuse_problem() -> str | None:
     if not os.stat(helper).st_mode & stat.S_ISUID:
         return f"{helper} is not setuid"
     return None
+
+
+def mounter() -> tuple[str, str] | None:
+    """The squashfuse here (the first of MOUNTERS on PATH) and its options, or None."""
+    for name, options in MOUNTERS:
+        path = shutil.which(name)
+        if path is not None:
+            return path, options
+    return None
+
+
+def squashfuse_argv(offset: int, source: Path, point: Path) -> list[str]:
+    """The command that mounts the squashfs at ``offset`` of ``source`` read-only at ``point``."""
+    found = mounter()
+    if found is None:
+        raise NeurodeskError(
+            "squashfuse is not installed", hint="install it: sudo apt-get install squashfuse"
+        )
+    path, options = found
+    return [path, "-o", f"{options},offset={int(offset)}", str(source), str(point)]
 
 
 # The body of every mount.sh: the one place that mounts (`neurodesk exec` runs it too). Values
@@ -161,6 +198,9 @@ def render_script(image_id: str, meta: SifMeta, wait: int = 60, stall: float = 1
         f"nd_httpdirfs={shlex.quote(meta.httpdirfs or 'httpdirfs')}",
         f"nd_cache={shlex.quote(meta.cache or '')}",
         f"nd_segment={SEGMENT_MB}",
+        # the squashfuse commands to try, best first, and their options (MOUNTERS)
+        f"nd_mounters={shlex.quote(' '.join(name for name, _ in MOUNTERS))}",
+        *(f"nd_opts_{name}={shlex.quote(options)}" for name, options in MOUNTERS),
     ]
     return "\n".join(header) + "\n" + SCRIPT_BODY.read_text()
 
@@ -182,10 +222,42 @@ def is_held_sif(image_dir: Path) -> bool:
     return (image_dir / SCRIPT).is_file() and (image_dir / ROOTFS).is_symlink()
 
 
+def refresh_script(image_dir: Path) -> None:
+    """Rewrite a ``mount.sh`` that an earlier neurodesk wrote (another body, or mounters) with
+    today's, keeping its image's values: images imported before then mount as well as new
+    ones. Atomic (a call running the old one keeps reading it); a store this user cannot
+    write keeps its script."""
+    script = image_dir / SCRIPT
+    meta = SifMeta.load(image_dir)
+    try:
+        text = script.read_text()
+    except OSError:
+        return
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name in ("nd_id", "nd_stall"):
+            values[name] = (shlex.split(value) or [""])[0]
+    if meta is None or "nd_id" not in values or not values.get("nd_stall", "").isdigit():
+        return
+    fresh = render_script(values["nd_id"], meta, stall=float(values["nd_stall"]))
+    if fresh == text:
+        return
+    new = image_dir / (SCRIPT + ".new")
+    try:
+        new.write_text(fresh)
+        new.chmod(0o755)
+        os.replace(new, script)
+    except OSError:
+        with suppress(OSError):
+            new.unlink()
+
+
 def ensure_mounted(image_dir: Path) -> None:
     """Mount the image (if it is a SIF held in the store and not mounted yet)."""
     if not is_held_sif(image_dir):
         return
+    refresh_script(image_dir)
     proc = subprocess.run(["sh", str(image_dir / SCRIPT)], check=False)
     if proc.returncode != 0:
         raise NeurodeskError(
@@ -211,9 +283,10 @@ def _mounted(path: Path) -> bool:
 
 
 def _stale(path: Path) -> bool:
-    """A FUSE mount whose daemon died: stat fails with 'transport endpoint is not connected'."""
+    """A FUSE mount whose daemon died: opening it fails with 'transport endpoint is not
+    connected' (stat may not: the kernel keeps a squashfuse_ll mount's attributes for ever)."""
     try:
-        os.stat(path)
+        os.close(os.open(path, os.O_RDONLY | os.O_DIRECTORY))
     except OSError as exc:
         return exc.errno == errno.ENOTCONN
     return False
@@ -292,12 +365,15 @@ def switch_rootfs(image_dir: Path, target: str) -> None:
 
 # The wrappers' mount-on-demand step (their template's nd_prepare_root): fork-free while the
 # mount is alive; else mount.sh (flock'd) mounts, remounts a dead mount, or unpacks once.
-# nd_sif names the SIF file itself, for runtimes that run it directly (apptainer, singularity).
+# Opening the root asks the daemon (one FUSE round trip): with squashfuse_ll the kernel answers
+# stat from its cache for ever, even when the daemon died. (`true`: a failed redirection of `:`
+# would end the shell.) nd_sif names the SIF file itself, for runtimes that run it directly
+# (apptainer, singularity).
 PREPARE_STEP = """\
   # neurodesk: this image is a SIF held in the store, mounted on first use (its mount.sh)
   nd_sif_dir=${nd_root%/*}
-  if [ ! -d "$nd_root/usr" ] || [ ! -d "$nd_sif_dir/remote/." ] \
-    || [ -s "$nd_sif_dir/remote.failed" ]; then
+  if [ ! -d "$nd_root/usr" ] || ! { true <"$nd_root/."; } 2>/dev/null \
+    || [ ! -d "$nd_sif_dir/remote/." ] || [ -s "$nd_sif_dir/remote.failed" ]; then
     if [ -f "$nd_sif_dir/mount.sh" ]; then
       sh "$nd_sif_dir/mount.sh" || return 1
     fi

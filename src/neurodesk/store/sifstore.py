@@ -300,7 +300,7 @@ def prefetch(store: Store, record: ImageRecord, timeout: float = 30.0) -> None:
         local = image_dir / sifmount.MOUNT_POINTS[0]
         sifmount.detach(local)
         proc = subprocess.run(
-            ["squashfuse", "-o", f"offset={meta.offset}", str(final), str(local)],
+            sifmount.squashfuse_argv(meta.offset, final, local),
             capture_output=True,
             text=True,
             check=False,
