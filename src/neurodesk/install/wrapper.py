@@ -141,10 +141,10 @@ def _layout(entries: list[tuple[str, str, str]]) -> str:
     return _words(words)
 
 
-def _splay_case(entries: list[tuple[str, str, str]]) -> str:
-    """A case pattern for paths below the image's non-empty top-level directories."""
-    names = [shlex.quote(f"/{name}") + "/*" for kind, name, _ in entries if kind == "bind"]
-    return "|".join(names) or "/*/*/../.."  # no such directory: a pattern no path matches
+def _splay_names(entries: list[tuple[str, str, str]]) -> str:
+    """`` /name /name `` of the image's top-level entries bound whole (a path below one needs
+    a mount point there), for a one-pattern match in the wrapper."""
+    return " " + "".join(f"/{name} " for kind, name, _ in entries if kind == "bind")
 
 
 def _foreseen_splay(record: ImageRecord, home: str | None) -> list[str]:
@@ -183,7 +183,13 @@ def _uid_map() -> str:
 def _more_context(record: ImageRecord) -> dict[str, Any]:
     """What the rare cases' helpers need from install time."""
     env = dict(container_env(record, {}))
+    passwd = image_lines(record.rootfs, "etc/passwd")
+    group = image_lines(record.rootfs, "etc/group")
     return {
+        "image_passwd": "".join(line + "\n" for line in passwd),
+        "image_group": "".join(line + "\n" for line in group),
+        "image_users": _pairs(passwd),
+        "image_groups": _pairs(group),
         "image_path": env.get("PATH", ""),
         "image_ld_path": env.get("LD_LIBRARY_PATH", ""),
         "top_records": "".join(f"{k}{US}{n}{US}{t}\n" for k, n, t in top_level(record.rootfs)),
@@ -250,12 +256,12 @@ def render_wrapper(
         ),
         passthrough_env=PASSTHROUGH_ENV,
         bindpath_vars=BINDPATH_VARS,
-        system_case="|".join(f"{d}|{d}/*" for d in SYSTEM_DIRS),
+        system_names=" ".join(SYSTEM_DIRS),
         layout=_layout(entries),
         splay0="".join(f"\n{p}" for p in splay0) + "\n" if splay0 else "",
         layout0=_words(layout0),
         more_file=more_file,
-        splay_case=_splay_case(entries),
+        splay_names=_splay_names(entries),
         install_uid=uid,
         install_uid_map=_uid_map(),
         install_user=user,
@@ -263,10 +269,6 @@ def render_wrapper(
         install_group=group_name,
         install_passwd=id_file_base(passwd, user, uid),
         install_group_file=id_file_base(group, group_name, gid),
-        image_passwd="".join(line + "\n" for line in passwd),
-        image_group="".join(line + "\n" for line in group),
-        image_users=_pairs(passwd),
-        image_groups=_pairs(group),
         gpu_default=gpu,
         **_more_context(record),
     )
