@@ -201,7 +201,7 @@ def test_directories_splayed_for_the_installing_users_home_are_laid_out_at_insta
     record = make_image(tmp_path)
     monkeypatch.setenv("HOME", "/usr/share")  # the image has /usr/bin only
     wrapper = install_image(record, tmp_path / "prefix").bin_dir / "tbreg"
-    assert "elif [ \"$nd_splay\" = '\n/usr\n' ]; then" in wrapper.read_text()
+    assert "\n    '\n/usr\n') nd_L=" in wrapper.read_text()
     for env, cwd in [
         ({"HOME": "/usr/share"}, "/"),
         ({"HOME": "/nonexistent-home"}, "/usr/share"),

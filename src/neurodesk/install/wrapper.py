@@ -129,7 +129,7 @@ def _words(words: list[str]) -> str:
     return '"$nd_root"'.join(shlex.quote(chunk) for chunk in text.split(_ROOT) if chunk) or "''"
 
 
-def _layout(entries: list[tuple[str, str, str]]) -> str:
+def _layout(entries: list[tuple[str, str, str]]) -> list[str]:
     words: list[str] = []
     for kind, name, target in entries:
         if kind == "symlink":
@@ -138,7 +138,19 @@ def _layout(entries: list[tuple[str, str, str]]) -> str:
             words += ["--dir", f"/{name}"]
         else:
             words += ["--ro-bind", f"{_ROOT}/{name}", f"/{name}"]
-    return _words(words)
+    return words
+
+
+def _split_common(a: list[str], b: list[str]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """``a`` and ``b`` as their common head, their own middles and their common tail (the
+    wrapper writes the shared words once: every byte costs dash time to read)."""
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    return a[:head], a[head : len(a) - tail], b[head : len(b) - tail], a[len(a) - tail :]
 
 
 def _splay_names(entries: list[tuple[str, str, str]]) -> str:
@@ -230,11 +242,16 @@ def render_wrapper(
     check_command(command)
     static_env = sorted(container_env(record, {}).items())
     splay0 = _foreseen_splay(record, os.environ.get("HOME"))
+    entries = top_level(record.rootfs)
+    layout = _layout(entries)
     layout0 = image_args(record.rootfs, root_expr=_ROOT, splay=splay0)[:-4]  # no --dev, --proc
+    head: list[str] = []
+    middle, middle0, tail = layout, head, head
+    if splay0:
+        head, middle, middle0, tail = _split_common(layout, layout0)
     passwd = image_lines(record.rootfs, "etc/passwd")
     group = image_lines(record.rootfs, "etc/group")
     uid, user, gid, group_name = _caller()
-    entries = top_level(record.rootfs)
     return _render(
         "wrapper.sh.j2",
         command=command,
@@ -257,9 +274,11 @@ def render_wrapper(
         passthrough_env=PASSTHROUGH_ENV,
         bindpath_vars=BINDPATH_VARS,
         system_names=" ".join(SYSTEM_DIRS),
-        layout=_layout(entries),
+        layout_head=_words(head),
+        layout_middle=_words(middle),
+        layout_tail=_words(tail),
         splay0="".join(f"\n{p}" for p in splay0) + "\n" if splay0 else "",
-        layout0=_words(layout0),
+        layout0_middle=_words(middle0),
         more_file=more_file,
         splay_names=_splay_names(entries),
         install_uid=uid,
