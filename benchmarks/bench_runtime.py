@@ -3,8 +3,10 @@
 Single calls of ``dcm2niix -h``, interleaved: the host's apt binary, the installed wrapper
 (dash, neurodesk-launch forwarding signals, bwrap), bwrap alone with the RunSpec's arguments
 for the same call (its floor), dash doing nothing but ``exec bwrap`` with those arguments (the
-floor of any shell wrapper: one more program start), and ``neurodesk exec`` (Python, the
-signal forwarder, bwrap).
+floor of any shell wrapper: one more program start), dash doing nothing but ``exec
+neurodesk-launch bwrap`` (the floor of a shell wrapper that forwards signals: one more program
+start and a fork), the wrapper script alone (its final ``exec`` made an ``exit``: the script's
+own work), and ``neurodesk exec`` (Python, the signal forwarder, bwrap).
 ``--before SRC`` adds the wrapper that another checkout's ``SRC/src`` installs for the same
 image (say main's, for a before/after table in the same run). Then CPU time per call, and a
 100-call shell loop (``for i in $(seq 100); do dcm2niix -h >/dev/null; done``), native vs
@@ -29,6 +31,7 @@ from pathlib import Path
 from benchmarks.common import ensure_image, interleaved, print_table
 from neurodesk.install.installer import install_image
 from neurodesk.runtime.bwrap import bwrap_argv
+from neurodesk.runtime.launcher import PREFIX_PATH
 from neurodesk.runtime.spec import build_runspec
 
 LOOP = "for i in $(seq 100); do dcm2niix -h >/dev/null; done"
@@ -36,6 +39,10 @@ WRAPPER = "wrapper (sh + launcher + bwrap)"
 BEFORE = "wrapper before (--before)"
 BWRAP = "bwrap alone"
 SH_FLOOR = "sh exec bwrap (any sh wrapper's floor)"
+LAUNCH_FLOOR = "sh exec launcher bwrap (floor with signals)"
+SCRIPT_ONLY = "wrapper script alone (exec -> exit)"
+# The wrapper's one exec of the launcher, which the script-alone variant turns into an exit.
+LAUNCH_EXEC = 'exec "$nd_launch" '
 
 _INSTALL = """
 import sys
@@ -51,8 +58,12 @@ print(install_image(record, Path(sys.argv[2])).bin_dir)
 def cpu_ms(argv: list[str], runs: int) -> float:
     """Mean CPU time (user + sys, children included) per run: what load does not inflate."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    failed = 0
     for _ in range(runs):
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        failed += done.returncode != 0
+    if failed:
+        print(f"warning: {failed} of {runs} runs of {argv[0]} failed")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return used / runs * 1e3
@@ -71,6 +82,19 @@ def before_wrapper(src: Path, image: str, prefix: Path) -> Path:
     return Path(out.stdout.strip().splitlines()[-1]) / "dcm2niix"
 
 
+def script_only(wrapper: Path, dest_dir: Path) -> Path:
+    """A copy of ``wrapper`` beside it that does all its work but exits instead of running the
+    launcher: the script's own cost. Written in ``dest_dir``, which must be the wrapper's
+    directory (the wrapper finds everything relative to itself)."""
+    text = wrapper.read_text()
+    if text.count(LAUNCH_EXEC) != 1:
+        raise SystemExit(f"error: {wrapper} has no single '{LAUNCH_EXEC}' line to cut")
+    copy = dest_dir / f".{wrapper.name}-script-only"
+    copy.write_text(text.replace(LAUNCH_EXEC, "exit 0; " + LAUNCH_EXEC))
+    copy.chmod(0o755)
+    return copy
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=40, help="single-call runs per variant")
@@ -85,14 +109,19 @@ def main() -> int:
     bin_dir = install_image(record, paths.installs).bin_dir
     spec = build_runspec(record, ["dcm2niix", "-h"], cwd=os.getcwd())
     nd = [sys.executable, "-m", "neurodesk", "exec", record.name, "--", "dcm2niix", "-h"]
+    launcher = paths.installs / PREFIX_PATH
     variants = {
         "native (apt)": [native, "-h"],
         WRAPPER: [str(bin_dir / "dcm2niix"), "-h"],
         BWRAP: bwrap_argv(spec),
         SH_FLOOR: ["dash", "-c", 'exec "$@"', "sh", *bwrap_argv(spec)],
+        LAUNCH_FLOOR: ["dash", "-c", 'exec "$@"', "sh", str(launcher), *bwrap_argv(spec)],
         "neurodesk exec (python + bwrap)": nd,
     }
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
+        # the script-alone copy goes into an install of its own, not into the user's
+        alone_bin = install_image(record, Path(tmp) / "alone").bin_dir
+        variants[SCRIPT_ONLY] = [str(script_only(alone_bin / "dcm2niix", alone_bin)), "-h"]
         if args.before is not None:
             ref = f"{record.name}/{record.version}/{record.builddate}"
             variants[BEFORE] = [str(before_wrapper(args.before, ref, Path(tmp))), "-h"]
@@ -100,19 +129,28 @@ def main() -> int:
         print_table(f"dcm2niix -h, one call, {args.runs} runs each", single, "native (apt)")
         median = {name: statistics.median(values) * 1e3 for name, values in single.items()}
         floor = median[BWRAP] - median["native (apt)"]
-        for name in (WRAPPER, BEFORE, SH_FLOOR):
+        for name in (WRAPPER, BEFORE, SH_FLOOR, LAUNCH_FLOOR):
             if name in median:
                 added = median[name] - median["native (apt)"]
                 print(
                     f"{name}: +{added:.2f} ms over native, bwrap alone +{floor:.2f} ms: "
                     f"{added - floor:+.2f} ms over bwrap's floor (goal: within 1 ms)"
                 )
+        print(
+            f"where the wrapper's time over {SH_FLOOR} goes: launcher (fork, wait, one more "
+            f"exec) {median[LAUNCH_FLOOR] - median[SH_FLOOR]:+.2f} ms, the rest (the script's "
+            f"own work) {median[WRAPPER] - median[LAUNCH_FLOOR]:+.2f} ms; the script alone "
+            f"{median[SCRIPT_ONLY] - median['native (apt)']:+.2f} ms over native"
+        )
         cpu = {name: cpu_ms(argv, args.runs) for name, argv in variants.items()}
     base = cpu["native (apt)"]
     for name, value in cpu.items():
         print(f"CPU time per call, {name}: {value:.2f} ms ({value - base:+.2f} ms)")
     print(f"CPU time of the wrapper over bwrap alone: {cpu[WRAPPER] - cpu[BWRAP]:+.2f} ms")
     print(f"CPU time of the wrapper over {SH_FLOOR}: {cpu[WRAPPER] - cpu[SH_FLOOR]:+.2f} ms")
+    print(
+        f"CPU time of the wrapper over {LAUNCH_FLOOR}: {cpu[WRAPPER] - cpu[LAUNCH_FLOOR]:+.2f} ms"
+    )
     loops = interleaved(
         {
             "native loop": ["sh", "-c", f"PATH=/usr/bin:$PATH; {LOOP}"],

@@ -25,6 +25,7 @@ from neurodesk.errors import NeurodeskError
 from neurodesk.image.oci import OCILayout
 from neurodesk.install.installer import install_image
 from neurodesk.install.validate import UnsafeImageError
+from neurodesk.install.wrapper import MORE_FILE
 from neurodesk.store import ImageRecord, Store
 from tests.conftest import assert_one_line_error, run_cli
 from tests.unit.ocihelp import write_layout
@@ -149,6 +150,9 @@ def run_everything(prefix: Path, tmp: Path) -> None:
                 activate = path.parent / "activate"
                 script = f'. "{activate}"; . "{path.parent / "deactivate"}"'
                 subprocess.run([shell, "-c", script], check=True, env=env, capture_output=True)
+        elif rel.parts[-2:-1] == ("bin",) and rel.name == MORE_FILE:
+            # the wrappers' helpers, sourced: defining them runs nothing
+            subprocess.run(["dash", "-c", '. "$1"', "sh", str(path)], check=True, env=env, cwd=tmp)
         elif rel.parts[-2:-1] == ("bin",):
             subprocess.run(["bash", "-n", str(path)], check=True)
             subprocess.run([str(path), "x"], env=env, capture_output=True, timeout=30, cwd=tmp)

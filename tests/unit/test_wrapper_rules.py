@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from neurodesk.install.installer import install_image
+from neurodesk.install.wrapper import MORE_FILE, render_wrapper
 from neurodesk.runtime.bwrap import bwrap_argv
 from neurodesk.runtime.spec import build_runspec
 from neurodesk.store import ImageRecord
@@ -164,16 +165,48 @@ def test_unknown_user_gets_passwd_and_group_entries(
     assert proc.stdout.strip() == "2"
 
 
-def test_the_wrapper_is_posix_sh(installed: tuple[ImageRecord, Path]) -> None:
-    """dash (a strict POSIX sh) parses the whole file and its lazily read helpers."""
-    _record, wrapper = installed
+def test_the_wrapper_is_posix_sh(installed: tuple[ImageRecord, Path], tmp_path: Path) -> None:
+    """dash (a strict POSIX sh) parses the whole file and its lazily read helpers: those of
+    the file beside an installed wrapper, and those a wrapper carries itself (a published
+    tree's, rendered without that file)."""
+    record, wrapper = installed
     text = wrapper.read_text()
     assert text.startswith("#!/bin/sh\n")
     subprocess.run([str(DASH), "-n", str(wrapper)], check=True)
+    more = wrapper.parent / MORE_FILE
+    assert "nd_bindpath()" in more.read_text()
+    assert not os.access(more, os.X_OK)  # never taken for a command
+    subprocess.run([str(DASH), "-n", str(more)], check=True)
+    carried = tmp_path / "carried"
+    carried.write_text(render_wrapper(record, "tbreg"))
+    subprocess.run([str(DASH), "-n", str(carried)], check=True)
     helpers = subprocess.run(
         [str(DASH), "-c", 'eval "$(sed -n "/^nd_more_defs=/,/^nd_more() /p" "$1")"; '
-         'printf %s "$nd_more_defs"', "sh", str(wrapper)],
+         'printf %s "$nd_more_defs"', "sh", str(carried)],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "nd_bindpath()" in helpers
     subprocess.run([str(DASH), "-n"], input=helpers, text=True, check=True)
+
+
+@pytest.mark.parametrize("shell", ["dash", "bash"])
+def test_directories_splayed_for_the_installing_users_home_are_laid_out_at_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shell: str
+) -> None:
+    """A $HOME below a non-empty image directory splays it on every call: the layout for the
+    installing user's $HOME is written at install time, and calls that need another layout
+    still get theirs; either way the command line is the RunSpec's."""
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    record = make_image(tmp_path)
+    monkeypatch.setenv("HOME", "/usr/share")  # the image has /usr/bin only
+    wrapper = install_image(record, tmp_path / "prefix").bin_dir / "tbreg"
+    assert "\n    '\n/usr\n') nd_L=" in wrapper.read_text()
+    for env, cwd in [
+        ({"HOME": "/usr/share"}, "/"),
+        ({"HOME": "/nonexistent-home"}, "/usr/share"),
+        ({"HOME": "/usr/share"}, "/opt"),
+        ({"HOME": "/usr/share", "NEURODESK_BINDPATH": "/usr/share:/opt/in"}, "/"),  # not foreseen
+        ({"HOME": str(tmp_path)}, "/"),  # nothing to splay
+    ]:
+        compare(record, wrapper, env, cwd, shell)

@@ -14,7 +14,7 @@ from neurodesk import __version__
 from neurodesk.install.layout import Layout, slug
 from neurodesk.install.metadata import AppInfo
 from neurodesk.install.templating import render
-from neurodesk.install.wrapper import render_wrapper
+from neurodesk.install.wrapper import MORE_FILE, render_wrapper, render_wrapper_more
 from neurodesk.store import ImageRecord
 
 EXECUTABLE = 0o755
@@ -44,8 +44,13 @@ def shell_key(image_id: str) -> str:
 def wrapper_files(record: ImageRecord, commands: list[str], gpu: bool = False) -> Files:
     bin_dir = Layout.bin_dir(record.id)
     files = {
-        bin_dir / c: InstallFile(render_wrapper(record, c, gpu=gpu), EXECUTABLE) for c in commands
+        bin_dir / c: InstallFile(
+            render_wrapper(record, c, gpu=gpu, more_file=MORE_FILE), EXECUTABLE
+        )
+        for c in commands
     }
+    # the rare cases' helpers, read by the wrappers only when a call needs them
+    files[bin_dir / MORE_FILE] = InstallFile(render_wrapper_more(record))
     files[bin_dir.parent / "commands.txt"] = InstallFile("".join(f"{c}\n" for c in commands))
     return files
 

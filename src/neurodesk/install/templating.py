@@ -15,6 +15,7 @@ import jinja2
 def lua_string(text: str) -> str:
     """A Lua double-quoted string literal."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = escaped.replace("\r", "\\r")  # a bare carriage return ends a Lua string too
     return f'"{escaped}"'
 
 

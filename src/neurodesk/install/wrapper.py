@@ -7,19 +7,29 @@ line and runs it (``wrapper_bwrap.sh.j2``, under the signal-forwarding launcher 
 ``runtime/launcher.py``; ``wrapper_apptainer.sh.j2``). The constants come from the runtime
 package, so ``neurodesk exec`` and a wrapper decide alike; what does not depend on the call is
 decided here, at install time, and written into the wrapper as it is.
+
+Start time: dash spends about 45 instructions on every byte of script it reads, comments
+included, so the wrappers are rendered without the templates' comment lines, and the helpers
+of the rarer cases (``wrapper_more.sh.j2``) go into a file of their own beside the wrappers
+(:func:`render_wrapper_more`), read only by a call that needs them. A wrapper rendered without
+that file (a published tree's) carries them as a string it evaluates when needed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from pathlib import Path
+from typing import Any
+
+import jinja2
 
 from neurodesk import __version__
 from neurodesk.install.layout import STORE_LINK, UP_TO_PREFIX
-from neurodesk.install.templating import render
+from neurodesk.install.templating import _ENV
 from neurodesk.install.validate import check_command
-from neurodesk.runtime.bwrap import RUNTIME_DIRS
+from neurodesk.runtime.bwrap import RUNTIME_DIRS, image_args, splay_points
 from neurodesk.runtime.gpu import (
     DEVICE_PATTERNS,
     GPU_BIN_DIR,
@@ -45,6 +55,36 @@ from neurodesk.store.sifmount import prepare_step
 US = "\x1f"
 # Stands for the image's root in a word until it is written as the shell's "$nd_root".
 _ROOT = "\0"
+# The rare cases' helpers, beside the wrappers in their bin directory: not executable, and
+# hidden, so nothing takes it for a command.
+MORE_FILE = ".neurodesk-wrapper-more.sh"
+# A whole-line sh comment of a template (not the "#!" line, not a Jinja tag).
+_COMMENT_LINE = re.compile(r"^[ \t]*#(?![!%]).*\n", re.MULTILINE)
+
+
+class _UncommentedLoader(jinja2.BaseLoader):
+    """The wrapper templates without their comment lines (they stay in the sources)."""
+
+    def __init__(self, inner: jinja2.BaseLoader) -> None:
+        self.inner = inner
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Any]:
+        source, filename, uptodate = self.inner.get_source(environment, template)
+        head, newline, rest = source.partition("\n")  # the first line: "#!/bin/sh" or a title
+        if template == "wrapper.sh.j2":  # and its second: what the file is, who wrote it
+            second, newline2, rest = rest.partition("\n")
+            head, newline = head + newline + second, newline2
+        return head + newline + _COMMENT_LINE.sub("", rest), filename, uptodate
+
+
+assert _ENV.loader is not None
+_SH_ENV = _ENV.overlay(loader=_UncommentedLoader(_ENV.loader))
+
+
+def _render(template: str, **context: Any) -> str:
+    return _SH_ENV.get_template(template).render(**context)
 
 
 def rootfs_in_store(record: ImageRecord) -> str | None:
@@ -89,7 +129,7 @@ def _words(words: list[str]) -> str:
     return '"$nd_root"'.join(shlex.quote(chunk) for chunk in text.split(_ROOT) if chunk) or "''"
 
 
-def _layout(entries: list[tuple[str, str, str]]) -> str:
+def _layout(entries: list[tuple[str, str, str]]) -> list[str]:
     words: list[str] = []
     for kind, name, target in entries:
         if kind == "symlink":
@@ -98,13 +138,44 @@ def _layout(entries: list[tuple[str, str, str]]) -> str:
             words += ["--dir", f"/{name}"]
         else:
             words += ["--ro-bind", f"{_ROOT}/{name}", f"/{name}"]
-    return _words(words)
+    return words
 
 
-def _splay_case(entries: list[tuple[str, str, str]]) -> str:
-    """A case pattern for paths below the image's non-empty top-level directories."""
-    names = [shlex.quote(f"/{name}") + "/*" for kind, name, _ in entries if kind == "bind"]
-    return "|".join(names) or "/*/*/../.."  # no such directory: a pattern no path matches
+def _split_common(a: list[str], b: list[str]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """``a`` and ``b`` as their common head, their own middles and their common tail (the
+    wrapper writes the shared words once: every byte costs dash time to read)."""
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    return a[:head], a[head : len(a) - tail], b[head : len(b) - tail], a[len(a) - tail :]
+
+
+def _splay_names(entries: list[tuple[str, str, str]]) -> str:
+    """`` /name /name `` of the image's top-level entries bound whole (a path below one needs
+    a mount point there), for a one-pattern match in the wrapper."""
+    return " " + "".join(f"/{name} " for kind, name, _ in entries if kind == "bind")
+
+
+def _foreseen_splay(record: ImageRecord, home: str | None) -> list[str]:
+    """The image directories the install user's usual call splays, in the order the wrapper
+    finds them: those its ``$HOME`` needs, then those the store's read-only bind needs when a
+    read-write bind (``$HOME``, the temporary directories) holds the store."""
+    if not home or not home.startswith("/"):
+        return []
+    home = os.path.normpath(home)
+    store = os.path.realpath(record.store_root)
+    targets = [home]
+    if any(store == d or store.startswith(d.rstrip("/") + "/") for d in (home, "/tmp", "/var/tmp")):
+        targets.append(store)
+    order: list[str] = []
+    for target in targets:
+        for point in sorted(splay_points(record.rootfs, [target]), key=len):
+            if point not in order:
+                order.append(point)
+    return order
 
 
 def _caller() -> tuple[int, str, int, str]:
@@ -121,29 +192,67 @@ def _uid_map() -> str:
         return "unknown"
 
 
+def _more_context(record: ImageRecord) -> dict[str, Any]:
+    """What the rare cases' helpers need from install time."""
+    env = dict(container_env(record, {}))
+    passwd = image_lines(record.rootfs, "etc/passwd")
+    group = image_lines(record.rootfs, "etc/group")
+    return {
+        "image_passwd": "".join(line + "\n" for line in passwd),
+        "image_group": "".join(line + "\n" for line in group),
+        "image_users": _pairs(passwd),
+        "image_groups": _pairs(group),
+        "image_path": env.get("PATH", ""),
+        "image_ld_path": env.get("LD_LIBRARY_PATH", ""),
+        "top_records": "".join(f"{k}{US}{n}{US}{t}\n" for k, n, t in top_level(record.rootfs)),
+        "gpu_device_globs": _globs(("/dev",), DEVICE_PATTERNS),
+        "gpu_library_globs": _globs(HOST_LIB_DIRS, LIBRARY_PATTERNS),
+        "gpu_tools": TOOLS,
+        "gpu_bin_dirs": HOST_BIN_DIRS,
+        "gpu_lib_dir": GPU_LIB_DIR,
+        "gpu_bin_dir": GPU_BIN_DIR,
+    }
+
+
+def render_wrapper_more(record: ImageRecord) -> str:
+    """The file of the rare cases' helpers that the wrappers of ``record`` read when needed
+    (:data:`MORE_FILE`, beside them); sh to be sourced, so not executable."""
+    return _render("wrapper_more.sh.j2", **_more_context(record))
+
+
 def render_wrapper(
     record: ImageRecord,
     command: str,
     wrapper_dir: Path | None = None,
     root_beside: str | None = None,
     gpu: bool = False,
+    more_file: str | None = None,
 ) -> str:
     """The wrapper for ``command``. ``wrapper_dir`` is unused: every path is relative.
 
     ``root_beside`` places the image's root filesystem relative to the wrapper's own directory
     (a published tree keeps the sandbox next to its wrappers) instead of in the store. ``gpu``
     makes NVIDIA GPUs visible by default (``NEURODESK_GPU=0`` turns it off per call).
+    ``more_file`` names the file beside the wrapper that holds the rare cases' helpers
+    (:func:`render_wrapper_more`); without it the wrapper carries them itself.
     Everything that does not depend on the call is decided here: the image's layout, its
-    environment, and the identity files for the user who installs (the usual caller).
+    environment, the identity files for the user who installs (the usual caller), and the
+    image directories that user's ``$HOME`` and store make the runtime splay.
     """
     check_command(command)
     static_env = sorted(container_env(record, {}).items())
+    splay0 = _foreseen_splay(record, os.environ.get("HOME"))
+    entries = top_level(record.rootfs)
+    layout = _layout(entries)
+    layout0 = image_args(record.rootfs, root_expr=_ROOT, splay=splay0)[:-4]  # no --dev, --proc
+    head: list[str] = []
+    middle, middle0, tail = layout, head, head
+    if splay0:
+        head, middle, middle0, tail = _split_common(layout, layout0)
     passwd = image_lines(record.rootfs, "etc/passwd")
     group = image_lines(record.rootfs, "etc/group")
     uid, user, gid, group_name = _caller()
-    entries = top_level(record.rootfs)
-    env = dict(static_env)
-    return render(
+    return _render(
         "wrapper.sh.j2",
         command=command,
         image_id=record.id,
@@ -162,14 +271,16 @@ def render_wrapper(
         static_env_apptainer=_words(
             [w for k, v in static_env if k != "HOME" for w in ("--env", f"{k}={v}")]
         ),
-        image_path=env.get("PATH", ""),
-        image_ld_path=env.get("LD_LIBRARY_PATH", ""),
         passthrough_env=PASSTHROUGH_ENV,
         bindpath_vars=BINDPATH_VARS,
-        system_case="|".join(f"{d}|{d}/*" for d in SYSTEM_DIRS),
-        layout=_layout(entries),
-        top_records="".join(f"{k}{US}{n}{US}{t}\n" for k, n, t in entries),
-        splay_case=_splay_case(entries),
+        system_names=" ".join(SYSTEM_DIRS),
+        layout_head=_words(head),
+        layout_middle=_words(middle),
+        layout_tail=_words(tail),
+        splay0="".join(f"\n{p}" for p in splay0) + "\n" if splay0 else "",
+        layout0_middle=_words(middle0),
+        more_file=more_file,
+        splay_names=_splay_names(entries),
         install_uid=uid,
         install_uid_map=_uid_map(),
         install_user=user,
@@ -177,15 +288,6 @@ def render_wrapper(
         install_group=group_name,
         install_passwd=id_file_base(passwd, user, uid),
         install_group_file=id_file_base(group, group_name, gid),
-        image_passwd="".join(line + "\n" for line in passwd),
-        image_group="".join(line + "\n" for line in group),
-        image_users=_pairs(passwd),
-        image_groups=_pairs(group),
         gpu_default=gpu,
-        gpu_device_globs=_globs(("/dev",), DEVICE_PATTERNS),
-        gpu_library_globs=_globs(HOST_LIB_DIRS, LIBRARY_PATTERNS),
-        gpu_tools=TOOLS,
-        gpu_bin_dirs=HOST_BIN_DIRS,
-        gpu_lib_dir=GPU_LIB_DIR,
-        gpu_bin_dir=GPU_BIN_DIR,
+        **_more_context(record),
     )
