@@ -91,10 +91,10 @@ def test_ctrl_c_stops_every_connection_at_once_and_the_download_resumes(tmp_path
     done_file = tmp_path / "f.simg.part.done"
     piece = len(data) // 256
     with (
-        FileServer(tmp_path / "www", fault=Fault(delay=0.02)) as one,
-        FileServer(tmp_path / "www", fault=Fault(delay=0.02)) as two,
+        FileServer(tmp_path / "www", fault=Fault(delay=0.04)) as one,
+        FileServer(tmp_path / "www", fault=Fault(delay=0.04)) as two,
     ):
-        urls = [one.url + "f.simg", two.url + "f.simg"]  # ~13 MB/s in all: 16 MB take >1 s
+        urls = [one.url + "f.simg", two.url + "f.simg"]  # ~6 MB/s in all: 16 MB take >2 s
         child = subprocess.Popen(
             [sys.executable, "-c", RUN, str(dest), str(len(data)), *urls],
             stderr=subprocess.PIPE,
@@ -114,7 +114,7 @@ def test_ctrl_c_stops_every_connection_at_once_and_the_download_resumes(tmp_path
             child.kill()
             child.wait()
         assert child.returncode != 0 and "KeyboardInterrupt" in (child.stderr or "").read()
-        assert stopped < 0.5, stopped  # not after the connections finished their runs
+        assert stopped < 1.0, stopped  # not after the connections finished their runs
         kept = _done(done_file)
         assert 4 <= len(kept) < 256
         one.fault = two.fault = Fault()

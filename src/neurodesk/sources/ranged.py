@@ -110,21 +110,28 @@ class _Plan:
     def free(self, number: int) -> bool:
         return 0 <= number < self.count and number not in self.done and number not in self.owner
 
-    def claim(self, slot: int, limit: int | None = None) -> tuple[int, int] | None:
+    def claim(
+        self, slot: int, limit: int | None = None, hashing: int | None = None
+    ) -> tuple[int, int] | None:
         """The pieces ``first`` to ``end - 1`` that connection ``slot`` fetches next, in one
         request: the lowest free piece and the free ones right after it, :attr:`run` at
-        most, provided it is below ``limit`` (the window ahead of the hash). With none free,
-        the back half of the pieces another connection claimed and has not started; with
-        the lowest free piece beyond the window, the same from a run of two or more
-        unstarted pieces. None: nothing to claim now (wait for pieces to finish)."""
+        most, provided it is below ``limit`` (the window ahead of the hash).
+
+        With no piece free (the endgame), the back half of the pieces another connection
+        claimed and has not started. With the lowest free piece beyond the window and the
+        hash waiting for piece ``hashing`` (not yet downloaded), the same from the connection
+        fetching that piece, if two or more of its pieces are not started: a slow mirror
+        does not hold the others up. None: nothing to claim now (wait for pieces to finish)."""
         number = self.lowest
         while number < self.count and not self.free(number):
             number += 1
         self.lowest = number
         if number == self.count:
-            return self._steal(slot, 1)
+            return self._steal(slot, 1, None)
         if limit is not None and number >= limit:
-            return self._steal(slot, 2)
+            if hashing is None or hashing in self.done or hashing not in self.owner:
+                return None  # the hash is behind the download: wait for it
+            return self._steal(slot, 2, self.owner[hashing])
         end = number + 1
         while end < self.count and end - number < self.run and self.free(end):
             end += 1
@@ -133,13 +140,11 @@ class _Plan:
         self.started.add(number)
         return number, end
 
-    def _steal(self, slot: int, least: int) -> tuple[int, int] | None:
+    def _steal(self, slot: int, least: int, victim: int | None) -> tuple[int, int] | None:
         waiting: dict[int, list[int]] = {}
         for number, owner in self.owner.items():
-            if number not in self.started:
+            if number not in self.started and victim in (None, owner):
                 waiting.setdefault(owner, []).append(number)
-        if not waiting:
-            return None
         # A connection's unstarted pieces are the contiguous end of its run.
         pieces: list[int] = []
         for each in waiting.values():
@@ -372,7 +377,8 @@ def ranged_download(
                 while claimed is None:
                     if len(plan.done) == count or cancel.is_set():
                         return
-                    claimed = plan.claim(slot, frontier.hashed // piece + window)
+                    hashing = frontier.hashed // piece
+                    claimed = plan.claim(slot, hashing + window, hashing)
                     if claimed is None:  # wait for the hash, or for a piece to come back
                         plan.changed.wait(0.05)
             first, end = claimed
