@@ -213,7 +213,8 @@ class _Frontier:
             while self.hashed < self.size:
                 number = self.hashed // self.piece
                 with plan.lock:
-                    plan.changed.notify_all()  # the window moved on
+                    if number % plan.run == 0:  # the window moved on by a run: wake the waiting
+                        plan.changed.notify_all()
                     if number in plan.done:
                         end = min((number + 1) * self.piece, self.size)
                     else:  # in progress: up to what is written, so its stream can feed us on
