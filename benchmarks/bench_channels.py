@@ -23,9 +23,13 @@ Runs are interleaved; the tables have medians and ratios (install: against curl+
 download: against aria2c -x4) and the load average. Then ``neurodesk search`` over upstream's
 catalog (a generated apps.json of ~300 containers) against ``neurodesk --version``.
 
+Under the download table: what our download did (medians): MB still to hash when its last
+byte arrived, MB hashed by reading them back from the file, Range requests sent.
+
 Usage: python -m benchmarks.bench_channels [--size-mb 64] [--runs 3] [--only download]
 The lead's re-run (about 5 minutes on a quiet 2-core machine):
        python -m benchmarks.bench_channels --size-mb 1100 --runs 3
+The download table alone (about 1.5 minutes): add --only download
 """
 
 from __future__ import annotations
