@@ -130,3 +130,30 @@ def test_ctrl_c_stops_every_connection_at_once_and_the_download_resumes(tmp_path
         assert not kept & set(range(first // piece, last // piece + 1)), wanted
     finish(dest, digest, expected)
     assert dest.read_bytes() == data
+
+
+def test_a_piece_failing_after_its_bytes_were_hashed_is_hashed_again_from_the_other_mirror(
+    tmp_path: Path,
+) -> None:
+    """A mirror sends the start of a piece with other bytes than the file's, then breaks off:
+    the bytes it sent were hashed already (it was at the hashed prefix), so the hash goes back
+    to the piece's start, the other mirror serves the piece, and the digest is the file's."""
+    data, expected = _data(tmp_path / "www", 2)  # 32 pieces: one piece a request
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "f.simg").write_bytes(bytes(b ^ 0x5A for b in data))
+    dest = tmp_path / "f.simg"
+    stats = Stats()
+    with (
+        FileServer(other, fault=Fault(truncate=True)) as broken,  # half a piece, then closes
+        FileServer(tmp_path / "www") as good,
+    ):
+        urls = [broken.url + "f.simg", good.url + "f.simg"]
+        digest, served = ranged_download(
+            urls, len(data), dest, HttpSettings(timeout=5), piece=PIECE, stats=stats
+        )
+    assert stats.rewound >= 1, stats
+    assert served == {urls[0]: 0, urls[1]: len(data)}
+    assert digest == expected
+    finish(dest, digest, expected)
+    assert dest.read_bytes() == data

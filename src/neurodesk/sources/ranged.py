@@ -52,7 +52,8 @@ class Stats:
     requests: dict[str, int] = field(default_factory=dict)  # Range requests sent, per mirror
     read_back: int = 0  # bytes hashed by reading them back from the file
     left_to_hash: int = 0  # bytes not yet hashed when the last byte arrived
-    stolen: int = 0  # pieces taken over from another connection's claim (the endgame)
+    stolen: int = 0  # pieces taken over from another connection's claim
+    rewound: int = 0  # times the hash went back to the start of a piece that failed
 
 
 def _piece_count(size: int, piece: int) -> int:
@@ -184,6 +185,7 @@ class _Frontier:
         self.mark = (0, self.hasher.copy())  # the hash at the last piece boundary
         self.busy = threading.Lock()
         self.read_back = 0
+        self.rewound = 0
         self.view = memoryview(bytearray(BUFFER))  # for reading back, under ``busy``
 
     def _update(self, data: memoryview) -> None:
@@ -206,6 +208,7 @@ class _Frontier:
             position, state = self.mark  # the start of the piece being hashed
             if self.hashed > start >= position:
                 self.hashed, self.hasher = position, state.copy()
+                self.rewound += 1
 
     def advance(self, plan: _Plan) -> None:
         with self.busy:
@@ -423,6 +426,7 @@ def ranged_download(
         record.close()
         os.close(fd)  # not fsynced here: whoever keeps the file makes it durable (the store)
         stats.read_back, stats.stolen = frontier.read_back, plan.stolen
+        stats.rewound = frontier.rewound
     return digest, served
 
 
