@@ -157,3 +157,29 @@ def test_a_piece_failing_after_its_bytes_were_hashed_is_hashed_again_from_the_ot
     assert digest == expected
     finish(dest, digest, expected)
     assert dest.read_bytes() == data
+
+
+def test_ctrl_c_does_not_wait_for_a_mirror_that_went_silent_mid_answer(tmp_path: Path) -> None:
+    data, _expected = _data(tmp_path / "www", 2)
+    dest = tmp_path / "f.simg"
+    # Each answer's headers come at once, then nothing for 3 s (well within the 5 s timeout).
+    with FileServer(tmp_path / "www", fault=Fault(delay=3.0)) as silent:
+        child = subprocess.Popen(
+            [sys.executable, "-c", RUN, str(dest), str(len(data)), silent.url + "f.simg"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(silent.requests) < 2:
+                time.sleep(0.01)
+            time.sleep(0.3)  # both connections are now reading the answers' bodies
+            child.send_signal(signal.SIGINT)
+            interrupted = time.monotonic()
+            child.wait(timeout=10)
+            stopped = time.monotonic() - interrupted
+        finally:
+            child.kill()
+            child.wait()
+    assert child.returncode != 0 and "KeyboardInterrupt" in (child.stderr or "").read()
+    assert stopped < 1.5, stopped  # not after the mirror's next bytes

@@ -24,9 +24,11 @@ mirror. Ctrl-C (or any error in the caller's thread) stops every connection at i
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import httpx
 
-from neurodesk.sources.http import HttpSettings, make_client, open_stream, refuse_html
+from neurodesk.sources.http import Body, HttpSettings, make_client, open_stream, refuse_html
 from neurodesk.sources.transfer import CorruptBlobError, SourceError
 
 PIECE_MIN, PIECE_MAX = 256 << 10, 4 << 20
@@ -292,6 +294,7 @@ def ranged_download(
     frontier = _Frontier(fd, piece, size)
     record = done_file.open("a")
     more, stop, cancel = threading.Event(), threading.Event(), threading.Event()
+    reading: dict[int, Body] = {}  # the body each connection is reading
 
     def hash_behind() -> None:
         """Hash the pieces other connections wrote, as soon as the prefix reaches them."""
@@ -324,6 +327,8 @@ def ranged_download(
                 if not ranges.startswith(f"bytes {start}-{until - 1}/"):
                     raise SourceError(f"answered range '{ranges}', not {start}-{until - 1}")
                 body = answer.body(until - start)
+                with plan.lock:
+                    reading[slot] = body
                 piece_end = min(position + piece, size)
                 while position < until:
                     if cancel.is_set():
@@ -371,6 +376,9 @@ def ranged_download(
             if on_bytes and position > number * piece:
                 on_bytes(number * piece - position)  # the unfinished piece's bytes are not done
             raise
+        finally:
+            with plan.lock:
+                reading.pop(slot, None)
 
     def worker(slot: int) -> None:
         url = jobs[slot]
@@ -408,6 +416,11 @@ def ranged_download(
                     pass
             except BaseException:  # Ctrl-C: every connection stops at its next read
                 cancel.set()
+                with plan.lock:  # and a read waiting for a silent mirror returns now
+                    for body in reading.values():
+                        if body.sock is not None:
+                            with contextlib.suppress(OSError):
+                                body.sock.shutdown(socket.SHUT_RDWR)
                 raise
         stop.set()
         hasher.join()
