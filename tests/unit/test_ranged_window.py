@@ -4,14 +4,18 @@ serves less, and an interrupted download stops at once and resumes (issue 12).""
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from neurodesk.sources.http import HttpSettings
 from neurodesk.sources.ranged import Stats, finish, ranged_download
+from neurodesk.sources.transfer import SourceError
 from tests.httpserve import Fault, FileServer
 
 PIECE = 64 << 10
@@ -183,3 +187,24 @@ def test_ctrl_c_does_not_wait_for_a_mirror_that_went_silent_mid_answer(tmp_path:
             child.wait()
     assert child.returncode != 0 and "KeyboardInterrupt" in (child.stderr or "").read()
     assert stopped < 1.5, stopped  # not after the mirror's next bytes
+
+
+def test_a_failing_read_back_stops_the_download_with_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connections wait for the hash to follow them: when reading the file back fails
+    (a disk error), they stop at once instead of waiting for it forever."""
+    data, _expected = _data(tmp_path / "www", 4)
+
+    def broken(fd: int, buffers: list[memoryview], offset: int) -> int:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "preadv", broken)
+    with FileServer(tmp_path / "www") as one, FileServer(tmp_path / "www") as two:
+        urls = [one.url + "f.simg", two.url + "f.simg"]
+        start = time.monotonic()
+        with pytest.raises(SourceError) as caught:
+            ranged_download(urls, len(data), tmp_path / "f.simg", HttpSettings(), piece=PIECE)
+    assert "reading the partial download back failed" in caught.value.message
+    assert "Input/output error" in caught.value.message
+    assert time.monotonic() - start < 10

@@ -295,6 +295,7 @@ def ranged_download(
     record = done_file.open("a")
     more, stop, cancel = threading.Event(), threading.Event(), threading.Event()
     reading: dict[int, Body] = {}  # the body each connection is reading
+    hash_failed: list[Exception] = []
 
     def hash_behind() -> None:
         """Hash the pieces other connections wrote, as soon as the prefix reaches them."""
@@ -303,8 +304,10 @@ def ranged_download(
             more.clear()
             try:
                 frontier.advance(plan)
-            except (SourceError, OSError):
-                return  # the final advance reports it
+            except (SourceError, OSError) as exc:
+                hash_failed.append(exc)  # the connections would wait for it forever: stop
+                cancel.set()
+                return
 
     def stream_run(
         client: httpx.Client, url: str, slot: int, first: int, end: int, view: memoryview
@@ -424,6 +427,11 @@ def ranged_download(
                 raise
         stop.set()
         hasher.join()
+        if hash_failed:
+            raise SourceError(
+                f"{dest.name}: reading the partial download back failed: {hash_failed[0]}",
+                hint="check the disk holding the download, then run the same command again",
+            )
         if len(plan.done) < count:
             raise SourceError(
                 f"{dest.name}: {count - len(plan.done)} of {count} pieces could not be "
