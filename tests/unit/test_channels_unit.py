@@ -77,7 +77,7 @@ def test_credentials_come_from_the_first_auth_file_naming_the_registry(
 
 
 def test_ranged_download_uses_every_mirror_and_resumes(tmp_path: Path) -> None:
-    data = hashlib.sha256(b"x").digest() * 40000  # 1.28 MB
+    data = hashlib.sha256(b"x").digest() * 131072  # 4 MiB: 64 pieces
     www = tmp_path / "www"
     www.mkdir()
     (www / "f.simg").write_bytes(data)
@@ -95,7 +95,7 @@ def test_ranged_download_uses_every_mirror_and_resumes(tmp_path: Path) -> None:
             ranged_download(urls, len(data), dest, settings, piece=piece)
         fast.fault, slow.fault = Fault(), Fault(delay=0.01)
         done_before = {int(n) for n in (tmp_path / "f.simg.part.done").read_text().split()[1:]}
-        assert 0 < len(done_before) < 20
+        assert 0 < len(done_before) < 64
         before = {server.url: len(server.requests) for server in (fast, slow)}
         digest, served = ranged_download(urls, len(data), dest, settings, piece=piece)
         asked = [
@@ -174,20 +174,35 @@ def test_images_shows_who_vouches_for_each_image(home: Path, tmp_path: Path) -> 
     assert " publisher " in rows["fromreg"]
 
 
-def test_connections_split_the_file_like_aria2c_and_a_free_one_takes_the_largest_run() -> None:
+def test_connections_claim_the_lowest_free_pieces_and_take_over_at_the_end() -> None:
     from neurodesk.sources.ranged import _Plan
 
-    plan = _Plan(16, done=set())
-    starts = [plan.start() for _ in range(4)]
-    # Each connection gets its own quarter of the file, asked for to the end of its free run.
-    assert starts == [(0, 16), (8, 16), (4, 8), (12, 16)]
-    plan.done.update({0, 1, 2, 3, 4, 5, 6, 7, 8, 12})  # the first two connections were fast
-    plan.taken = {9, 13}  # the other two are slowly reading on
-    # A free connection splits the first of the largest runs still free (10-11, 14-15): it
-    # starts in its middle and asks for the rest of it.
-    assert plan.start() == (11, 12)
-    assert plan.start() == (15, 16)
-    assert [plan.start(), plan.start(), plan.start()] == [(10, 11), (14, 15), None]
+    plan = _Plan(16, done=set(), run=3)
+    # Each connection asks for the lowest free run: they work side by side at the start of
+    # the file, just ahead of the hash, not at four far-apart places.
+    assert [plan.claim(slot) for slot in range(4)] == [(0, 3), (3, 6), (6, 9), (9, 12)]
+    # Beyond the window ahead of the hash, a free connection claims no free piece. When the
+    # hash waits for a piece still being downloaded, it takes over the back half of the
+    # unstarted pieces of the connection fetching it (a slow mirror does not hold all up).
+    assert plan.claim(4, limit=12, hashing=0) == (2, 3)
+    assert plan.owner[1] == 0 and plan.owner[2] == 4 and 2 in plan.started
+    assert plan.claim(5, limit=12, hashing=0) is None  # one piece left there: not worth it
+    assert plan.claim(5, limit=12, hashing=3) == (5, 6)
+    plan.done.add(6)
+    assert plan.claim(6, limit=12, hashing=6) is None  # the hash is behind: wait for it
+    assert plan.claim(6, limit=12) is None
+    assert plan.claim(6, limit=13) == (12, 15)
+    # A connection that fails gives its pieces back; the lowest free piece is claimed first.
+    with plan.lock:
+        plan.release(1)
+    assert 3 not in plan.owner and 4 not in plan.owner
+    assert plan.claim(7) == (3, 5)
+    plan.done.update(set(range(16)) - {15})
+    plan.owner = {15: 0}
+    plan.started = set()
+    # The endgame: nothing free; a single piece not yet started is taken over too.
+    assert plan.claim(1) == (15, 16) and plan.owner[15] == 1
+    assert plan.claim(2) is None
 
 
 def test_a_checked_download_is_moved_into_the_store_not_copied_and_hashed_again(
