@@ -41,8 +41,9 @@ BWRAP = "bwrap alone"
 SH_FLOOR = "sh exec bwrap (any sh wrapper's floor)"
 LAUNCH_FLOOR = "sh exec launcher bwrap (floor with signals)"
 SCRIPT_ONLY = "wrapper script alone (exec -> exit)"
-# The wrapper's one exec of the launcher, which the script-alone variant turns into an exit.
-LAUNCH_EXEC = 'exec "$nd_launch" '
+# The fast path's exec of the launcher (the common call's), which the script-alone variant
+# turns into an exit.
+LAUNCH_EXEC = 'exec "$nd_launch" -e $(($# + 1)) '
 
 _INSTALL = """
 import sys

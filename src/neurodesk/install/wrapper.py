@@ -29,7 +29,7 @@ from neurodesk import __version__
 from neurodesk.install.layout import STORE_LINK, UP_TO_PREFIX
 from neurodesk.install.templating import _ENV
 from neurodesk.install.validate import check_command
-from neurodesk.runtime.bwrap import RUNTIME_DIRS, image_args, splay_points
+from neurodesk.runtime.bwrap import PRIVILEGES_DROPPED, RUNTIME_DIRS, image_args, splay_points
 from neurodesk.runtime.gpu import (
     DEVICE_PATTERNS,
     GPU_BIN_DIR,
@@ -178,6 +178,169 @@ def _foreseen_splay(record: ImageRecord, home: str | None) -> list[str]:
     return order
 
 
+_NL = "\n"
+
+
+def _sh_add(records: list[tuple[str, str, str]], s: str, d: str, o: str) -> None:
+    """The wrapper's ``nd_add`` (``records``: (ro, src, dst), in mount order), to the letter."""
+    keep: list[tuple[str, str, str]] = []
+    inside: list[tuple[str, str, str]] = []
+    for r in records:
+        ko, ks, kd = r
+        if kd == d:
+            if ks == s and ko == o:
+                return
+            continue
+        under = (s + "/").startswith(ks.rstrip("/") + "/")
+        if under and ko == o and d == kd.rstrip("/") + s[len(ks.rstrip("/")) :]:
+            return
+        holds = (ks + "/").startswith(s.rstrip("/") + "/")
+        if holds and ko == o and kd == d.rstrip("/") + ks[len(s.rstrip("/")) :]:
+            continue
+        if kd.startswith(d.rstrip("/") + "/"):
+            inside.append(r)
+            continue
+        keep.append(r)
+    records[:] = [*keep, (o, s, d), *inside]
+
+
+def _sh_protect(records: list[tuple[str, str, str]], path: str) -> None:
+    """The wrapper's ``nd_protect``: read-only binds of ``path`` under every read-write bind."""
+    targets = []
+    for ko, ks, kd in list(records):
+        if ko == "0" and (path + "/").startswith(ks.rstrip("/") + "/"):
+            targets.append(kd.rstrip("/") + path[len(ks.rstrip("/")) :] or "/")
+    for target in targets:
+        _sh_add(records, path, target, "1")
+
+
+def _sh_need(rootfs: Path, path: str, splay: list[str]) -> None:
+    """The wrapper's ``nd_need``: image directories to splay so that ``path`` can be mounted."""
+    rest = path[1:]
+    if rest.split("/")[0] in ("", "dev", "proc", "tmp", "sys"):
+        return
+    walked: list[str] = []
+    p = ""
+    while True:
+        first, _, after = rest.partition("/")
+        p = f"{p}/{first}"
+        host = Path(f"{rootfs}{p}")
+        if host.is_symlink():
+            return
+        if not host.is_dir():
+            if os.path.lexists(host):
+                return
+            break
+        walked.append(p)
+        if not after:
+            return
+        rest = after
+    for point in walked:
+        if point not in splay:
+            splay.append(point)
+
+
+def _fast_path(
+    record: ImageRecord,
+    entries: list[tuple[str, str, str]],
+    layout: list[str],
+    layout0: list[str],
+    splay0: list[str],
+    ids: tuple[int, str, int, str],
+    passwd: str | None,
+    group: str | None,
+) -> dict[str, Any] | None:
+    """What the common call's fast path needs, decided now as the full logic would decide it
+    per call, or None where install time does not allow one (see wrapper.sh.j2: the guard
+    checks that a call's inputs are those assumed here)."""
+    home = os.environ.get("HOME", "")
+    store = os.path.realpath(record.store_root)
+    uid, user, gid, group_name = ids
+    plain = re.compile(r"/[A-Za-z0-9._+@/-]*")
+    if (
+        rootfs_in_store(record) is None
+        or not plain.fullmatch(home)
+        or home == "/"
+        or os.path.normpath(home) != home
+        or not plain.fullmatch(store)
+        or not re.fullmatch(r"[A-Za-z0-9._-]+", f"{user}{group_name}")
+    ):
+        return None
+    rootfs = record.rootfs
+    records = [("0", "/tmp", "/tmp"), ("0", "/var/tmp", "/var/tmp")]
+    _sh_add(records, home, home, "0")
+    base = len(records)
+    _sh_protect(records, store)
+    splay: list[str] = []
+    bind_names = _splay_names(entries)
+    for _ro, _src, dst in records:
+        rel = dst[1:]
+        below = "/" in rel and f" /{rel.split('/')[0]} " in bind_names
+        if below and not os.path.lexists(f"{rootfs}{dst}"):
+            _sh_need(rootfs, dst, splay)
+    for text, rel in ((passwd, "/etc/passwd"), (group, "/etc/group")):
+        if text is not None and not os.path.lexists(f"{rootfs}{rel}"):
+            _sh_need(rootfs, rel, splay)
+    if not splay:
+        words = layout
+    elif splay == splay0:
+        words = layout0
+    else:
+        return None  # laid out per call (nd_lay_top): the full logic
+    if uid == 0:
+        words = [*PRIVILEGES_DROPPED, *words]
+
+    def binds(part: list[tuple[str, str, str]]) -> list[str]:
+        return [w for ro, s, d in part for w in ("--ro-bind" if ro == "1" else "--bind", s, d)]
+
+    data = []
+    if passwd is not None:
+        data += ["--ro-bind-data", "3", "/etc/passwd"]
+    if group is not None:
+        data += ["--ro-bind-data", "4", "/etc/group"]
+    # A working directory under $HOME or /tmp is already bound; one under another top-level
+    # name the image has nothing at (or an empty directory) gets its own bind, between the
+    # read-write binds and the store's read-only ones; anything else takes the full logic.
+    home_in_image = os.path.lexists(f"{rootfs}{home}")
+    own = (
+        " / "
+        + " ".join(
+            [
+                *SYSTEM_DIRS,
+                *(f"/{n}" for k, n, _ in entries if k != "dir"),
+                *(f"/{d}" for d in RUNTIME_DIRS),
+            ]
+        )
+        + " "
+    )
+    return {
+        "home": home,
+        "home_in_image": home_in_image,
+        "store": store,
+        "sources": [s for _ro, s, _d in records],
+        "own_names": own,
+        "head": _words(
+            [
+                "bwrap",
+                "--die-with-parent",
+                *words,
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                *binds(records[:base]),
+            ]
+        ),
+        "tail": _words([*binds(records[base:]), *data, "--chdir"]),
+        "passwd": None
+        if passwd is None
+        else passwd + f"{user}:x:{uid}:{gid}:{user}:{home}:/bin/sh",
+        "group": None if group is None else group + f"{group_name}:x:{gid}:",
+        "key": f"{uid}:{uid}:{gid}:/tmp:{home}",
+        "env_tail": _words(["--setenv", "HOME", home, "--setenv", "TMPDIR", "/tmp"]),
+    }
+
+
 def _caller() -> tuple[int, str, int, str]:
     uid, gid, user, group = host_identity(os.environ)
     return uid, user, gid, group
@@ -252,6 +415,20 @@ def render_wrapper(
     passwd = image_lines(record.rootfs, "etc/passwd")
     group = image_lines(record.rootfs, "etc/group")
     uid, user, gid, group_name = _caller()
+    install_passwd = id_file_base(passwd, user, uid)
+    install_group_file = id_file_base(group, group_name, gid)
+    fast = None
+    if not gpu and root_beside is None:
+        fast = _fast_path(
+            record,
+            entries,
+            layout,
+            layout0,
+            splay0,
+            (uid, user, gid, group_name),
+            install_passwd,
+            install_group_file,
+        )
     return _render(
         "wrapper.sh.j2",
         command=command,
@@ -286,8 +463,9 @@ def render_wrapper(
         install_user=user,
         install_gid=gid,
         install_group=group_name,
-        install_passwd=id_file_base(passwd, user, uid),
-        install_group_file=id_file_base(group, group_name, gid),
+        install_passwd=install_passwd,
+        install_group_file=install_group_file,
+        fast=fast,
         gpu_default=gpu,
         **_more_context(record),
     )
