@@ -302,17 +302,9 @@ def _fast_path(
     # name the image has nothing at (or an empty directory) gets its own bind, between the
     # read-write binds and the store's read-only ones; anything else takes the full logic.
     home_in_image = os.path.lexists(f"{rootfs}{home}")
-    own = (
-        " / "
-        + " ".join(
-            [
-                *SYSTEM_DIRS,
-                *(f"/{n}" for k, n, _ in entries if k != "dir"),
-                *(f"/{d}" for d in RUNTIME_DIRS),
-            ]
-        )
-        + " "
-    )
+    names = [*SYSTEM_DIRS, *(f"/{n}" for k, n, _ in entries if k != "dir")]
+    names += [f"/{d}" for d in sorted(RUNTIME_DIRS)]
+    own = " / " + " ".join(dict.fromkeys(names)) + " "
     return {
         "home": home,
         "home_in_image": home_in_image,
@@ -380,7 +372,15 @@ def _more_context(record: ImageRecord) -> dict[str, Any]:
 def render_wrapper_more(record: ImageRecord) -> str:
     """The file of the rare cases' helpers that the wrappers of ``record`` read when needed
     (:data:`MORE_FILE`, beside them); sh to be sourced, so not executable."""
-    return _render("wrapper_more.sh.j2", **_more_context(record))
+    return _render(
+        "wrapper_more.sh.j2",
+        image_id=record.id,
+        name=record.name,
+        version=record.version,
+        up_to_prefix=UP_TO_PREFIX,
+        store_link=STORE_LINK,
+        **_more_context(record),
+    )
 
 
 def render_wrapper(
