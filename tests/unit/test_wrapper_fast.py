@@ -163,6 +163,17 @@ def test_every_other_call_takes_the_full_logic(
     took_fast, got = fast.run(fast.env(), fast.home)
     assert not took_fast and got == ["-e", str(1 + len(ARGS)), *fast.printed(fast.env(), fast.home)]
     (fast.fakebin / "apptainer").unlink()
+    # the install tree moved with a copy of its store: the copy is the one to protect
+    link = fast.wrapper.parents[3] / "store"
+    store = link.resolve()
+    shutil.copytree(store, tmp_path / "store-copy", symlinks=True)
+    link.unlink()
+    link.symlink_to(tmp_path / "store-copy")
+    took_fast, got = fast.run(fast.env(), fast.home)
+    assert not took_fast and str(tmp_path / "store-copy") in got
+    link.unlink()
+    link.symlink_to(store)
+    assert fast.run(fast.env(), fast.home)[0]
     # no launcher: bwrap runs directly, from the full logic
     fast.launcher.unlink()
     took_fast, got = fast.run(fast.env(), fast.home)
