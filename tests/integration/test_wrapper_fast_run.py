@@ -25,19 +25,28 @@ SCRIPT = (
 )
 
 
-def test_fast_path_runs_as_the_full_logic(
-    dcm2niix_image: ImageRecord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(scope="module")
+def fast_sh(dcm2niix_image: ImageRecord, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wrapper for the image's ``sh``, installed with $HOME the calls below use."""
     need("bwrap")
+    tmp_path = tmp_path_factory.mktemp("fast")
     home = tmp_path / "home"
     home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("TMPDIR", raising=False)
-    installed = install_image(dcm2niix_image, tmp_path / "prefix")
-    wrapper = installed.bin_dir / "sh"
-    wrapper.write_text(render_wrapper(dcm2niix_image, "sh", more_file=MORE_FILE))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        mp.delenv("TMPDIR", raising=False)
+        installed = install_image(dcm2niix_image, tmp_path / "prefix")
+        wrapper = installed.bin_dir / "sh"
+        wrapper.write_text(render_wrapper(dcm2niix_image, "sh", more_file=MORE_FILE))
     wrapper.chmod(0o755)
     assert "nd_F=" in wrapper.read_text()
+    return wrapper
+
+
+def test_fast_path_runs_as_the_full_logic(fast_sh: Path, dcm2niix_image: ImageRecord) -> None:
+    wrapper = fast_sh
+    tmp_path = wrapper.parents[4]
+    home = tmp_path / "home"
     store = os.path.realpath(dcm2niix_image.store_root)
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "TERM": "xterm", "LC_ALL": "C"}
     args = [str(wrapper), "-c", SCRIPT, "sh", store, "a b", "", "*"]
@@ -59,18 +68,9 @@ def test_fast_path_runs_as_the_full_logic(
     assert results[0].endswith("a b||*|\n")
 
 
-def test_fast_path_forwards_signals(
-    dcm2niix_image: ImageRecord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    need("bwrap")
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("TMPDIR", raising=False)
-    installed = install_image(dcm2niix_image, tmp_path / "prefix")
-    wrapper = installed.bin_dir / "sh"
-    wrapper.write_text(render_wrapper(dcm2niix_image, "sh", more_file=MORE_FILE))
-    wrapper.chmod(0o755)
+def test_fast_path_forwards_signals(fast_sh: Path) -> None:
+    wrapper = fast_sh
+    home = wrapper.parents[4] / "home"
     script = 'trap "echo trapped; exit 3" TERM; echo ready; while :; do sleep 0.05; done'
     proc = subprocess.Popen(
         [str(wrapper), "-c", script],
