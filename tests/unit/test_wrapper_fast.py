@@ -102,7 +102,7 @@ def test_fast_path_builds_the_full_logics_command_line(fast: Fast, shell: str) -
     if shutil.which(shell) is None:
         pytest.skip(f"{shell} is not installed")
     cwds = [fast.home, "/tmp"]
-    if fast.home.startswith("/tmp/"):
+    if Path(fast.home, "data").is_dir():
         cwds.append(f"{fast.home}/data")
     elif fast.home == str(REPO_TESTS):
         cwds.append(str(REPO_TESTS / "unit"))  # below $HOME
