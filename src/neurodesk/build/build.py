@@ -26,7 +26,7 @@ from neurodesk.build.builder import Builder
 from neurodesk.build.select import choose_builder
 from neurodesk.build.steps import directive_of_steps, instructions
 from neurodesk.catalog.appsjson import CatalogFiles, Release, release_file_version
-from neurodesk.errors import ExternalCommandError, NotFoundError
+from neurodesk.errors import ExternalCommandError, NeurodeskError, NotFoundError
 from neurodesk.image.oci import OCILayout
 from neurodesk.paths import Paths
 from neurodesk.recipe import Recipe, load_recipe
@@ -58,6 +58,24 @@ class BuildResult:
     steps: list[str] = field(default_factory=list)
     #: seconds per phase: base, build (the builder's steps), store (export + import), release
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def new_log(directory: Path, image_id: str, stamp: str) -> Path:
+    """A log file of its own for this build: ``<id>.<stamp>.log``, or ``<id>.<stamp>-N.log``
+    when another build of the same image started in the same second (each keeps its log)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for number in range(1, 1000):
+        suffix = "" if number == 1 else f"-{number}"
+        log = directory / f"{image_id}.{stamp}{suffix}.log"
+        try:
+            with log.open("x"):
+                return log
+        except FileExistsError:
+            continue
+    raise NeurodeskError(
+        f"{directory} already holds 999 logs of {image_id} for {stamp}",
+        hint="remove old build logs from it and build again",
+    )
 
 
 def today() -> str:
@@ -219,8 +237,7 @@ def build_recipe(
     builddate = today()
     image_id = f"{recipe.tag_name}_{builddate}"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    log = paths.logs / "build" / f"{image_id}.{stamp}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    log = new_log(paths.logs / "build", image_id, stamp)
     log.write_text(f"# neurodesk build {recipe_path} with {builder.name} at {stamp}\n")
     latest = paths.logs / "build" / f"{image_id}.log"
     latest.unlink(missing_ok=True)
