@@ -325,3 +325,20 @@ def test_no_runtime_or_gpu_at_submission_means_no_plans(
     monkeypatch.setenv("PATH", os.environ["PATH"] + ":/usr/bin:/bin")
     batch.spec.gpu = True  # devices and driver libraries are found on the GPU node
     assert write_plans(batch, [0]) is False
+
+
+def test_a_stop_arriving_as_the_runtime_ends_still_stops_cleanly() -> None:
+    """scancel signals every process of the job: the program may end, and the runtime be
+    waited for, just before the task's own handler runs. Stopping it then must neither fail
+    nor signal anything else: a zombie is reaped, a runtime already reaped is left alone."""
+    zombie = subprocess.Popen(["true"])
+    os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped
+    started = time.monotonic()
+    hotpath._stop(zombie.pid, signal.SIGTERM)
+    assert time.monotonic() - started < hotpath.STOP_GRACE  # no wait for the grace time
+    with pytest.raises(ChildProcessError):
+        os.waitpid(zombie.pid, os.WNOHANG)  # reaped by _stop
+    gone = subprocess.Popen(["true"])
+    os.waitpid(gone.pid, 0)
+    hotpath._stop(gone.pid, signal.SIGTERM)  # reaped by someone else: nothing to do
+    zombie.returncode = gone.returncode = 0  # (reaped outside Popen)

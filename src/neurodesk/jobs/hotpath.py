@@ -277,15 +277,22 @@ def scheduler_info() -> dict[str, str | None]:
 
 def _stop(pid: int, sig: int) -> None:
     """``sig`` to the runtime (its forwarder passes it to the program), SIGKILL after
-    STOP_GRACE seconds; reaps it."""
-    os.kill(pid, sig)
-    deadline = time.monotonic() + STOP_GRACE
-    while time.monotonic() < deadline:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+    STOP_GRACE seconds; reaps it.
+
+    The runtime may have ended already (the scheduler signals every process of the job, and
+    Python runs our handler after the wait returned): :func:`execute` waits without reaping, so
+    it is still there to reap; a runtime reaped by someone else is simply gone."""
+    try:
+        os.kill(pid, sig)
+        deadline = time.monotonic() + STOP_GRACE
+        while time.monotonic() < deadline:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        return  # reaped already: nothing left to stop
 
 
 def missing_binds(plan: TaskPlan) -> tuple[set[int], set[int]]:
@@ -347,8 +354,11 @@ def execute(plan: TaskPlan, log: BinaryIO) -> tuple[int, Interrupted | None, Pla
             os.close(fd)
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)
-        status = os.waitpid(pid, 0)[1]
+        # Wait without reaping: a stop whose handler runs just after the runtime ended then
+        # still finds it (a zombie), never a reused pid.
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         ignore_signals()
+        status = os.waitpid(pid, 0)[1]
     except Interrupted as exc:
         ignore_signals()  # one stop is enough; a second signal must not cut it short
         _stop(pid, exc.signum)
