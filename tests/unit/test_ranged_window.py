@@ -32,6 +32,14 @@ def _done(path: Path) -> set[int]:
     return {int(n) for n in path.read_text().split()[1:]}
 
 
+def _interrupt(child: subprocess.Popen[str]) -> float:
+    """Ctrl-C to ``child``; how long it took to end."""
+    child.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
+    child.wait(timeout=10)
+    return time.monotonic() - interrupted
+
+
 def test_the_sha256_follows_the_download_instead_of_reading_the_file_back_at_the_end(
     tmp_path: Path,
 ) -> None:
@@ -110,10 +118,7 @@ def test_ctrl_c_stops_every_connection_at_once_and_the_download_resumes(tmp_path
                 done_file.exists() and len(_done(done_file)) >= 4
             ):
                 time.sleep(0.01)
-            child.send_signal(signal.SIGINT)
-            interrupted = time.monotonic()
-            child.wait(timeout=10)
-            stopped = time.monotonic() - interrupted
+            stopped = _interrupt(child)
         finally:
             child.kill()
             child.wait()
@@ -178,10 +183,7 @@ def test_ctrl_c_does_not_wait_for_a_mirror_that_went_silent_mid_answer(tmp_path:
             while time.monotonic() < deadline and len(silent.requests) < 2:
                 time.sleep(0.01)
             time.sleep(0.3)  # both connections are now reading the answers' bodies
-            child.send_signal(signal.SIGINT)
-            interrupted = time.monotonic()
-            child.wait(timeout=10)
-            stopped = time.monotonic() - interrupted
+            stopped = _interrupt(child)
         finally:
             child.kill()
             child.wait()
