@@ -43,10 +43,13 @@ from neurodesk.runtime.spec import (
     BINDPATH_VARS,
     PASSTHROUGH_ENV,
     SYSTEM_DIRS,
+    Bind,
     container_env,
+    dedupe_binds,
     host_identity,
     id_file_base,
     image_lines,
+    protect_store,
 )
 from neurodesk.store import ImageRecord
 from neurodesk.store.sifmount import prepare_step
@@ -178,68 +181,6 @@ def _foreseen_splay(record: ImageRecord, home: str | None) -> list[str]:
     return order
 
 
-_NL = "\n"
-
-
-def _sh_add(records: list[tuple[str, str, str]], s: str, d: str, o: str) -> None:
-    """The wrapper's ``nd_add`` (``records``: (ro, src, dst), in mount order), to the letter."""
-    keep: list[tuple[str, str, str]] = []
-    inside: list[tuple[str, str, str]] = []
-    for r in records:
-        ko, ks, kd = r
-        if kd == d:
-            if ks == s and ko == o:
-                return
-            continue
-        under = (s + "/").startswith(ks.rstrip("/") + "/")
-        if under and ko == o and d == kd.rstrip("/") + s[len(ks.rstrip("/")) :]:
-            return
-        holds = (ks + "/").startswith(s.rstrip("/") + "/")
-        if holds and ko == o and kd == d.rstrip("/") + ks[len(s.rstrip("/")) :]:
-            continue
-        if kd.startswith(d.rstrip("/") + "/"):
-            inside.append(r)
-            continue
-        keep.append(r)
-    records[:] = [*keep, (o, s, d), *inside]
-
-
-def _sh_protect(records: list[tuple[str, str, str]], path: str) -> None:
-    """The wrapper's ``nd_protect``: read-only binds of ``path`` under every read-write bind."""
-    targets = []
-    for ko, ks, kd in list(records):
-        if ko == "0" and (path + "/").startswith(ks.rstrip("/") + "/"):
-            targets.append(kd.rstrip("/") + path[len(ks.rstrip("/")) :] or "/")
-    for target in targets:
-        _sh_add(records, path, target, "1")
-
-
-def _sh_need(rootfs: Path, path: str, splay: list[str]) -> None:
-    """The wrapper's ``nd_need``: image directories to splay so that ``path`` can be mounted."""
-    rest = path[1:]
-    if rest.split("/")[0] in ("", "dev", "proc", "tmp", "sys"):
-        return
-    walked: list[str] = []
-    p = ""
-    while True:
-        first, _, after = rest.partition("/")
-        p = f"{p}/{first}"
-        host = Path(f"{rootfs}{p}")
-        if host.is_symlink():
-            return
-        if not host.is_dir():
-            if os.path.lexists(host):
-                return
-            break
-        walked.append(p)
-        if not after:
-            return
-        rest = after
-    for point in walked:
-        if point not in splay:
-            splay.append(point)
-
-
 def _fast_path(
     record: ImageRecord,
     entries: list[tuple[str, str, str]],
@@ -267,23 +208,26 @@ def _fast_path(
     ):
         return None
     rootfs = record.rootfs
-    records = [("0", "/tmp", "/tmp"), ("0", "/var/tmp", "/var/tmp")]
-    _sh_add(records, home, home, "0")
-    base = len(records)
-    _sh_protect(records, store)
-    splay: list[str] = []
+    # the RunSpec's own rules (what the wrapper's nd_add and nd_protect apply per call)
+    rw = dedupe_binds([Bind("/tmp", "/tmp"), Bind("/var/tmp", "/var/tmp"), Bind(home, home)])
+    protected = dedupe_binds([*rw, *protect_store(Path(store), rw)])
+    base = len(rw)
+    records = [("1" if b.readonly else "0", b.src, b.dst) for b in protected]
     bind_names = _splay_names(entries)
-    for _ro, _src, dst in records:
-        rel = dst[1:]
-        below = "/" in rel and f" /{rel.split('/')[0]} " in bind_names
-        if below and not os.path.lexists(f"{rootfs}{dst}"):
-            _sh_need(rootfs, dst, splay)
+    targets = [
+        dst
+        for _ro, _src, dst in records
+        if "/" in dst[1:]
+        and f" /{dst[1:].split('/')[0]} " in bind_names
+        and not os.path.lexists(f"{rootfs}{dst}")
+    ]
     for text, rel in ((passwd, "/etc/passwd"), (group, "/etc/group")):
         if text is not None and not os.path.lexists(f"{rootfs}{rel}"):
-            _sh_need(rootfs, rel, splay)
+            targets.append(rel)
+    splay = splay_points(rootfs, targets)
     if not splay:
         words = layout
-    elif splay == splay0:
+    elif splay == set(splay0):
         words = layout0
     else:
         return None  # laid out per call (nd_lay_top): the full logic
