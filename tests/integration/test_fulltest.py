@@ -277,7 +277,9 @@ tests:
       echo "rows $PHANTOM_ROWS cols $PHANTOM_COLS"
     expected_output_contains: rows 32 cols 24
   - name: bad input fails
-    command: dcm2niix -o ${{output_dir}} /nonexistent
+    # an output folder that does not exist fails whatever the step's cwd holds (a missing
+    # *input* makes dcm2niix search the cwd instead, which holds the series: it would pass)
+    command: dcm2niix -o /nonexistent-out dicom
     expected_exit_code_not: 0
   - name: after a failure
     command: "false"
