@@ -77,3 +77,15 @@ def test_connection_errors_are_transient(tmp_path: Path) -> None:
     client = httpx.Client(transport=httpx.MockTransport(refuse))
     with pytest.raises(TransientError):
         download(client, "http://x/blob", tmp_path / "b", DIGEST, len(DATA))
+
+
+def test_a_server_ignoring_range_does_not_rewrite_the_bytes_already_here(tmp_path: Path) -> None:
+    """Readers may follow the part file as it grows: its first bytes are never written again."""
+    part = tmp_path / "b.part"
+    part.write_bytes(DATA[:1000])
+    inode = part.stat().st_ino
+    client, seen = server(honour_range=False)
+    got: list[int] = []
+    dest = download(client, "http://x/blob", tmp_path / "b", DIGEST, len(DATA), got.append)
+    assert seen == ["bytes=1000-"] and dest.read_bytes() == DATA
+    assert dest.stat().st_ino == inode and min(got) > 0 and sum(got) == len(DATA)

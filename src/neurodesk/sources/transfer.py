@@ -9,7 +9,6 @@ a corrupt or truncated blob never reaches its final name.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,22 +96,30 @@ def download(
                 raise TransientError(f"{mirror}: {url}: range not satisfiable, restarting")
             expect_status(stream, 200, 206)
             refuse_html(stream)
-            mode = "ab" if stream.status == 206 and have else "wb"
-            if mode == "wb" and have:
-                if on_bytes:
-                    on_bytes(-have)
-                hasher, have = hashlib.sha256(), 0
-            with part.open(mode) as out:
+            # A server that ignores Range sends the whole blob again: its first ``have`` bytes
+            # are ones the part file already holds (a blob's bytes are the same everywhere; the
+            # digest below checks them all). They are skipped, never rewritten: a reader may be
+            # following the part file as it grows (see ``neurodesk.sources.arrival``).
+            skip = have if stream.status == 200 else 0
+            # Unbuffered: what ``on_bytes`` reports is in the file. Not fsynced: the file is a
+            # cache entry, checked against its digest whenever it is used again; whoever keeps
+            # the blob makes its own copy durable (the store).
+            with part.open("ab", buffering=0) as out:
                 for chunk in stream.chunks():  # as it arrives: a cut keeps all
-                    out.write(chunk)
+                    if skip:
+                        if len(chunk) <= skip:
+                            skip -= len(chunk)
+                            continue
+                        chunk, skip = chunk[skip:], 0
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[out.write(view) or 0 :]
                     hasher.update(chunk)
                     have += len(chunk)
                     if on_bytes:
                         on_bytes(len(chunk))
                     if size is not None and have > size:
                         break
-                out.flush()
-                os.fsync(out.fileno())
     if size is not None and have < size:
         raise TransientError(f"{mirror}: {url}: download ended after {have} of {size} bytes")
     actual = "sha256:" + hasher.hexdigest()
