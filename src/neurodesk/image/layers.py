@@ -20,6 +20,7 @@ damaged archive or a full disk is one error naming the layer and the entry.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import hashlib
@@ -29,7 +30,7 @@ import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, cast
 
@@ -136,17 +137,27 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _open_layer(path: Path) -> IO[bytes]:
-    """The layer's tar stream: gzip decoded by ISA-L in a thread, zstd, or plain."""
-    with path.open("rb") as probe:
-        magic = probe.read(4)
+def _open_layer(raw: IO[bytes]) -> tuple[IO[bytes], bool]:
+    """The layer's tar stream from the seekable ``raw`` (left at its start): gzip decoded by
+    ISA-L in a thread, zstd, or ``raw`` itself; True when it is ``raw`` (uncompressed, so
+    members can be read at their offsets)."""
+    magic = raw.read(4)
+    raw.seek(0)
     if magic[:2] == b"\x1f\x8b":
-        stream: IO[bytes] = igzip_threaded.open(path, "rb", threads=1)  # type: ignore[no-untyped-call]
-        return stream
+        stream: IO[bytes] = igzip_threaded.open(raw, "rb", threads=1)  # type: ignore[no-untyped-call]
+        return stream, False
     if magic == b"\x28\xb5\x2f\xfd":
-        raw = path.open("rb")
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-    return path.open("rb")
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False), False
+    return raw, True
+
+
+def _read_at(raw: IO[bytes], view: memoryview, offset: int) -> int:
+    """Up to ``len(view)`` bytes of ``raw`` at ``offset``: ``raw.read_at`` where it has one
+    (a blob still arriving blocks there), else ``preadv`` on its descriptor."""
+    read_at = getattr(raw, "read_at", None)
+    if read_at is not None:
+        return int(read_at(view, offset))
+    return os.preadv(raw.fileno(), [view], offset)
 
 
 # What a damaged layer raises: tar, and each decoder.
@@ -212,26 +223,49 @@ class LayerApplier:
         # Path relative to the root → sha256 hex of each regular file written: read by the
         # store's deduplication. Only trustworthy for paths that are regular files at the end.
         self.hashes: dict[str, str] = {}
+        # ``share(path, stat, sha256 hex)``: called for each non-empty regular file once it is
+        # complete (the store links it with its twin in the shared pool); returns the inode the
+        # path ends up as while the pool holds it, else None. ``shared``: those inodes → sha256
+        # hex (an inode the pool holds is never reused for another file meanwhile).
+        self.share: Callable[[str, os.stat_result, str], int | None] | None = None
+        self.shared: dict[int, str] = {}
+        # While an uncompressed layer is applied: its raw stream and a read buffer (members'
+        # bytes are read at their offsets, not through tarfile's file objects).
+        self._at: tuple[IO[bytes], bytearray] | None = None
 
     def apply(self, layer: Path) -> None:
+        """Apply the layer blob at ``layer``."""
+        with open(layer, "rb", buffering=0) as raw:
+            self.apply_stream(raw, layer.name)
+
+    def apply_stream(self, raw: IO[bytes], label: str) -> None:
+        """Apply the layer read from ``raw`` (seekable, at its start; the caller closes it);
+        ``label`` names it in errors (its digest)."""
         created: set[str] = set()
         member: tarfile.TarInfo | None = None
         try:
-            with _open_layer(layer) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
-                for member in _members(archive):
+            stream, plain = _open_layer(raw)
+            owned = contextlib.nullcontext() if plain else stream
+            with owned, tarfile.open(fileobj=stream, mode="r:" if plain else "r|") as archive:
+                self._at = (raw, bytearray(CHUNK)) if plain else None
+                for count, member in enumerate(_members(archive)):
                     self.budget.take(member.name, member.size if member.isfile() else 0)
                     self._apply_member(archive, member, created)
+                    if plain and count % 1024 == 0:  # tarfile keeps them for lookups we never make
+                        archive.members.clear()  # type: ignore[attr-defined]
         except DAMAGED as exc:
             raise UnsafeLayerError(
-                f"layer {layer.name[:19]} is not a readable tar archive: {exc}",
+                f"layer {label[:19]} is not a readable tar archive: {exc}",
                 hint="the image is damaged: fetch or build it again",
             ) from None
         except OSError as exc:
             where = f" at '{member.name[:200]}'" if member is not None else ""
             raise NeurodeskError(
-                f"cannot unpack layer {layer.name[:19]}{where}: {exc.strerror or exc}",
+                f"cannot unpack layer {label[:19]}{where}: {exc.strerror or exc}",
                 hint="free disk space" if exc.errno == errno.ENOSPC else None,
             ) from None
+        finally:
+            self._at = None
 
     def finish(self) -> None:
         """Directory modes and times last: a read-only directory would block later writes."""
@@ -276,6 +310,9 @@ class LayerApplier:
             return
         created.add(str(dest))
         mode = stat.S_IMODE(member.mode) & ~(stat.S_ISUID | stat.S_ISGID)
+        if member.isfile():  # most entries: no lookup first (the create itself says EEXIST)
+            self._write_file(archive, member, dest, mode)
+            return
         try:
             existing: os.stat_result | None = os.lstat(dest)
         except FileNotFoundError:
@@ -309,9 +346,6 @@ class LayerApplier:
             else:
                 self.hashes[self.fs.relative(dest)] = known
             return
-        elif member.isfile():
-            self._write_file(archive, member, dest, mode)
-            return
         else:
             return
         self._chown(dest, member)
@@ -320,27 +354,59 @@ class LayerApplier:
     def _write_file(
         self, archive: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, mode: int
     ) -> None:
-        """A regular file: written through its own descriptor (never following a link), hashed
-        as it is written, then owner, mode and times set on that descriptor."""
-        source_stream = archive.extractfile(member)
-        assert source_stream is not None
+        """A regular file: created where nothing is (whatever was there is removed first, never
+        followed), written through its own descriptor, hashed as it is written, then owner,
+        mode and times set on that descriptor."""
         digest = hashlib.sha256()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(dest, flags, 0o600)
         try:
-            with source_stream:
-                if member.issparse():
-                    _write_sparse(source_stream, fd, member.size, digest)
-                else:
-                    _write_all(source_stream, fd, digest)
+            fd = os.open(dest, flags, 0o600)
+        except FileExistsError:
+            self.fs.forget()
+            _remove(dest)
+            fd = os.open(dest, flags, 0o600)
+        try:
+            if self._at is not None and not member.issparse():
+                self._copy_at(member, fd, digest)
+            else:
+                source_stream = archive.extractfile(member)
+                assert source_stream is not None
+                with source_stream:
+                    if member.issparse():
+                        _write_sparse(source_stream, fd, member.size, digest)
+                    else:
+                        _write_all(source_stream, fd, digest)
             if self.fs.is_root_user:
                 os.fchown(fd, member.uid, member.gid)
             # after chown, which clears setuid bits on Linux (ours are already stripped)
             os.fchmod(fd, mode)
             os.utime(fd, (member.mtime, member.mtime))
+            sha = digest.hexdigest()
+            if self.share is not None and member.size:
+                inode = self.share(str(dest), os.fstat(fd), sha)
+                if inode is not None:
+                    self.shared[inode] = sha
         finally:
             os.close(fd)
-        self.hashes[self.fs.relative(dest)] = digest.hexdigest()
+        self.hashes[self.fs.relative(dest)] = sha
+
+    def _copy_at(self, member: tarfile.TarInfo, fd: int, digest: hashlib._Hash) -> None:
+        """Copy a member of an uncompressed layer from its offset in the layer (no tarfile file
+        object, one buffer for every file), hashing what is written."""
+        assert self._at is not None
+        raw, buffer = self._at
+        view = memoryview(buffer)
+        offset, left = member.offset_data, member.size
+        while left:
+            count = _read_at(raw, view[: min(left, CHUNK)], offset)
+            if not count:
+                raise tarfile.ReadError("unexpected end of data")
+            chunk = view[:count]
+            digest.update(chunk)
+            while chunk:
+                chunk = chunk[os.write(fd, chunk) :]
+            offset += count
+            left -= count
 
     def _chown(self, path: Path, member: tarfile.TarInfo) -> None:
         if self.fs.is_root_user:

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import IO, cast
 
 from filelock import FileLock, Timeout
 
 from neurodesk.image.oci import Descriptor, ImageFormatError, OCILayout, sha256_file
 from neurodesk.paths import Paths
+from neurodesk.sources.arrival import Arrival
 from neurodesk.sources.progress import NullProgress, TransferProgress
 from neurodesk.sources.transfer import OnBytes
 from neurodesk.store import ImageRecord, Store
@@ -140,10 +142,27 @@ def pull_image(
                     store.drop_corrupt_blob(descriptor.digest)
             wanted.append(descriptor)
 
+        arrivals = {d.digest: Arrival(blobs / d.hex, d.size, d.hex[:12]) for d in wanted}
+
         def one(descriptor: Descriptor) -> None:
             key = descriptor.digest
+            arrival = arrivals[key]
             progress.add(key, f"{descriptor.hex[:12]}", descriptor.size)
-            get_blob(descriptor, blobs / descriptor.hex, lambda n: progress.advance(key, n))
+
+            def on_bytes(count: int) -> None:
+                progress.advance(key, count)
+                arrival.on_bytes(count)
+
+            get_blob(descriptor, blobs / descriptor.hex, on_bytes)
+
+        def ready(digest: str) -> None:
+            if digest in futures:
+                futures[digest].result()
+                arrivals[digest].check()
+
+        def arriving(digest: str) -> IO[bytes] | None:
+            # an io.RawIOBase, which typeshed does not count as an IO[bytes]
+            return cast("IO[bytes]", arrivals[digest].reader()) if digest in arrivals else None
 
         write_text(work / "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}))
         index = {
@@ -153,10 +172,13 @@ def pull_image(
             ],
         }
         write_text(work / "index.json", json.dumps(index))
-        # Downloads in layer order; the import waits for each blob (verified) just before it
-        # reads it, so the first layers unpack while the later ones still download.
+        # Downloads in layer order. A large layer the store does not keep is unpacked as its
+        # bytes arrive (into a work directory nothing sees until its digest is checked); the
+        # import waits for every other blob (verified) just before it reads it.
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             futures = {d.digest: pool.submit(one, d) for d in wanted}
+            for digest, future in futures.items():
+                future.add_done_callback(arrivals[digest].finish)
             try:
                 if config.digest in futures:
                     futures[config.digest].result()  # the layout's manifest reads it
@@ -166,7 +188,8 @@ def pull_image(
                     version,
                     builddate,
                     refetch_from=refetch_from,
-                    ready=lambda digest: futures[digest].result() if digest in futures else None,
+                    ready=ready,
+                    arriving=arriving,
                 )
             except BaseException:
                 for future in futures.values():

@@ -83,18 +83,33 @@ def share_file(
     its pool twin, or make it the pool's copy when it is the first of its kind; returns the inode
     ``path`` ends up as (``st.st_ino`` when it was not replaced by a link). ``made``: the pool's
     subdirectories already created in this pass (saves a ``mkdir`` per file)."""
+    return pool_link(path, st, key, pool, made)[0]
+
+
+def pool_link(
+    path: str, st: os.stat_result, key: str, pool: Path, made: set[str] | None = None
+) -> tuple[int, bool]:
+    """:func:`share_file`, also saying whether the pool holds the inode returned (False when
+    the file stayed unshared: a full inode, a directory we may not write)."""
     shared = pool_path(pool, key)
+    if made is not None and key[:2] not in made:
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        made.add(key[:2])
     try:
-        existing = os.lstat(shared)
+        os.link(path, shared)  # the first of its kind (the common case): one call
+        return st.st_ino, True
     except FileNotFoundError:
-        if made is None or key[:2] not in made:
-            shared.parent.mkdir(parents=True, exist_ok=True)
-            if made is not None:
-                made.add(key[:2])
-        os.link(path, shared)
-        return st.st_ino
-    if existing.st_ino == st.st_ino or existing.st_nlink >= MAX_LINKS:
-        return st.st_ino
+        if made is not None or shared.parent.is_dir():
+            raise
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        return pool_link(path, st, key, pool, {key[:2]})
+    except FileExistsError:
+        pass
+    existing = os.lstat(shared)
+    if existing.st_ino == st.st_ino:
+        return st.st_ino, True
+    if existing.st_nlink >= MAX_LINKS:
+        return st.st_ino, False
     if file_key(str(shared), existing) != key:
         # The pool's copy was damaged after it was stored: never link to it. This file (just
         # verified against its layer) takes its place in the pool.
@@ -103,7 +118,7 @@ def share_file(
             os.unlink(fixed)
         os.link(path, fixed)
         os.replace(fixed, shared)
-        return st.st_ino
+        return st.st_ino, True
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".nd-link-{name}")
     try:
@@ -114,5 +129,5 @@ def share_file(
         # file simply stays unshared.
         if exc.errno not in (errno.EACCES, errno.EPERM, errno.EMLINK):
             raise
-        return st.st_ino
-    return existing.st_ino
+        return st.st_ino, False
+    return existing.st_ino, True

@@ -30,11 +30,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from filelock import FileLock
 
-from neurodesk.errors import NotFoundError
+from neurodesk.errors import NeurodeskError, NotFoundError
 from neurodesk.image.layers import LayerApplier
 from neurodesk.image.limits import Budget, UnpackLimits
 from neurodesk.image.oci import (
@@ -45,7 +45,7 @@ from neurodesk.image.oci import (
     sha256_file,
 )
 from neurodesk.store.atomic import write_text
-from neurodesk.store.dedupe import dedupe_tree
+from neurodesk.store.dedupe import dedupe_tree, file_key, pool_link
 from neurodesk.store.filemanifest import MANIFEST_NAME, write_manifest
 from neurodesk.store.layerstate import (
     CHAINS_NAME,
@@ -69,6 +69,12 @@ SMALL_LAYER = 1 << 20
 
 # Work directories the store itself creates under tmp/; anything else there belongs to others.
 WORK_PREFIX = "nd-"
+
+
+class UnpackAgain(NeurodeskError):
+    """Raised by ``ready`` or a reader given to :meth:`Store.import_layout` when a layer was
+    unpacked as it arrived from bytes that are not the verified ones (a corrupt copy dropped
+    and fetched again from another mirror): the import unpacks again from the verified blob."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +252,7 @@ class Store:
         ref: str | None = None,
         refetch_from: list[str] | None = None,
         ready: Callable[[str], None] | None = None,
+        arriving: Callable[[str], IO[bytes] | None] | None = None,
     ) -> ImageRecord:
         """Bring the single image of ``layout`` into the store under ``name/version/builddate``.
 
@@ -257,7 +264,10 @@ class Store:
 
         ``ready(digest)``: blocks until the layout's blob ``digest`` is complete and verified
         (or raises); called before each blob is read, so a pull unpacks the first layers while
-        later ones still download, into a work directory nothing sees until all is done."""
+        later ones still download, into a work directory nothing sees until all is done.
+        ``arriving(digest)``: a seekable reader of a blob left in the layout (see
+        ``refetch_from``) that blocks until the bytes asked for have arrived, or None: such a
+        layer is unpacked while it downloads, and ``ready`` is called once it is read."""
         wait = ready or (lambda _digest: None)
         say = progress or (lambda _message: None)
         for kind, value in (("name", name), ("version", version), ("build date", builddate)):
@@ -287,9 +297,12 @@ class Store:
             self._add_records(layout.root / "tarsplit", manifest)
             record = self._record(name, version, builddate, manifest)
             if not record.image_dir.is_dir():
-                self._unpack(
-                    manifest, record.image_dir, say, outside, refetch_from is not None, wait
-                )
+                shared = refetch_from is not None
+                try:
+                    self._unpack(manifest, record.image_dir, say, outside, shared, wait, arriving)
+                except UnpackAgain as again:
+                    say(f"{again.message}: unpacking from the verified copy")
+                    self._unpack(manifest, record.image_dir, say, outside, shared, wait)
             for digest in outside:  # before the ref: a named image never lacks its record
                 wait(digest)  # (already done when unpacked): every download checked
                 self._mark_refetchable(digest, refetch_from or [])
@@ -510,6 +523,7 @@ class Store:
         outside: dict[str, Path] | None = None,
         shared_states_only: bool = False,
         ready: Callable[[str], None] | None = None,
+        arriving: Callable[[str], IO[bytes] | None] | None = None,
     ) -> None:
         """Unpack the image's layers, starting from the stored state of its longest prefix of
         layers the store already holds (see :mod:`neurodesk.store.layerstate`): only the
@@ -547,21 +561,44 @@ class Store:
             )
             applier = LayerApplier(rootfs, budget)
             applier.dir_modes.update(modes)
+            made: set[str] = set()  # the pool's subdirectories known to exist
+
+            def share(path: str, st: os.stat_result, sha: str) -> int | None:
+                inode, held = pool_link(path, st, file_key(path, st, sha), self.files_dir, made)
+                return inode if held else None
+
+            applier.share = share  # each file joins the pool as it is written
             droppable: list[Path] = []
             for index, descriptor in enumerate(new, start=count):
                 blob = (outside or {}).get(descriptor.digest)
-                if blob is None:
-                    blob = self.blob_path(descriptor.digest)
-                elif ready is not None:
-                    ready(descriptor.digest)  # downloaded and verified
-                if not blob.is_file():
-                    raise ImageFormatError(
-                        f"blob {descriptor.digest} is missing from {blob.parent}",
-                        hint="the image is incomplete: fetch it again",
-                    )
-                applier.apply(blob)
+                stream = arriving(descriptor.digest) if blob and arriving else None
+                if stream is not None:
+                    try:
+                        with stream:  # unpacked as it downloads
+                            applier.apply_stream(stream, descriptor.hex)
+                    except NeurodeskError:
+                        # Unverified bytes that do not unpack: the download's own verdict
+                        # (corrupt, or fetched again elsewhere: UnpackAgain) comes first.
+                        if ready is not None:
+                            ready(descriptor.digest)
+                        raise
+                    if ready is not None:
+                        ready(descriptor.digest)  # verified before anything is kept
+                else:
+                    if blob is None:
+                        blob = self.blob_path(descriptor.digest)
+                    elif ready is not None:
+                        ready(descriptor.digest)  # downloaded and verified
+                    if not blob.is_file():
+                        raise ImageFormatError(
+                            f"blob {descriptor.digest} is missing from {blob.parent}",
+                            hint="the image is incomplete: fetch it again",
+                        )
+                    applier.apply(blob)
+                known.update(applier.shared)  # the walk below has nothing to do for those
                 hashes, known = share_new_files(rootfs, self.files_dir, known, applier.hashes)
                 applier.hashes.clear()  # the next layer's files only
+                applier.shared.clear()
                 if descriptor.size < SMALL_LAYER:
                     continue  # blob kept: replaying it on the state below costs nothing
                 if self._rebuildable(descriptor, rootfs):
