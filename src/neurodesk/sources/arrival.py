@@ -87,7 +87,8 @@ class ArrivingBlob(io.RawIOBase):
     def __init__(self, arrival: Arrival) -> None:
         super().__init__()
         self.arrival = arrival
-        self._fd: int | None = None
+        self._fd: int | None = None  # opened once, closed with the reader
+        self._lock = threading.Lock()
         self._pos = 0
 
     def readable(self) -> bool:
@@ -116,7 +117,7 @@ class ArrivingBlob(io.RawIOBase):
 
     def read_at(self, view: memoryview, offset: int) -> int:
         """Up to ``len(view)`` bytes at ``offset`` into ``view``, blocking until at least one
-        has arrived; 0 only at the end of the blob."""
+        has arrived; 0 only at the end of the blob. Safe to call from several threads."""
         want = min(len(view), self.arrival.size - offset)
         if want <= 0:
             return 0
@@ -127,24 +128,25 @@ class ArrivingBlob(io.RawIOBase):
                 count = os.preadv(fd, [view[:want]], offset)
                 if count:
                     return count
-                self._same_file(fd, offset)
+                self._same_file(fd)
                 if self.arrival.done and self.arrival.error is None:
                     raise TransientError(f"blob {self.arrival.name} ended early while unpacking")
             self.arrival.wait(seen)
 
     def _open(self) -> int | None:
-        if not self.arrival.started:
+        with self._lock:
+            if self._fd is not None or not self.arrival.started:
+                return self._fd
+            for path in (self.arrival.part, self.arrival.dest):  # renamed once verified
+                try:
+                    self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
+                return self._fd
             return None
-        for path in (self.arrival.part, self.arrival.dest):  # renamed once verified
-            try:
-                self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            return self._fd
-        return None
 
-    def _same_file(self, fd: int, offset: int) -> None:
-        """A download that started again writes a new file: the one read so far is void."""
+    def _same_file(self, fd: int) -> None:
+        """A download that started again writes a new file: what was read so far is void."""
         mine = os.fstat(fd).st_ino
         for path in (self.arrival.part, self.arrival.dest):
             try:
@@ -152,12 +154,9 @@ class ArrivingBlob(io.RawIOBase):
             except FileNotFoundError:
                 continue
             if current != mine:
-                if offset:
-                    self.arrival.dropped = True
-                    self.arrival.streamed = False  # raised once, here
-                    raise UnpackAgain(f"blob {self.arrival.name} was replaced while it was read")
-                os.close(fd)
-                self._fd = None
+                self.arrival.dropped = True
+                self.arrival.streamed = False  # raised once, here
+                raise UnpackAgain(f"blob {self.arrival.name} was replaced while it was read")
             return
 
     def close(self) -> None:
