@@ -18,7 +18,12 @@ Debian base that recipes build on (debootstrap, ~150 MB, ~6,800 entries) plus a 
 "data" layer of large incompressible files, with one deployed command ``padinfo``. ``--image
 RECIPE`` instead builds a recipe (mrtrix3: several minutes) and times ``--command``.
 
+Each variant's files are kept until the run ends, and each variant starts after a ``sync``: see
+``discard``. Leave a few minutes between two runs for the same reason (the end of a run deletes
+every variant's tree at once).
+
 Usage: python -m benchmarks.bench_fetch [--runs N] [--padded MB | --image NAME --command CMD]
+                                        [--before OTHER_CHECKOUT/src]
 """
 
 from __future__ import annotations
@@ -258,9 +263,14 @@ def discard(path: Path) -> None:
     path.rename(trash / f"{path.name}-{time.monotonic_ns()}")
 
 
-def ours(work: Path, source: str, spec: str, command: list[str]) -> float:
+def ours(
+    work: Path, source: str, spec: str, command: list[str], before: Path | None = None
+) -> float:
+    """``before``: the ``src`` directory of another checkout, run instead of this one."""
     home = work / "ndhome"
     env = dict(os.environ, NEURODESK_HOME=str(home))
+    if before is not None:
+        env["PYTHONPATH"] = str(before)
     start = time.perf_counter()
     out = run([sys.executable, "-m", "neurodesk", "install", spec, "--from", source, "--insecure",
                "--json"], env)  # fmt: skip
@@ -268,7 +278,8 @@ def ours(work: Path, source: str, spec: str, command: list[str]) -> float:
     run([str(wrapper), *command[1:]], env)
     elapsed = time.perf_counter() - start
     du = json.loads(run([sys.executable, "-m", "neurodesk", "du", "--json"], env))
-    FOOTPRINTS.append(float(du["footprint_ratio"]))  # not timed
+    if before is None:
+        FOOTPRINTS.append(float(du["footprint_ratio"]))  # not timed
     discard(home)
     return elapsed
 
@@ -330,6 +341,9 @@ def main() -> int:
                         help="generate an image of about MB megabytes (default 560)")  # fmt: skip
     parser.add_argument("--image", help="build this recipe instead (e.g. mrtrix3; slow)")
     parser.add_argument("--command", default="", help="the first command (--image only)")
+    parser.add_argument("--before", metavar="SRC",
+                        help="also time the install of another checkout's src directory (e.g. "
+                        "one made with git archive), interleaved in the same run")  # fmt: skip
     args = parser.parse_args()
     args.runs = max(args.runs, 2)
     for tool in ("skopeo", "umoci", "/usr/bin/docker-registry", "curl", "bwrap"):
@@ -381,12 +395,20 @@ def main() -> int:
                 decoder = fastest_decoder(max(layer_files, key=lambda p: p.stat().st_size))
             floor_name = FLOOR.format(decoder=decoder)
             samples: dict[str, list[float]] = {SKOPEO: [], OURS: [], floor_name: []}
+            before_name = f"{OURS}, before ({args.before})"
+            if args.before:
+                samples[before_name] = []
             for _ in range(args.runs):
                 # each variant starts with nothing of the previous one left to write back
                 os.sync()
                 samples[SKOPEO].append(baseline(work, reference, command))
                 os.sync()
                 samples[OURS].append(ours(work, f"{address}/bench", spec, command))
+                if args.before:
+                    os.sync()
+                    samples[before_name].append(
+                        ours(work, f"{address}/bench", spec, command, Path(args.before))
+                    )
                 os.sync()
                 samples[floor_name].append(floor(work, urls, decoder, command))
                 print("run: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in samples.items()),
@@ -404,6 +426,9 @@ def main() -> int:
     median = {name: statistics.median(values) for name, values in samples.items()}
     print(f"ours / (skopeo + umoci): {median[OURS] / median[SKOPEO]:.2f}x (goal <= 0.30x)")
     print(f"ours / floor:            {median[OURS] / median[floor_name]:.2f}x (goal <= 1.50x)")
+    if args.before:
+        print(f"before / floor:          {median[before_name] / median[floor_name]:.2f}x")
+        print(f"ours / before:           {median[OURS] / median[before_name]:.2f}x")
     footprint = statistics.median(FOOTPRINTS)
     print(f"store footprint / unpacked after install: {footprint:.2f}x (goal <= 1.10x)")
     return 0
