@@ -99,10 +99,10 @@ def pool_link(
         os.link(path, shared)  # the first of its kind (the common case): one call
         return st.st_ino, True
     except FileNotFoundError:
-        if made is not None or shared.parent.is_dir():
-            raise
+        if shared.parent.is_dir():
+            raise  # ``path`` itself is gone
         shared.parent.mkdir(parents=True, exist_ok=True)
-        return pool_link(path, st, key, pool, {key[:2]})
+        return pool_link(path, st, key, pool, made)
     except FileExistsError:
         pass
     existing = os.lstat(shared)

@@ -571,7 +571,7 @@ class Store:
             droppable: list[Path] = []
             for index, descriptor in enumerate(new, start=count):
                 blob = (outside or {}).get(descriptor.digest)
-                stream = arriving(descriptor.digest) if blob and arriving else None
+                stream = arriving(descriptor.digest) if blob is not None and arriving else None
                 if stream is not None:
                     try:
                         with stream:  # unpacked as it downloads
